@@ -1,0 +1,183 @@
+#pragma once
+// Compile-time accounting of a ViT shape: parameters, FLOPs, and the memory of training it.
+//
+// Conventions (stated once, here):
+// - Parameters are counted from the parameter table (tensors.hpp). The *backbone* is the patch embedding,
+//   the position embedding without a class-token entry, the blocks and the final norm — no class token,
+//   pooling head or classifier — which is what the Scaling ViT paper's table counts.
+// - FLOPs are per image, 2 per multiply-add, for every matrix product: the linear maps, the patch embedding
+//   and both attention products (q·kᵀ and p·v, also in the MAP head). Elementwise work (norms, softmax,
+//   GELU, residual adds) is not counted. Training = forward + backward, where the backward of a product
+//   costs two products (input and weight gradient), except the patch embedding, whose input (the image) needs
+//   no gradient.
+// - Activation memory is what a training step keeps from forward for backward, per image (see
+//   activation_elements below); what backward can recompute cheaply (LayerNorm outputs, GELU outputs,
+//   dropout masks, the unfolded patches) is not kept.
+
+#include <vitscale/config/optimizer_state.hpp>
+#include <vitscale/config/tensors.hpp>
+#include <vitscale/core/precision.hpp>
+
+#include <cstdint>
+
+namespace vitscale {
+
+struct param_counts {
+  std::int64_t cls_token = 0;
+  std::int64_t pos_embed = 0;            // the whole learned table, class-token entry included
+  std::int64_t pos_embed_cls_entry = 0;  // the part of pos_embed that belongs to the class token
+  std::int64_t patch_embed = 0;
+  std::int64_t blocks = 0;
+  std::int64_t final_norm = 0;
+  std::int64_t pool_head = 0;  // the MAP head
+  std::int64_t pre_logits = 0;
+  std::int64_t classifier = 0;
+  std::int64_t backbone = 0;  // patch_embed + pos_embed - pos_embed_cls_entry + blocks + final_norm
+  std::int64_t total = 0;     // every trainable parameter
+};
+
+struct flop_counts {  // per image
+  std::int64_t patch_embed = 0;
+  std::int64_t blocks = 0;  // all blocks together, attention products included
+  std::int64_t pool_head = 0;
+  std::int64_t pre_logits = 0;
+  std::int64_t classifier = 0;
+  std::int64_t forward = 0;
+  std::int64_t training = 0;  // forward + backward
+};
+
+namespace detail {
+struct param_summer {
+  param_counts c{};
+  constexpr void add(const tensor_info& t) {
+    const std::int64_t n = t.numel();
+    switch (t.part) {
+      case component::cls_token: c.cls_token += n; break;
+      case component::pos_embed: c.pos_embed += n; break;
+      case component::patch_embed: c.patch_embed += n; break;
+      case component::block: c.blocks += n; break;
+      case component::final_norm: c.final_norm += n; break;
+      case component::pool_head: c.pool_head += n; break;
+      case component::pre_logits: c.pre_logits += n; break;
+      case component::classifier: c.classifier += n; break;
+    }
+    c.total += n;
+  }
+};
+}  // namespace detail
+
+template <class Shape>
+constexpr param_counts count_params(int resolution = Shape::resolution) {
+  detail::param_summer summer;
+  detail::visit_tensors<Shape>(summer, resolution);
+  param_counts c = summer.c;
+  c.pos_embed_cls_entry = Shape::cls_posemb ? Shape::width : 0;
+  c.backbone = c.patch_embed + c.pos_embed - c.pos_embed_cls_entry + c.blocks + c.final_norm;
+  return c;
+}
+
+template <class Shape>
+constexpr flop_counts count_flops(int resolution = Shape::resolution) {
+  const std::int64_t D = Shape::width, F = Shape::mlp_dim, P = Shape::patch, C = Shape::in_channels;
+  const std::int64_t n = Shape::tokens(resolution);
+  const std::int64_t patches = Shape::patches(resolution);
+  flop_counts f{};
+  f.patch_embed = 2 * patches * (C * P * P) * D;
+  // qkv (or the fused in-projection) + out projection(s) + MLP in and out, then q·kᵀ and p·v.
+  // The parallel block fuses the same products, so it counts the same.
+  const std::int64_t per_block = 2 * n * D * (3 * D) + 2 * n * D * D + 2 * 2 * n * D * F + 2 * 2 * n * n * D;
+  f.blocks = Shape::depth * per_block;
+  if (Shape::pool == pooling::map) {
+    // one probe: q projection, k and v of every token, q·kᵀ and p·v, out projection, MLP on one vector.
+    f.pool_head = 2 * D * D + 2 * n * D * (2 * D) + 2 * 2 * n * D + 2 * D * D + 2 * 2 * D * F;
+  }
+  f.pre_logits = 2 * std::int64_t(Shape::pre_logits) * D;
+  f.classifier = 2 * std::int64_t(Shape::features) * Shape::num_classes;
+  f.forward = f.patch_embed + f.blocks + f.pool_head + f.pre_logits + f.classifier;
+  f.training = 3 * f.forward - f.patch_embed;
+  return f;
+}
+
+// What a training step keeps from forward for backward, per image, as element counts by storage type.
+// The model's activation arena is laid out from the same list.
+//   classic block, per token:  block input (D), q|k|v (3D, before QK-norm), attention output (D),
+//                              mid-block residual (D), MLP pre-activation (F)            — act_type
+//                              LayerNorm statistics (2 norms), attention log-sum-exp (H),
+//                              QK-norm statistics (2 norms per head)                      — float
+//   parallel block, per token: block input (D), fused in-projection output (3D + F), attention output (D)
+//                              — act_type; LayerNorm statistics, log-sum-exp, QK-norm statistics — float
+//   after the blocks:          final-norm input (D per token, act_type) and statistics (float);
+//                              MAP head: k|v of every token (2D per token), probe query, attention output,
+//                              residual and MLP pre-activation (3D + F) — act_type; log-sum-exp (H) and
+//                              norm statistics — float; pooled features (D), pre-logits output — act_type;
+//                              logits (float).
+// A LayerNorm keeps mean and reciprocal standard deviation (2 floats per row), or only the latter when
+// it does not centre.
+struct activation_elements {
+  std::int64_t act = 0;  // elements stored in the policy's act_type
+  std::int64_t f32 = 0;  // elements stored in float
+};
+
+template <class Shape>
+constexpr activation_elements count_activations(int resolution = Shape::resolution) {
+  const std::int64_t D = Shape::width, F = Shape::mlp_dim, H = Shape::heads;
+  const std::int64_t n = Shape::tokens(resolution);
+  const std::int64_t stats = Shape::norm_centered ? 2 : 1;  // per normalised row
+  const std::int64_t qk_stats = Shape::qk_norm ? 2 * H * stats : 0;
+  activation_elements a{};
+  if (Shape::block == block_kind::classic) {
+    a.act += Shape::depth * n * (6 * D + F);
+    a.f32 += Shape::depth * n * (2 * stats + H + qk_stats);
+  } else {
+    a.act += Shape::depth * n * (5 * D + F);
+    a.f32 += Shape::depth * n * (stats + H + qk_stats);
+  }
+  a.act += n * D;
+  a.f32 += n * stats;
+  if (Shape::pool == pooling::map) {
+    a.act += n * 2 * D + 3 * D + F;
+    a.f32 += H + stats;
+  }
+  a.act += D + Shape::pre_logits;
+  a.f32 += Shape::num_classes;
+  return a;
+}
+
+// Bytes of training a shape under a precision policy with an optimizer (a state layout from
+// optimizer_state.hpp), for a batch at a resolution.
+struct memory_bytes {
+  std::int64_t parameters = 0;
+  std::int64_t weight_copy = 0;  // GEMM-precision copy of the weight matrices (policies that keep one)
+  std::int64_t gradients = 0;
+  std::int64_t optimizer_state = 0;
+  std::int64_t activations = 0;
+  constexpr std::int64_t total() const {
+    return parameters + weight_copy + gradients + optimizer_state + activations;
+  }
+};
+
+template <class Shape, class Policy>
+constexpr std::int64_t activation_bytes_per_image(int resolution = Shape::resolution) {
+  static_assert(precision::is_policy_v<Policy>, "the second argument must be a vitscale::precision policy");
+  const activation_elements a = count_activations<Shape>(resolution);
+  return a.act * std::int64_t(sizeof(typename Policy::act_type)) + a.f32 * std::int64_t(sizeof(float));
+}
+
+template <class Shape, class Policy, class Optimizer>
+constexpr memory_bytes training_memory(std::int64_t batch, int resolution = Shape::resolution) {
+  static_assert(precision::is_policy_v<Policy>, "the second argument must be a vitscale::precision policy");
+  static_assert(optim::is_state_layout_v<Optimizer>,
+                "the third argument must be an optimizer state layout such as vitscale::optim::adafactor");
+  memory_bytes m{};
+  for (const tensor_info& t : tensor_table<Shape>(resolution)) {
+    m.parameters += t.numel() * std::int64_t(sizeof(typename Policy::param_type));
+    m.gradients += t.numel() * std::int64_t(sizeof(typename Policy::grad_type));
+    if (Policy::keeps_weight_copy && t.role == tensor_role::weight)
+      m.weight_copy += t.numel() * std::int64_t(sizeof(typename Policy::gemm_type));
+    m.optimizer_state += Optimizer::template state_bytes<Policy>(t);
+  }
+  m.activations = batch * activation_bytes_per_image<Shape, Policy>(resolution);
+  return m;
+}
+
+}  // namespace vitscale

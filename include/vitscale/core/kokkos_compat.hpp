@@ -1,0 +1,53 @@
+#pragma once
+// Every difference between the Kokkos versions vitscale supports (3.4.01 as Debian ships it, 4.x as users
+// build it with CUDA or HIP) is absorbed here, and only here. Library code writes vitscale::kmath::exp,
+// vitscale::bit_cast and never tests KOKKOS_VERSION itself.
+
+#include <Kokkos_Core.hpp>
+
+#include <cstring>
+#include <type_traits>
+
+#if !defined(KOKKOS_VERSION) || KOKKOS_VERSION < 30401
+#error "vitscale needs Kokkos 3.4.01 or newer"
+#endif
+
+#define VITSCALE_KOKKOS_VERSION KOKKOS_VERSION
+
+namespace vitscale {
+
+// Mathematical functions callable inside Kokkos kernels on every backend. Kokkos moved them from
+// Kokkos::Experimental to Kokkos in 3.7 (and deprecated the old names in 4.0).
+namespace kmath {
+#if KOKKOS_VERSION >= 30700
+using Kokkos::erf;
+using Kokkos::exp;
+using Kokkos::fabs;
+using Kokkos::log;
+using Kokkos::log1p;
+using Kokkos::sqrt;
+using Kokkos::tanh;
+#else
+using Kokkos::Experimental::erf;
+using Kokkos::Experimental::exp;
+using Kokkos::Experimental::fabs;
+using Kokkos::Experimental::log;
+using Kokkos::Experimental::log1p;
+using Kokkos::Experimental::sqrt;
+using Kokkos::Experimental::tanh;
+#endif
+}  // namespace kmath
+
+// std::bit_cast for C++17 and device code (Kokkos::bit_cast only exists from 4.1 on). memcpy of a
+// register-sized value is lowered to a move by every compiler and is allowed in CUDA and HIP kernels.
+template <class To, class From>
+KOKKOS_FORCEINLINE_FUNCTION To bit_cast(const From& from) {
+  static_assert(sizeof(To) == sizeof(From), "bit_cast: the two types must have the same size");
+  static_assert(std::is_trivially_copyable<To>::value && std::is_trivially_copyable<From>::value,
+                "bit_cast: both types must be trivially copyable");
+  To to;
+  std::memcpy(&to, &from, sizeof(To));
+  return to;
+}
+
+}  // namespace vitscale
