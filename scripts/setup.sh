@@ -117,10 +117,11 @@ else
     # Debian's source package needs deb-src entries for the Debian archive the machine already uses:
     # each one is a copy of the machine's own entry (so its Signed-By and options agree) as deb-src.
     if ! have_trilinos_source; then
-      entries=$(apt-get indextargets --format '$(SOURCESENTRY)' 'Created-By: Packages' 'Origin: Debian' \
-                  2>/dev/null | sort -u)
-      [ -n "$entries" ] || { apt_update; entries=$(apt-get indextargets --format '$(SOURCESENTRY)' \
-                               'Created-By: Packages' 'Origin: Debian' 2>/dev/null | sort -u); }
+      # "file:N" for each source entry of Debian's binary packages (N: stanza in deb822, line otherwise)
+      debian_entries() { apt-get indextargets --format '$(SOURCESENTRY)' 'Created-By: Packages' 'Origin: Debian' \
+                           2>/dev/null | sort -u; }
+      entries=$(debian_entries)
+      [ -n "$entries" ] || { apt_update; entries=$(debian_entries); }
       [ -n "$entries" ] || die "no Debian archive found in the apt sources; cannot fetch the trilinos source package"
       deb822=""; oneline=""
       while IFS= read -r entry; do
