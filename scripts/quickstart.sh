@@ -18,7 +18,7 @@ jobs=$(nproc 2>/dev/null || echo 2)
 
 echo "[vitscale] configuring and building in $build" >&2
 cmake -S "$repo" -B "$build" -G Ninja -C "$build/vitscale-deps.cmake" \
-  -DCMAKE_BUILD_TYPE=Release -DVITSCALE_WARNINGS_AS_ERRORS=ON >"$build/configure.log" 2>&1 \
+  -DCMAKE_BUILD_TYPE=Release -DVITSCALE_WARNINGS_AS_ERRORS=ON -DVITSCALE_NATIVE_ARCH=ON >"$build/configure.log" 2>&1 \
   || { cat "$build/configure.log" >&2; echo "[vitscale] configuring failed (log above)" >&2; exit 1; }
 cmake --build "$build" --parallel "$jobs"
 
