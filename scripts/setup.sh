@@ -41,7 +41,7 @@ as_root() {
 }
 
 # ---------------------------------------------------------------- 1. Debian packages
-packages=(g++ cmake make ninja-build pkg-config xz-utils
+packages=(g++ cmake make ninja-build xz-utils
           libeigen3-dev doctest-dev libdnnl-dev nlohmann-json3-dev libcli11-dev libstb-dev)
 missing=()
 if command -v dpkg-query >/dev/null 2>&1; then
