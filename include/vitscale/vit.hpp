@@ -6,9 +6,11 @@
 #include <vitscale/core/error.hpp>
 #include <vitscale/core/kokkos_compat.hpp>
 #include <vitscale/core/precision.hpp>
+#include <vitscale/core/random.hpp>
 #include <vitscale/core/spaces.hpp>
 #include <vitscale/core/type_list.hpp>
 #include <vitscale/core/version.hpp>
+#include <vitscale/core/views.hpp>
 
 #include <vitscale/config/accounting.hpp>
 #include <vitscale/config/optimizer_state.hpp>
@@ -16,3 +18,13 @@
 #include <vitscale/config/presets.hpp>
 #include <vitscale/config/shape.hpp>
 #include <vitscale/config/tensors.hpp>
+
+#include <vitscale/kernels/activations.hpp>
+#include <vitscale/kernels/attention.hpp>
+#include <vitscale/kernels/dropout.hpp>
+#include <vitscale/kernels/gemm.hpp>
+#include <vitscale/kernels/layernorm.hpp>
+#include <vitscale/kernels/pooling.hpp>
+#include <vitscale/kernels/qk_norm.hpp>
+#include <vitscale/kernels/residual.hpp>
+#include <vitscale/kernels/softmax.hpp>
