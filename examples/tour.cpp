@@ -43,5 +43,29 @@ int main(int argc, char** argv) {
   Kokkos::parallel_for(3, KOKKOS_LAMBDA(int i) { h(i) = 1.0f / (i + 1); });
   Kokkos::fence();
   std::printf("bf16(1/3) = %.8f\n", static_cast<double>(float(h(2))));
+
+  // Kernels: the execution-space instance first, shapes checked on entry.
+  using space = Kokkos::DefaultHostExecutionSpace;
+  namespace kn = vs::kernels;
+  const int rows = 197, dim = 64, hidden = 256, heads = 1;
+  Kokkos::View<float**> x("x", rows, dim), w("w", hidden, dim), h1("h", rows, hidden), y("y", rows, dim);
+  Kokkos::View<float*> b("b", hidden), gamma("gamma", dim), beta("beta", dim), mean("mean", rows), rstd("rstd", rows);
+  Kokkos::deep_copy(gamma, 1.0f);
+  Kokkos::parallel_for(rows * dim, KOKKOS_LAMBDA(int i) { x(i / dim, i % dim) = 0.01f * (i % 97) - 0.4f; });
+  Kokkos::parallel_for(hidden * dim, KOKKOS_LAMBDA(int i) { w(i / dim, i % dim) = 0.001f * (i % 31) - 0.015f; });
+  kn::gemm(space(), kn::gemm_op::n, kn::gemm_op::t, 1.0f, x, w, 0.0f, h1, kn::gemm_epilogue::bias_gelu_tanh, b);
+  kn::layernorm_forward<true, true>(space(), x, gamma, beta, y, mean, rstd, 1e-6f);
+  // q, k and v as strided views into one [1, N, 3, H, d] buffer, as timm's qkv projection lays them out.
+  Kokkos::View<float*****> qkv("qkv", 1, rows, 3, heads, dim);
+  Kokkos::parallel_for(rows * 3 * dim, KOKKOS_LAMBDA(int i) { qkv(0, i / (3 * dim), (i / dim) % 3, 0, i % dim) = 0.001f * (i % 89); });
+  auto q = Kokkos::subview(qkv, Kokkos::ALL, Kokkos::ALL, 0, Kokkos::ALL, Kokkos::ALL);
+  auto k = Kokkos::subview(qkv, Kokkos::ALL, Kokkos::ALL, 1, Kokkos::ALL, Kokkos::ALL);
+  auto v = Kokkos::subview(qkv, Kokkos::ALL, Kokkos::ALL, 2, Kokkos::ALL, Kokkos::ALL);
+  Kokkos::View<float****> o("o", 1, rows, heads, dim);
+  Kokkos::View<float***> lse("lse", 1, heads, rows);
+  kn::attention_forward<64>(space(), q, k, v, o, lse, 0.125f);
+  Kokkos::fence();
+  std::printf("kernels: h(0,0) = %.6f, y(0,0) = %.6f, o(0,0,0,0) = %.6f\n", static_cast<double>(h1(0, 0)),
+              static_cast<double>(y(0, 0)), static_cast<double>(o(0, 0, 0, 0)));
   return 0;
 }
