@@ -1,7 +1,7 @@
 // GELU (tanh approximation and exact erf form), with and without a fused bias: forward and backward against
 // a double reference in float and bf16, the derivative against finite differences of the kernel itself in
 // double, poisoned outputs, and shape errors.
-#include "elementwise_support.hpp"
+#include <support/testing.hpp>
 
 #include <vitscale/kernels/activations.hpp>
 

@@ -2,7 +2,7 @@
 // the mask is the documented function of (seed, step, stream, position), the keep rate is 1 − p within a
 // statistical bound, the same key gives the same mask and a different step, stream or seed another,
 // backward applies the forward's mask, p = 0 is the identity, and bad probabilities and shapes throw.
-#include "elementwise_support.hpp"
+#include <support/testing.hpp>
 
 #include <vitscale/core/random.hpp>
 #include <vitscale/kernels/dropout.hpp>

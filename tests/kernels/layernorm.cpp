@@ -1,7 +1,7 @@
 // LayerNorm (centered or not, with or without bias): forward and backward against a double reference in
 // float and bf16, gradients against finite differences of the kernel itself in double, bit-identical
 // parameter gradients across runs, poisoned outputs, and shape errors.
-#include "elementwise_support.hpp"
+#include <support/testing.hpp>
 
 #include <vitscale/kernels/layernorm.hpp>
 

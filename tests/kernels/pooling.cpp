@@ -1,6 +1,6 @@
 // Token mean pooling (GAP), skipping prefix tokens: forward and backward against a double reference in
 // float and bf16, poisoned outputs, and shape and argument errors.
-#include "elementwise_support.hpp"
+#include <support/testing.hpp>
 
 #include <vitscale/kernels/pooling.hpp>
 

@@ -1,6 +1,6 @@
 // Residual add and accumulate: against a double reference in float, bf16 and mixed storage, in place,
 // poisoned outputs, and shape errors.
-#include "elementwise_support.hpp"
+#include <support/testing.hpp>
 
 #include <vitscale/kernels/residual.hpp>
 

@@ -1,7 +1,7 @@
 // Softmax over the last dimension: forward (including logits that would overflow without the max
 // subtraction) and backward against a double reference in float and bf16, the gradient against finite
 // differences of the kernel itself in double, in-place use, poisoned outputs, and shape errors.
-#include "elementwise_support.hpp"
+#include <support/testing.hpp>
 
 #include <vitscale/kernels/softmax.hpp>
 

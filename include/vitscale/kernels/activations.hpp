@@ -9,24 +9,32 @@
 // bias into the activation (y = gelu(x + b)), saving a pass over the [rows, D] tensor; their backward
 // recomputes x + b and returns the bias gradient, reduced over rows in a fixed order without atomics.
 //
-// Storage float or bf16 (double for gradient checks); arithmetic in float.
+// Storage float or bf16 (double for gradient checks); arithmetic in float, with core/fast_math's exp and erf.
 
 #include <vitscale/kernels/detail/elementwise_common.hpp>
 
 #include <cstddef>
+#include <type_traits>
 
 namespace vitscale::kernels {
 
 enum class gelu_kind { tanh, erf };
 
-// gelu(x) of the given kind, in the accumulation type A.
+// gelu(x) of the given kind, in the accumulation type A. In float, the tanh form is evaluated as
+// x·σ(2u) = x/(1 + e^{−2u}) (the same function: (1 + tanh u)/2 = σ(2u)), which has no cancellation in the
+// negative tail, and exp/erf are core/fast_math's (a few ulp); double uses the library functions.
 template <gelu_kind Kind, class A>
 KOKKOS_INLINE_FUNCTION A gelu(A x) {
   if constexpr (Kind == gelu_kind::tanh) {
     const A k = static_cast<A>(0.7978845608028654);  // sqrt(2/π)
-    return A(0.5) * x * (A(1) + kmath::tanh(k * (x + static_cast<A>(0.044715) * x * x * x)));
+    const A u = k * (x + static_cast<A>(0.044715) * x * x * x);
+    if constexpr (std::is_same<A, float>::value) {
+      return x / (1.0f + fast::exp(-2.0f * u));
+    } else {
+      return A(0.5) * x * (A(1) + kmath::tanh(u));
+    }
   } else {
-    return A(0.5) * x * (A(1) + kmath::erf(x * static_cast<A>(0.7071067811865476)));
+    return A(0.5) * x * (A(1) + detail::erf(x * static_cast<A>(0.7071067811865476)));
   }
 }
 
@@ -36,11 +44,23 @@ KOKKOS_INLINE_FUNCTION A gelu_derivative(A x) {
   if constexpr (Kind == gelu_kind::tanh) {
     const A k = static_cast<A>(0.7978845608028654);
     const A c = static_cast<A>(0.044715);
-    const A t = kmath::tanh(k * (x + c * x * x * x));
-    return A(0.5) * (A(1) + t) + A(0.5) * x * (A(1) - t * t) * k * (A(1) + A(3) * c * x * x);
+    if constexpr (std::is_same<A, float>::value) {
+      // With s = σ(2u): (1 + t)/2 = s and (1 − t²)/2 = 2·s·(1 − s), where 1 − s = e^{−2u}·s is computed
+      // without cancellation. u is kept above −40 so e^{−2u} stays finite (s and 1 − s are then exact to
+      // float precision anyway), and the polynomial factor uses x clamped to ±10, beyond which the second
+      // term is below 1e−30: no inf·0 for huge |x|. Comparisons written so that NaN passes through.
+      const float u = k * (x + c * x * x * x);
+      const float e = fast::exp(-2.0f * (u < -40.0f ? -40.0f : u));
+      const float s = 1.0f / (1.0f + e);
+      const float xc = x < -10.0f ? -10.0f : (x > 10.0f ? 10.0f : x);
+      return s + 2.0f * xc * (s * (e * s)) * k * (1.0f + 3.0f * c * xc * xc);
+    } else {
+      const A t = kmath::tanh(k * (x + c * x * x * x));
+      return A(0.5) * (A(1) + t) + A(0.5) * x * (A(1) - t * t) * k * (A(1) + A(3) * c * x * x);
+    }
   } else {
-    const A cdf = A(0.5) * (A(1) + kmath::erf(x * static_cast<A>(0.7071067811865476)));
-    const A pdf = static_cast<A>(0.3989422804014327) * kmath::exp(A(-0.5) * x * x);  // 1/sqrt(2π)·e^(−x²/2)
+    const A cdf = A(0.5) * (A(1) + detail::erf(x * static_cast<A>(0.7071067811865476)));
+    const A pdf = static_cast<A>(0.3989422804014327) * detail::exp(A(-0.5) * x * x);  // 1/sqrt(2π)·e^(−x²/2)
     return cdf + x * pdf;
   }
 }
@@ -135,10 +155,10 @@ void gelu_bias_backward(const ExecSpace& space, const X& x, const Bias& bias, co
         const int r0 = static_cast<int>(detail::grad_chunk_begin(c, rows, chunks));
         const int r1 = static_cast<int>(detail::grad_chunk_begin(c + 1, rows, chunks));
         // Rows outer, columns inner: memory is read in order; the partial sums stay in the workspace row.
-        Kokkos::parallel_for(Kokkos::TeamThreadRange(member, n), [&](int j) { workspace(c, j) = 0; });
+        detail::row_for(member, n, [&](int j) { workspace(c, j) = 0; });
         member.team_barrier();
         for (int i = r0; i < r1; ++i) {
-          Kokkos::parallel_for(Kokkos::TeamThreadRange(member, n), [&](int j) {
+          detail::row_for(member, n, [&](int j) {
             const A d = static_cast<A>(dy(i, j)) * gelu_derivative<Kind>(static_cast<A>(x(i, j)) +
                                                                          static_cast<A>(bias(j)));
             dx(i, j) = detail::store_as<T>(d);

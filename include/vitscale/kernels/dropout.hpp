@@ -14,6 +14,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 
 namespace vitscale::kernels {
 
@@ -52,23 +53,52 @@ void apply_dropout(const char* function, const ExecSpace& space, const rng_key& 
     return;
   }
   const float threshold = static_cast<float>(p);
-  const A scale = static_cast<A>(1.0 / (1.0 - p));
-  const std::uint64_t total = static_cast<std::uint64_t>(rows) * cols;
+  const A scale = static_cast<A>(1.0 / (1.0 - p));  // a multiply per element, not a division
   const std::uint64_t n = cols;
-  // One Philox call gives the four words of four consecutive elements, so one work item handles four.
-  const auto blocks = static_cast<std::int64_t>((total + 3) / 4);
-  Kokkos::parallel_for(
-      "vitscale::dropout", Kokkos::RangePolicy<ExecSpace, Kokkos::IndexType<std::int64_t>>(space, 0, blocks),
-      KOKKOS_LAMBDA(std::int64_t block) {
-        const philox_block words = random_block(key, static_cast<std::uint64_t>(block));
-        for (int k = 0; k < 4; ++k) {
-          const std::uint64_t e = static_cast<std::uint64_t>(block) * 4 + static_cast<std::uint64_t>(k);
-          if (e >= total) break;
-          const auto i = static_cast<int>(e / n), j = static_cast<int>(e % n);
-          const bool keep = uniform_from_bits(words.word[k]) >= threshold;
-          out(i, j) = store_as<T>(keep ? static_cast<A>(in(i, j)) * scale : A(0));
+  if constexpr (std::is_same<typename ExecSpace::memory_space, Kokkos::HostSpace>::value) {
+    // Host: a row per work item. The row's Philox blocks are drawn sixteen at a time into a small array (a
+    // loop of independent calls the compiler can vectorize), then the row is scaled in a unit-stride loop
+    // with a select, no division and no per-element index arithmetic.
+    constexpr int blocks_per_batch = 16;
+    for_each_row(space, "vitscale::dropout", rows, KOKKOS_LAMBDA(const team_member<ExecSpace>&, int i) {
+      const std::uint64_t e0 = static_cast<std::uint64_t>(i) * n;  // first element of the row
+      const std::uint64_t b_end = (e0 + n + 3) / 4;
+      for (std::uint64_t b0 = e0 / 4; b0 < b_end; b0 += blocks_per_batch) {
+        std::uint32_t words[4 * blocks_per_batch];
+        for (int k = 0; k < blocks_per_batch; ++k) {
+          const philox_block block = random_block(key, b0 + static_cast<std::uint64_t>(k));
+          for (int w = 0; w < 4; ++w) words[4 * k + w] = block.word[w];
         }
-      });
+        // Elements 4·b0 .. 4·b0 + 63 of the tensor, clipped to this row.
+        const std::uint64_t first = 4 * b0;
+        const int j0 = first > e0 ? static_cast<int>(first - e0) : 0;
+        const std::uint64_t last = first + 4 * blocks_per_batch - e0;
+        const int j1 = last < n ? static_cast<int>(last) : static_cast<int>(n);
+        const std::uint32_t* row_words = words + (e0 + static_cast<std::uint64_t>(j0) - first);
+        for (int j = j0; j < j1; ++j) {
+          const bool keep = uniform_from_bits(row_words[j - j0]) >= threshold;
+          const A v = static_cast<A>(in(i, j)) * scale;
+          out(i, j) = store_as<T>(keep ? v : A(0));
+        }
+      }
+    });
+  } else {
+    // Devices: one thread per Philox block, i.e. per four consecutive elements.
+    const std::uint64_t total = static_cast<std::uint64_t>(rows) * cols;
+    const auto blocks = static_cast<std::int64_t>((total + 3) / 4);
+    Kokkos::parallel_for(
+        "vitscale::dropout", Kokkos::RangePolicy<ExecSpace, Kokkos::IndexType<std::int64_t>>(space, 0, blocks),
+        KOKKOS_LAMBDA(std::int64_t block) {
+          const philox_block words = random_block(key, static_cast<std::uint64_t>(block));
+          for (int k = 0; k < 4; ++k) {
+            const std::uint64_t e = static_cast<std::uint64_t>(block) * 4 + static_cast<std::uint64_t>(k);
+            if (e >= total) break;
+            const auto i = static_cast<int>(e / n), j = static_cast<int>(e % n);
+            const bool keep = uniform_from_bits(words.word[k]) >= threshold;
+            out(i, j) = store_as<T>(keep ? static_cast<A>(in(i, j)) * scale : A(0));
+          }
+        });
+  }
 }
 
 // out = in·keep_b/(1 − p) (+ base when Add) over a [B, N, D] tensor.
@@ -94,7 +124,7 @@ void apply_drop_path(const char* function, const ExecSpace& space, const rng_key
                  const int b = row / n, t = row % n;
                  const bool keep = random_uniform(key, static_cast<std::uint64_t>(b)) >= threshold;
                  const A factor = keep ? scale : A(0);
-                 Kokkos::parallel_for(Kokkos::TeamThreadRange(member, d), [&](int j) {
+                 row_for(member, d, [&](int j) {
                    A v = static_cast<A>(in(b, t, j)) * factor;
                    if constexpr (Add) v += static_cast<A>(base(b, t, j));
                    out(b, t, j) = store_as<T>(v);

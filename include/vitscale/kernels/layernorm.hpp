@@ -78,7 +78,7 @@ void layernorm_forward(const ExecSpace& space, const X& x, const Gamma& gamma, c
       return d * d;
     });
     const A r = A(1) / kmath::sqrt(ss * inv_n + epsilon);
-    Kokkos::parallel_for(Kokkos::TeamThreadRange(member, n), [&](int j) {
+    detail::row_for(member, n, [&](int j) {
       A v = (static_cast<A>(x(i, j)) - m) * r * static_cast<A>(gamma(j));
       if constexpr (Bias) v += static_cast<A>(beta(j));
       y(i, j) = detail::store_as<T>(v);
@@ -134,7 +134,7 @@ void layernorm_backward(const ExecSpace& space, const X& x, const Gamma& gamma, 
         const std::size_t c = static_cast<std::size_t>(member.league_rank());
         const int r0 = static_cast<int>(detail::grad_chunk_begin(c, rows, chunks));
         const int r1 = static_cast<int>(detail::grad_chunk_begin(c + 1, rows, chunks));
-        Kokkos::parallel_for(Kokkos::TeamThreadRange(member, n), [&](int j) {
+        detail::row_for(member, n, [&](int j) {
           workspace(c, j) = 0;
           if constexpr (Bias) workspace(c, n + j) = 0;
         });
@@ -151,7 +151,7 @@ void layernorm_backward(const ExecSpace& space, const X& x, const Gamma& gamma, 
             return static_cast<A>(dy(i, j)) * static_cast<A>(gamma(j)) * ((static_cast<A>(x(i, j)) - m) * r);
           });
           const A mean_g = sum_g * inv_n, mean_gx = sum_gx * inv_n;
-          Kokkos::parallel_for(Kokkos::TeamThreadRange(member, n), [&](int j) {
+          detail::row_for(member, n, [&](int j) {
             const A xhat = (static_cast<A>(x(i, j)) - m) * r;
             const A d = static_cast<A>(dy(i, j));
             const A g = d * static_cast<A>(gamma(j));

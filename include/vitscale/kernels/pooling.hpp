@@ -52,7 +52,7 @@ void token_mean_pool_backward(const ExecSpace& space, const DY& dy, std::size_t 
   detail::for_each_row(space, "vitscale::token_mean_pool_backward", batch * tokens,
                        KOKKOS_LAMBDA(const detail::team_member<ExecSpace>& member, int row) {
                          const int b = row / n, t = row % n;
-                         Kokkos::parallel_for(Kokkos::TeamThreadRange(member, d), [&](int j) {
+                         detail::row_for(member, d, [&](int j) {
                            dx(b, t, j) = detail::store_as<T>(t < t0 ? A(0) : static_cast<A>(dy(b, j)) * inv_count);
                          });
                        });

@@ -26,13 +26,13 @@ void softmax_forward(const ExecSpace& space, const X& x, const Y& y) {
       space, "vitscale::softmax_forward", rows, KOKKOS_LAMBDA(const detail::team_member<ExecSpace>& member, int i) {
         const A peak = detail::row_max<A>(member, n, [&](int j) { return static_cast<A>(x(i, j)); });
         const A sum =
-            detail::row_sum<A>(member, n, [&](int j) { return kmath::exp(static_cast<A>(x(i, j)) - peak); });
+            detail::row_sum<A>(member, n, [&](int j) { return detail::exp(static_cast<A>(x(i, j)) - peak); });
         const A inv_sum = A(1) / sum;
         // Every thread has read its x(i, j) twice already; the barrier keeps an in-place y from overwriting
         // an x another thread of the team still has to read in the reductions above.
         member.team_barrier();
-        Kokkos::parallel_for(Kokkos::TeamThreadRange(member, n), [&](int j) {
-          y(i, j) = detail::store_as<T>(kmath::exp(static_cast<A>(x(i, j)) - peak) * inv_sum);
+        detail::row_for(member, n, [&](int j) {
+          y(i, j) = detail::store_as<T>(detail::exp(static_cast<A>(x(i, j)) - peak) * inv_sum);
         });
       });
 }
@@ -54,7 +54,7 @@ void softmax_backward(const ExecSpace& space, const Y& y, const DY& dy, const DX
         const A dot = detail::row_sum<A>(
             member, n, [&](int j) { return static_cast<A>(dy(i, j)) * static_cast<A>(y(i, j)); });
         member.team_barrier();
-        Kokkos::parallel_for(Kokkos::TeamThreadRange(member, n), [&](int j) {
+        detail::row_for(member, n, [&](int j) {
           dx(i, j) = detail::store_as<T>(static_cast<A>(y(i, j)) * (static_cast<A>(dy(i, j)) - dot));
         });
       });

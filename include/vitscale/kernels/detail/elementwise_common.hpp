@@ -9,6 +9,7 @@
 // at run time with vitscale::detail::require_extents.
 
 #include <vitscale/core/bf16.hpp>
+#include <vitscale/core/fast_math.hpp>
 #include <vitscale/core/views.hpp>
 
 #include <cstddef>
@@ -70,6 +71,25 @@ KOKKOS_FORCEINLINE_FUNCTION T store_as(A value) {
   }
 }
 
+// Per-element exp, tanh, erf in the accumulation type: core/fast_math's branch-free versions for float
+// (a few ulp, and they let host loops vectorize), the library's for double (gradient checks).
+template <class A>
+KOKKOS_FORCEINLINE_FUNCTION A exp(A x) {
+  if constexpr (std::is_same<A, float>::value) {
+    return ::vitscale::fast::exp(x);
+  } else {
+    return ::vitscale::kmath::exp(x);
+  }
+}
+template <class A>
+KOKKOS_FORCEINLINE_FUNCTION A erf(A x) {
+  if constexpr (std::is_same<A, float>::value) {
+    return ::vitscale::fast::erf(x);
+  } else {
+    return ::vitscale::kmath::erf(x);
+  }
+}
+
 // Parameter gradients (LayerNorm's dγ, dβ; a bias gradient) are reduced over rows in two passes without
 // atomics: rows are cut into at most this many contiguous chunks, each chunk's sum goes into its row of
 // a caller-provided workspace, and a second pass adds the chunks in order. The cut depends only on the
@@ -117,15 +137,37 @@ KOKKOS_INLINE_FUNCTION A row_sum(const Member& member, int n, const Term& term) 
   return sum;
 }
 
+// f(j) for every j in [0, n) by the calling team. A team of one thread (every host backend) runs a plain
+// unit-stride loop the compiler can vectorize (TeamThreadRange's loop has a run-time stride); larger teams
+// split the range.
+template <class Member, class F>
+KOKKOS_INLINE_FUNCTION void row_for(const Member& member, int n, const F& f) {
+  if (member.team_size() == 1) {
+    for (int j = 0; j < n; ++j) f(j);
+  } else {
+    Kokkos::parallel_for(Kokkos::TeamThreadRange(member, n), f);
+  }
+}
+
 // max_j value(j) over one row, j in [0, n), n > 0, by the calling team.
 template <class A, class Member, class Value>
 KOKKOS_INLINE_FUNCTION A row_max(const Member& member, int n, const Value& value) {
   if (member.team_size() == 1) {
-    A m = value(0);
-    for (int j = 1; j < n; ++j) {
+    // Eight running maxima, as in row_sum, so the loop vectorizes without reassociating anything.
+    const A first = value(0);
+    A lane[8] = {first, first, first, first, first, first, first, first};
+    int j = 0;
+    for (; j + 8 <= n; j += 8)
+      for (int l = 0; l < 8; ++l) {
+        const A v = value(j + l);
+        lane[l] = v > lane[l] ? v : lane[l];
+      }
+    for (int l = 0; j < n; ++j, ++l) {
       const A v = value(j);
-      m = v > m ? v : m;
+      lane[l] = v > lane[l] ? v : lane[l];
     }
+    A m = lane[0];
+    for (int l = 1; l < 8; ++l) m = lane[l] > m ? lane[l] : m;
     return m;
   }
   A m;
@@ -149,7 +191,7 @@ void for_each_element(const ExecSpace& space, const char* label, std::size_t row
       label, policy(space, static_cast<int>(rows), Kokkos::AUTO),
       KOKKOS_LAMBDA(const typename policy::member_type& member) {
         const int i = member.league_rank();
-        Kokkos::parallel_for(Kokkos::TeamThreadRange(member, n), [&](int j) { f(i, j); });
+        row_for(member, n, [&](int j) { f(i, j); });
       });
 }
 
