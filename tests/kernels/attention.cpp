@@ -257,21 +257,6 @@ std::vector<unsigned char> bytes_of(const View& view) {
 
 }  // namespace
 
-TEST_CASE("fast_exp2 is accurate to a few 1e-7 and exactly 0 below 2^-126") {
-  double worst = 0;
-  for (int i = -126 * 64; i <= 100 * 64; ++i) {
-    const float x = static_cast<float>(i) / 64.0f + 0.00390625f * static_cast<float>(i % 7);
-    const double exact = std::exp2(static_cast<double>(x));
-    if (x < -126.0f) continue;
-    worst = std::max(worst, std::fabs(vk::detail::fast_exp2(x) - exact) / exact);
-  }
-  CHECK(worst < 3e-7);
-  CHECK(vk::detail::fast_exp2(-126.5f) == 0.0f);
-  CHECK(vk::detail::fast_exp2(-std::numeric_limits<float>::infinity()) == 0.0f);
-  CHECK(vk::detail::fast_exp2(0.0f) == 1.0f);
-  CHECK(vk::detail::fast_exp2(-1e30f) == 0.0f);
-}
-
 TEST_CASE_TEMPLATE_DEFINE("attention forward and backward match double softmax attention, fp32", Space, att_f32) {
   check_attention<Space, float, 64>({2, 3, 197, 197}, /*fused*/ true, 1);
   check_attention<Space, float, 64>({2, 2, 50, 50}, false, 2);
@@ -280,6 +265,8 @@ TEST_CASE_TEMPLATE_DEFINE("attention forward and backward match double softmax a
   check_attention<Space, float, 16>({1, 2, 257, 257}, true, 5);
   check_attention<Space, float, 16>({2, 2, 197, 50}, false, 6);
   check_attention<Space, float, 16>({1, 3, 50, 257}, false, 7);
+  // A head dimension that is not a multiple of 16: the last column chunk of the accumulations is 8 wide.
+  check_attention<Space, float, 24>({2, 2, 70, 41}, false, 8);
 }
 VITSCALE_ON_HOST_SPACES(att_f32);
 

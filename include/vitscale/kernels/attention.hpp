@@ -13,6 +13,7 @@
 // The price is computing the score and dP tiles twice (7 tile products instead of FlashAttention-2's 5).
 
 #include <vitscale/core/bf16.hpp>
+#include <vitscale/core/fast_math.hpp>
 #include <vitscale/core/error.hpp>
 #include <vitscale/core/kokkos_compat.hpp>
 #include <vitscale/core/views.hpp>
@@ -27,25 +28,6 @@ namespace detail {
 
 inline constexpr float attention_log2e = 1.44269504088896340736f;
 inline constexpr float attention_ln2 = 0.69314718055994530942f;
-
-// 2^x from a degree-6 polynomial on [-1/2, 1/2] (Cephes' exp2f coefficients) and the exponent bits,
-// relative error a few 1e-7. No libm call, so the softmax loops vectorize on the host (expf does not without
-// -ffast-math) and the same code runs on GPUs. Returns exactly 0 below 2^-126 (the masked and the
-// negligible), infinity above 2^128.
-KOKKOS_FORCEINLINE_FUNCTION float fast_exp2(float x) {
-  const float xc = x < -127.0f ? -127.0f : (x > 127.0f ? 127.0f : x);
-  const int n = static_cast<int>(xc + 127.5f) - 127;  // round to nearest; the sum is positive, so truncation floors
-  const float f = xc - static_cast<float>(n);          // in [-1/2, 1/2]
-  float p = 1.535336188319500e-4f;
-  p = p * f + 1.339887440266574e-3f;
-  p = p * f + 9.618437357674640e-3f;
-  p = p * f + 5.550332471162809e-2f;
-  p = p * f + 2.402264791363012e-1f;
-  p = p * f + 6.931472028550421e-1f;
-  p = p * f + 1.0f;
-  const float two_n = bit_cast<float>(static_cast<std::uint32_t>(n + 127) << 23);
-  return x < -126.0f ? 0.0f : p * two_n;
-}
 
 template <class T>
 inline constexpr bool is_attention_storage_v = std::is_same_v<T, float> || std::is_same_v<T, bf16>;
@@ -65,19 +47,28 @@ constexpr void static_check_attention_view() {
                 "attention: a View is not accessible from the execution space");
 }
 
-// Tile sizes. 32 queries by 32 keys keeps padding waste low at ViT's odd token counts (197 = 6·32 + 5) while
-// a 4-row register block gives the inner products 4 independent accumulators per loaded vector.
-template <int HeadDim>
+// Tiles. Every tile product is written as "a row of one operand, broadcast, times a 16-lane vector of the
+// other": the side a team owns (queries in the forward and dQ passes, keys in the dK/dV pass) is staged once
+// per team, transposed into groups of 16 ([group][d][16]), and every streamed row (a key, a value, a query,
+// an output gradient) is read as scalars from a plain row-major copy. So no streamed tile is ever
+// transposed, the softmax statistics of 16 queries are whole vectors (no horizontal reductions), and the
+// accumulators of both products (16 vectors: 16 rows of a score tile, or 16 columns of an output) stay in
+// registers across the reduction. Host teams are one thread and take bigger tiles (the staging is then
+// amortised over more work); device teams keep their scratch under 48 KiB.
+template <int HeadDim, bool Host>
 struct attention_tiling {
   static_assert(HeadDim % 8 == 0 && HeadDim >= 8 && HeadDim <= 256,
                 "attention: the head dimension must be a multiple of 8 between 8 and 256 "
                 "(ViT presets use 64, 80, 88, 104, 112 and 128)");
   static constexpr int d = HeadDim;
-  static constexpr int block_q = 64;
-  static constexpr int block_k = 32;
-  static constexpr int rows = 4;
-  static_assert(block_q % rows == 0 && block_k % rows == 0, "tiles hold whole register blocks");
+  static constexpr int lanes = 16;  // queries (or keys) per transposed group
+  static constexpr int block_q = Host ? 64 : 32;
+  static constexpr int block_k = Host ? 64 : 32;
+  static_assert(block_q % lanes == 0 && block_k % lanes == 0, "tiles hold whole groups");
 };
+
+template <class ExecSpace>
+inline constexpr bool attention_on_host_v = std::is_same_v<typename ExecSpace::memory_space, Kokkos::HostSpace>;
 
 template <class View>
 void require_attention_rows(const char* function, const char* name, const View& v) {
@@ -86,12 +77,20 @@ void require_attention_rows(const char* function, const char* name, const View& 
 
 KOKKOS_FORCEINLINE_FUNCTION int imin(int a, int b) { return a < b ? a : b; }
 
-// The two tile products below are the whole cost of attention. On host compilers with GNU vector extensions
+// A thread's local tile, aligned to a cache line so that its 16-float rows are whole lines.
+template <int N>
+struct alignas(64) attention_local {
+  float x[N];
+};
+KOKKOS_FORCEINLINE_FUNCTION float fmaxf_(float a, float b) { return a > b ? a : b; }
+
+// The tile products below are the whole cost of attention. On host compilers with GNU vector extensions
 // they are written on explicit 16-float vectors held in registers across the reduction (the auto-vectorized
 // loops keep the accumulators in memory and run at a third of the speed); elsewhere (CUDA, HIP, SYCL device
 // code, other compilers) they are plain loops. Both sum in the same order.
+// Defining VITSCALE_ATTENTION_PORTABLE_ONLY forces the plain loops on the host too (to test them there).
 #if defined(__GNUC__) && !defined(__CUDA_ARCH__) && !defined(__HIP_DEVICE_COMPILE__) && \
-    !defined(__SYCL_DEVICE_ONLY__)
+    !defined(__SYCL_DEVICE_ONLY__) && !defined(VITSCALE_ATTENTION_PORTABLE_ONLY)
 #define VITSCALE_ATTENTION_VECTOR_EXTENSIONS 1
 typedef float attention_vec16 __attribute__((vector_size(64)));
 typedef float attention_vec16_u __attribute__((vector_size(64), aligned(4), may_alias));
@@ -99,8 +98,8 @@ typedef float attention_vec8 __attribute__((vector_size(32)));
 typedef float attention_vec8_u __attribute__((vector_size(32), aligned(4), may_alias));
 typedef int attention_ivec16 __attribute__((vector_size(64)));
 
-// fast_exp2 on 16 lanes, the same operations as the scalar one.
-inline attention_vec16 fast_exp2(attention_vec16 x) {
+// vitscale::fast::exp2_flush on 16 lanes, the same operations.
+inline attention_vec16 exp2_flush_lanes(attention_vec16 x) {
   const attention_vec16 zero{}, lo = zero - 127.0f, hi = zero + 127.0f;
   attention_vec16 xc = x < lo ? lo : x;
   xc = xc > hi ? hi : xc;
@@ -116,125 +115,112 @@ inline attention_vec16 fast_exp2(attention_vec16 x) {
   const attention_vec16 two_n = (attention_vec16)((n + 127) << 23);  // a bit cast between same-size vectors
   return x < zero - 126.0f ? zero : p * two_n;
 }
+
+KOKKOS_FORCEINLINE_FUNCTION attention_vec16 attention_load(const float* p) {
+  return *reinterpret_cast<const attention_vec16_u*>(p);
+}
+KOKKOS_FORCEINLINE_FUNCTION void attention_store(float* p, attention_vec16 x) {
+  *reinterpret_cast<attention_vec16_u*>(p) = x;
+}
 #endif
 
-// s[j] = 2^(s[j] - shift) for j < n_valid, 0 past it.
-template <int BK>
-KOKKOS_FORCEINLINE_FUNCTION void attention_exp2_row(float (&s)[BK], float shift, int n_valid) {
+// out[j * 16 + l] = sum_c rows[j * D + c] * t[c * 16 + l] for J rows (row-major, stride D) and a transposed
+// group t [D][16]: J score rows of 16 lanes, summed over c in increasing order.
+template <int D, int J>
+KOKKOS_FORCEINLINE_FUNCTION void attention_lane_product(const float* rows, const float* t, float* out) {
 #if defined(VITSCALE_ATTENTION_VECTOR_EXTENSIONS)
-  static_assert(BK % 16 == 0, "key tiles are whole 16-float vectors");
-  const attention_ivec16 lane = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
-  for (int v = 0; v < BK / 16; ++v) {
-    auto& x = *reinterpret_cast<attention_vec16_u*>(&s[16 * v]);
-    const attention_vec16 e = fast_exp2(x - shift);
-    x = lane + 16 * v < n_valid ? e : attention_vec16{};
+  attention_vec16 acc[J];
+  for (int j = 0; j < J; ++j) acc[j] = attention_vec16{};
+  for (int c = 0; c < D; ++c) {
+    const attention_vec16 tv = attention_load(t + 16 * c);
+    for (int j = 0; j < J; ++j) acc[j] += rows[j * D + c] * tv;
   }
+  for (int j = 0; j < J; ++j) attention_store(out + 16 * j, acc[j]);
 #else
-  for (int j = 0; j < BK; ++j) s[j] = j < n_valid ? fast_exp2(s[j] - shift) : 0.0f;
+  for (int x = 0; x < 16 * J; ++x) out[x] = 0.0f;
+  for (int c = 0; c < D; ++c)
+    for (int j = 0; j < J; ++j) {
+      const float a = rows[j * D + c];
+      for (int l = 0; l < 16; ++l) out[16 * j + l] += a * t[16 * c + l];
+    }
 #endif
 }
 
-// s[r][j] = sum_c a[r * D + c] * bt[c * BK + j] for R rows of A and a transposed tile [D][BK].
-template <int D, int BK, int R>
-KOKKOS_FORCEINLINE_FUNCTION void attention_tile_product(const float* a, const float* bt, float (&s)[R][BK]) {
+// C columns [c0, c0 + C) of attention_lane_accumulate.
+template <int D, int C, bool Scale>
+KOKKOS_FORCEINLINE_FUNCTION void attention_lane_accumulate_chunk(float* acc, const float* rows, const float* w,
+                                                                 int n, const float* alpha) {
 #if defined(VITSCALE_ATTENTION_VECTOR_EXTENSIONS)
-  static_assert(BK % 16 == 0, "key tiles are whole 16-float vectors");
-  constexpr int NV = BK / 16;
-  attention_vec16 acc[R][NV];
-  for (int r = 0; r < R; ++r)
-    for (int v = 0; v < NV; ++v) acc[r][v] = attention_vec16{};
-  for (int c = 0; c < D; ++c) {
-    attention_vec16 b[NV];
-    for (int v = 0; v < NV; ++v) b[v] = *reinterpret_cast<const attention_vec16_u*>(bt + c * BK + 16 * v);
-    for (int r = 0; r < R; ++r) {
-      const float a_rc = a[r * D + c];
-      for (int v = 0; v < NV; ++v) acc[r][v] += a_rc * b[v];
-    }
+  attention_vec16 o[C];
+  for (int c = 0; c < C; ++c) o[c] = attention_load(acc + 16 * c);
+  if constexpr (Scale) {
+    const attention_vec16 a = attention_load(alpha);
+    for (int c = 0; c < C; ++c) o[c] *= a;
   }
-  for (int r = 0; r < R; ++r)
-    for (int v = 0; v < NV; ++v) *reinterpret_cast<attention_vec16_u*>(&s[r][16 * v]) = acc[r][v];
-#else
-  for (int r = 0; r < R; ++r)
-    for (int j = 0; j < BK; ++j) s[r][j] = 0.0f;
-  for (int c = 0; c < D; ++c) {
-    const float* b_row = bt + c * BK;
-    for (int r = 0; r < R; ++r) {
-      const float a_rc = a[r * D + c];
-      for (int j = 0; j < BK; ++j) s[r][j] += a_rc * b_row[j];
-    }
-  }
-#endif
-}
-
-// acc[r * D + c] += sum_j w[r][j] * b[j * D + c] over j < n, in increasing j, for R rows kept in scratch.
-template <int D, int BK, int R>
-KOKKOS_FORCEINLINE_FUNCTION void attention_accumulate(float* acc, const float (&w)[R][BK], const float* b,
-                                                      int n) {
-#if defined(VITSCALE_ATTENTION_VECTOR_EXTENSIONS)
-  static_assert(D % 8 == 0, "head dimensions are whole 8-float vectors");
-  constexpr int NV = D / 16;
-  constexpr bool tail = D % 16 != 0;
-  constexpr int RB = D <= 64 ? 4 : 2;  // rows per register block: at most 16 accumulators
-  static_assert(R % RB == 0, "register blocks tile the rows");
-  for (int r0 = 0; r0 < R; r0 += RB) {
-    attention_vec16 o[RB][NV > 0 ? NV : 1];
-    attention_vec8 t[RB];
-    for (int r = 0; r < RB; ++r) {
-      for (int v = 0; v < NV; ++v) o[r][v] = *reinterpret_cast<const attention_vec16_u*>(acc + (r0 + r) * D + 16 * v);
-      if constexpr (tail) t[r] = *reinterpret_cast<const attention_vec8_u*>(acc + (r0 + r) * D + 16 * NV);
-    }
-    for (int j = 0; j < n; ++j) {
-      const float* b_row = b + j * D;
-      attention_vec16 bv[NV > 0 ? NV : 1];
-      for (int v = 0; v < NV; ++v) bv[v] = *reinterpret_cast<const attention_vec16_u*>(b_row + 16 * v);
-      attention_vec8 bt{};
-      if constexpr (tail) bt = *reinterpret_cast<const attention_vec8_u*>(b_row + 16 * NV);
-      for (int r = 0; r < RB; ++r) {
-        const float w_rj = w[r0 + r][j];
-        for (int v = 0; v < NV; ++v) o[r][v] += w_rj * bv[v];
-        if constexpr (tail) t[r] += w_rj * bt;
-      }
-    }
-    for (int r = 0; r < RB; ++r) {
-      for (int v = 0; v < NV; ++v) *reinterpret_cast<attention_vec16_u*>(acc + (r0 + r) * D + 16 * v) = o[r][v];
-      if constexpr (tail) *reinterpret_cast<attention_vec8_u*>(acc + (r0 + r) * D + 16 * NV) = t[r];
-    }
-  }
-#else
-  float local[R][D];
-  for (int r = 0; r < R; ++r)
-    for (int c = 0; c < D; ++c) local[r][c] = acc[r * D + c];
   for (int j = 0; j < n; ++j) {
-    const float* b_row = b + j * D;
-    for (int r = 0; r < R; ++r) {
-      const float w_rj = w[r][j];
-      for (int c = 0; c < D; ++c) local[r][c] += w_rj * b_row[c];
-    }
+    const attention_vec16 wv = attention_load(w + 16 * j);
+    const float* r = rows + j * D;
+    for (int c = 0; c < C; ++c) o[c] += r[c] * wv;
   }
-  for (int r = 0; r < R; ++r)
-    for (int c = 0; c < D; ++c) acc[r * D + c] = local[r][c];
+  for (int c = 0; c < C; ++c) attention_store(acc + 16 * c, o[c]);
+#else
+  if constexpr (Scale)
+    for (int c = 0; c < C; ++c)
+      for (int l = 0; l < 16; ++l) acc[16 * c + l] *= alpha[l];
+  for (int j = 0; j < n; ++j) {
+    const float* r = rows + j * D;
+    for (int c = 0; c < C; ++c)
+      for (int l = 0; l < 16; ++l) acc[16 * c + l] += r[c] * w[16 * j + l];
+  }
 #endif
 }
 
-// One row of a score tile (base 2) through the online softmax: keys at and past n_keys are masked, the new
-// running maximum (at least m_old) is returned, s becomes 2^(s - max) and sum its total. Written as
-// branch-free loops without a carried sum so that they vectorize; the maximum and the sum fold the two halves
-// of the tile first, a fixed order.
-template <int BK>
-KOKKOS_FORCEINLINE_FUNCTION float attention_exp_row(float (&s)[BK], int n_keys, float m_old, float& sum) {
-  static_assert(BK % 2 == 0, "key tiles fold in halves");
-  constexpr int H = BK / 2;
-  for (int j = 0; j < BK; ++j) s[j] = j < n_keys ? s[j] : -1e30f;
-  float half[H];
-  for (int j = 0; j < H; ++j) half[j] = s[j] > s[j + H] ? s[j] : s[j + H];
-  float m = m_old;
-  for (int j = 0; j < H; ++j) m = half[j] > m ? half[j] : m;
-  attention_exp2_row<BK>(s, m, n_keys);
-  for (int j = 0; j < H; ++j) half[j] = s[j] + s[j + H];
-  float total = 0.0f;
-  for (int j = 0; j < H; ++j) total += half[j];
-  sum = total;
-  return m;
+// acc[c * 16 + l] = acc[c * 16 + l] (· alpha[l] if Scale) + sum_{j < n} rows[j * D + c] · w[j * 16 + l], in
+// increasing j: a transposed group [D][16] accumulating n rows (row-major, stride D) weighted by 16 lanes.
+// Columns go in chunks of 16 (and a last one of 8) so that the chunk's accumulators stay in registers.
+template <int D, bool Scale>
+KOKKOS_FORCEINLINE_FUNCTION void attention_lane_accumulate(float* acc, const float* rows, const float* w, int n,
+                                                           const float* alpha) {
+  constexpr int full = D / 16;
+  for (int k = 0; k < full; ++k)
+    attention_lane_accumulate_chunk<D, 16, Scale>(acc + 16 * 16 * k, rows + 16 * k, w, n, alpha);
+  if constexpr (D % 16 != 0)
+    attention_lane_accumulate_chunk<D, D % 16, Scale>(acc + 16 * 16 * full, rows + 16 * full, w, n, alpha);
+}
+
+// x[l] = 2^(x[l] - shift[l]) on 16 lanes.
+KOKKOS_FORCEINLINE_FUNCTION void attention_exp2_lanes(float* x, const float* shift) {
+#if defined(VITSCALE_ATTENTION_VECTOR_EXTENSIONS)
+  attention_store(x, exp2_flush_lanes(attention_load(x) - attention_load(shift)));
+#else
+  for (int l = 0; l < 16; ++l) x[l] = ::vitscale::fast::exp2_flush(x[l] - shift[l]);
+#endif
+}
+
+// Stages rows [r0, r0 + n) of x(b, ·, h, :) times factor into a tile of `rows` rows, zero past n: row-major
+// [rows][D], or if Transposed in groups of 16 rows [rows / 16][D][16].
+template <int D, bool Transposed, class Member, class View>
+KOKKOS_FORCEINLINE_FUNCTION void attention_stage(const Member& team, const View& x, int b, int h, int r0, int n,
+                                                 int rows, float factor, float* dst) {
+  constexpr int stride = Transposed ? 16 : 1;
+  Kokkos::parallel_for(Kokkos::TeamThreadRange(team, rows), [&](int i) {
+    float* const out = Transposed ? dst + (i / 16) * D * 16 + i % 16 : dst + i * D;
+    if (i < n) {
+      const auto* src = &x(b, r0 + i, h, 0);
+      for (int c = 0; c < D; ++c) out[c * stride] = factor * static_cast<float>(src[c]);
+    } else {
+      for (int c = 0; c < D; ++c) out[c * stride] = 0.0f;
+    }
+  });
+}
+
+// x[l] = 2^(x[l] - shift) on 16 lanes.
+KOKKOS_FORCEINLINE_FUNCTION void attention_exp2_lanes(float* x, float shift) {
+#if defined(VITSCALE_ATTENTION_VECTOR_EXTENSIONS)
+  attention_store(x, exp2_flush_lanes(attention_load(x) - shift));
+#else
+  for (int l = 0; l < 16; ++l) x[l] = ::vitscale::fast::exp2_flush(x[l] - shift);
+#endif
 }
 
 template <int HeadDim, class QView, class KView, class VView>
@@ -259,7 +245,7 @@ void check_attention_inputs(const char* fn, const QView& q, const KView& k, cons
 template <int HeadDim, class ExecSpace, class QView, class KView, class VView, class OView, class LseView>
 void attention_forward(const ExecSpace& space, const QView& q, const KView& k, const VView& v, const OView& o,
                        const LseView& lse, float scale) {
-  using tiling = detail::attention_tiling<HeadDim>;
+  using tiling = detail::attention_tiling<HeadDim, detail::attention_on_host_v<ExecSpace>>;
   detail::static_check_attention_view<ExecSpace, QView, 4, false>();
   detail::static_check_attention_view<ExecSpace, KView, 4, false>();
   detail::static_check_attention_view<ExecSpace, VView, 4, false>();
@@ -274,7 +260,7 @@ void attention_forward(const ExecSpace& space, const QView& q, const KView& k, c
   vitscale::detail::require_extents(fn, "lse", lse, {batch, heads, q.extent(1)});
   detail::require_attention_rows(fn, "o", o);
 
-  constexpr int D = tiling::d, BQ = tiling::block_q, BK = tiling::block_k, R = tiling::rows;
+  constexpr int D = tiling::d, BQ = tiling::block_q, BK = tiling::block_k, L = tiling::lanes;
   const int nq = static_cast<int>(q.extent(1)), nk = static_cast<int>(k.extent(1));
   const int n_heads = static_cast<int>(heads);
   const int q_blocks = (nq + BQ - 1) / BQ;
@@ -284,8 +270,8 @@ void attention_forward(const ExecSpace& space, const QView& q, const KView& k, c
   using policy_t = Kokkos::TeamPolicy<ExecSpace>;
   using member_t = typename policy_t::member_type;
   using scratch_t = Kokkos::View<float*, typename ExecSpace::scratch_memory_space, Kokkos::MemoryUnmanaged>;
-  // qs [BQ][D] (pre-scaled to base 2), kt [D][BK] (transposed), vs [BK][D], os [BQ][D], running max and sum.
-  constexpr int scratch_floats = BQ * D + D * BK + BK * D + BQ * D + 2 * BQ;
+  // qt [BQ/16][D][16] (pre-scaled to base 2), ks, vs [BK][D], ot [BQ/16][D][16], running max and sum [BQ].
+  constexpr int scratch_floats = 2 * BQ * D + 2 * BK * D + 2 * BQ;
   policy_t policy(space, league, Kokkos::AUTO);
   policy.set_scratch_size(0, Kokkos::PerTeam(scratch_t::shmem_size(scratch_floats)));
   const float q_scale = scale * detail::attention_log2e;  // scores in base 2: exp(x) = 2^(x·log2 e)
@@ -298,23 +284,18 @@ void attention_forward(const ExecSpace& space, const QView& q, const KView& k, c
         const int b = t / q_blocks / n_heads;
         const int i0 = qb * BQ;
         const int n_rows = detail::imin(BQ, nq - i0);
+        const int groups = (n_rows + L - 1) / L;
         scratch_t buffer(team.team_scratch(0), scratch_floats);
-        float* const qs = buffer.data();
-        float* const kt = qs + BQ * D;
-        float* const vs = kt + D * BK;
-        float* const os = vs + BK * D;
-        float* const row_max = os + BQ * D;
+        float* const qt = buffer.data();
+        float* const ks = qt + BQ * D;
+        float* const vs = ks + BK * D;
+        float* const ot = vs + BK * D;
+        float* const row_max = ot + BQ * D;
         float* const row_sum = row_max + BQ;
 
+        detail::attention_stage<D, true>(team, q, b, h, i0, n_rows, BQ, q_scale, qt);
+        Kokkos::parallel_for(Kokkos::TeamThreadRange(team, BQ * D), [&](int x) { ot[x] = 0.0f; });
         Kokkos::parallel_for(Kokkos::TeamThreadRange(team, BQ), [&](int i) {
-          float* q_row = qs + i * D;
-          if (i < n_rows) {
-            const auto* src = &q(b, i0 + i, h, 0);
-            for (int c = 0; c < D; ++c) q_row[c] = q_scale * static_cast<float>(src[c]);
-          } else {
-            for (int c = 0; c < D; ++c) q_row[c] = 0.0f;
-          }
-          for (int c = 0; c < D; ++c) os[i * D + c] = 0.0f;
           row_max[i] = -1e30f;  // finite, so that the first rescale is 2^(-huge) = 0, not NaN
           row_sum[i] = 0.0f;
         });
@@ -322,51 +303,52 @@ void attention_forward(const ExecSpace& space, const QView& q, const KView& k, c
         for (int j0 = 0; j0 < nk; j0 += BK) {
           const int n_keys = detail::imin(BK, nk - j0);
           team.team_barrier();  // the previous tile is consumed (and, the first time, q is staged)
-          Kokkos::parallel_for(Kokkos::TeamThreadRange(team, BK), [&](int j) {
-            if (j < n_keys) {
-              const auto* k_src = &k(b, j0 + j, h, 0);
-              const auto* v_src = &v(b, j0 + j, h, 0);
-              for (int c = 0; c < D; ++c) {
-                kt[c * BK + j] = static_cast<float>(k_src[c]);
-                vs[j * D + c] = static_cast<float>(v_src[c]);
-              }
-            } else {
-              for (int c = 0; c < D; ++c) {
-                kt[c * BK + j] = 0.0f;
-                vs[j * D + c] = 0.0f;
-              }
-            }
-          });
+          detail::attention_stage<D, false>(team, k, b, h, j0, n_keys, BK, 1.0f, ks);
+          detail::attention_stage<D, false>(team, v, b, h, j0, n_keys, BK, 1.0f, vs);
           team.team_barrier();
 
-          Kokkos::parallel_for(Kokkos::TeamThreadRange(team, BQ / R), [&](int g) {
-            const int r0 = g * R;
-            if (r0 >= n_rows) return;
-            float s[R][BK];
-            detail::attention_tile_product<D, BK, R>(qs + r0 * D, kt, s);
-            for (int r = 0; r < R; ++r) {
-              const int i = r0 + r;
-              float sum;
-              const float m = detail::attention_exp_row<BK>(s[r], n_keys, row_max[i], sum);
-              const float alpha = detail::fast_exp2(row_max[i] - m);
-              row_sum[i] = row_sum[i] * alpha + sum;
-              row_max[i] = m;
-              for (int c = 0; c < D; ++c) os[i * D + c] *= alpha;
+          // A group of 16 queries: scores s[j][lane] for the tile's keys, the online softmax per lane, and
+          // o += P·v with o rescaled by 2^(old max - new max).
+          Kokkos::parallel_for(Kokkos::TeamThreadRange(team, groups), [&](int g) {
+            float* const m_g = row_max + g * L;
+            float* const sum_g = row_sum + g * L;
+            detail::attention_local<tiling::block_k * tiling::lanes> s_local;
+            float* const s = s_local.x;
+            for (int jb = 0; jb < n_keys; jb += L)
+              detail::attention_lane_product<D, L>(ks + jb * D, qt + g * D * L, s + jb * L);
+            detail::attention_local<tiling::lanes> m_local;
+            float* const m = m_local.x;
+            detail::attention_local<tiling::lanes> sum_local;
+            float* const sum = sum_local.x;
+            detail::attention_local<tiling::lanes> alpha_local;
+            float* const alpha = alpha_local.x;
+            for (int l = 0; l < L; ++l) m[l] = m_g[l];
+            for (int j = 0; j < n_keys; ++j)
+              for (int l = 0; l < L; ++l) m[l] = detail::fmaxf_(m[l], s[j * L + l]);
+            for (int l = 0; l < L; ++l) sum[l] = 0.0f;
+            for (int j = 0; j < n_keys; ++j) {
+              detail::attention_exp2_lanes(s + j * L, m);
+              for (int l = 0; l < L; ++l) sum[l] += s[j * L + l];
             }
-            detail::attention_accumulate<D, BK, R>(os + r0 * D, s, vs, n_keys);
+            for (int l = 0; l < L; ++l) {
+              alpha[l] = ::vitscale::fast::exp2_flush(m_g[l] - m[l]);
+              sum_g[l] = sum_g[l] * alpha[l] + sum[l];
+              m_g[l] = m[l];
+            }
+            detail::attention_lane_accumulate<D, true>(ot + g * D * L, vs, s, n_keys, alpha);
           });
         }
         team.team_barrier();
 
         Kokkos::parallel_for(Kokkos::TeamThreadRange(team, n_rows), [&](int i) {
           const float inv = 1.0f / row_sum[i];
+          const float* o_col = ot + (i / L) * D * L + i % L;
           auto* dst = &o(b, i0 + i, h, 0);
-          for (int c = 0; c < D; ++c) dst[c] = os[i * D + c] * inv;
+          for (int c = 0; c < D; ++c) dst[c] = o_col[c * L] * inv;
           lse(b, h, i0 + i) = row_max[i] * detail::attention_ln2 + kmath::log(row_sum[i]);
         });
       });
 }
-
 // q, k, v, o, lse: as attention_forward, dout: [B, Nq, H, d], delta: [B, H, Nq] float workspace
 //   -> dq: [B, Nq, H, d], dk, dv: [B, Nk, H, d] (delta is left holding rowsum(dout ∘ o))
 template <int HeadDim, class ExecSpace, class QView, class KView, class VView, class OView, class DOView,
@@ -374,7 +356,7 @@ template <int HeadDim, class ExecSpace, class QView, class KView, class VView, c
 void attention_backward(const ExecSpace& space, const QView& q, const KView& k, const VView& v, const OView& o,
                         const DOView& dout, const LseView& lse, const DeltaView& delta, const DQView& dq,
                         const DKView& dk, const DVView& dv, float scale) {
-  using tiling = detail::attention_tiling<HeadDim>;
+  using tiling = detail::attention_tiling<HeadDim, detail::attention_on_host_v<ExecSpace>>;
   detail::static_check_attention_view<ExecSpace, QView, 4, false>();
   detail::static_check_attention_view<ExecSpace, KView, 4, false>();
   detail::static_check_attention_view<ExecSpace, VView, 4, false>();
@@ -407,7 +389,7 @@ void attention_backward(const ExecSpace& space, const QView& q, const KView& k, 
   detail::require_attention_rows(fn, "dk", dk);
   detail::require_attention_rows(fn, "dv", dv);
 
-  constexpr int D = tiling::d, BQ = tiling::block_q, BK = tiling::block_k, R = tiling::rows;
+  constexpr int D = tiling::d, BQ = tiling::block_q, BK = tiling::block_k, L = tiling::lanes;
   const int nb = static_cast<int>(batch), n_heads = static_cast<int>(heads);
   const int nq = static_cast<int>(nq_), nk = static_cast<int>(nk_);
   if (nb == 0 || n_heads == 0 || (nq == 0 && nk == 0)) return;
@@ -436,64 +418,22 @@ void attention_backward(const ExecSpace& space, const QView& q, const KView& k, 
         });
   }
 
-  // Stages rows [i0, i0 + BQ) of q (scaled to base 2) and dout, their lse (base 2) and delta; padding rows
-  // are zero and never produce a probability.
-  auto stage_queries = KOKKOS_LAMBDA(const member_t& team, int b, int h, int i0, int n_rows, float* qs, float* dos,
-                           float* lse2, float* dl) {
+  // Stages lse (base 2) and delta of rows [i0, i0 + BQ); padding rows get 0 and 0, which with their zero q
+  // and dout make dS exactly 0.
+  auto stage_stats = KOKKOS_LAMBDA(const member_t& team, int b, int h, int i0, int n_rows, float* lse2, float* dl) {
     Kokkos::parallel_for(Kokkos::TeamThreadRange(team, BQ), [&](int i) {
-      if (i < n_rows) {
-        const auto* q_src = &q(b, i0 + i, h, 0);
-        const auto* do_src = &dout(b, i0 + i, h, 0);
-        for (int c = 0; c < D; ++c) {
-          qs[i * D + c] = q_scale * static_cast<float>(q_src[c]);
-          dos[i * D + c] = static_cast<float>(do_src[c]);
-        }
-        lse2[i] = lse(b, h, i0 + i) * detail::attention_log2e;
-        dl[i] = delta(b, h, i0 + i);
-      } else {
-        for (int c = 0; c < D; ++c) qs[i * D + c] = dos[i * D + c] = 0.0f;
-        lse2[i] = 0.0f;
-        dl[i] = 0.0f;
-      }
+      lse2[i] = i < n_rows ? lse(b, h, i0 + i) * detail::attention_log2e : 0.0f;
+      dl[i] = i < n_rows ? delta(b, h, i0 + i) : 0.0f;
     });
-  };
-  // Stages keys [j0, j0 + BK): k transposed and row-major, v transposed; padding keys are zero.
-  auto stage_keys = KOKKOS_LAMBDA(const member_t& team, int b, int h, int j0, int n_keys, float* kt, float* ks, float* vt) {
-    Kokkos::parallel_for(Kokkos::TeamThreadRange(team, BK), [&](int j) {
-      if (j < n_keys) {
-        const auto* k_src = &k(b, j0 + j, h, 0);
-        const auto* v_src = &v(b, j0 + j, h, 0);
-        for (int c = 0; c < D; ++c) {
-          const float kv = static_cast<float>(k_src[c]);
-          kt[c * BK + j] = kv;
-          ks[j * D + c] = kv;
-          vt[c * BK + j] = static_cast<float>(v_src[c]);
-        }
-      } else {
-        for (int c = 0; c < D; ++c) kt[c * BK + j] = ks[j * D + c] = vt[c * BK + j] = 0.0f;
-      }
-    });
-  };
-  // For R staged query rows: p[r][j] = P_ij and ds[r][j] = P_ij (dP_ij - delta_i) · factor (0 outside the
-  // valid rows and keys).
-  auto probabilities = KOKKOS_LAMBDA(const float* qs, const float* dos, const float* lse2, const float* dl, const float* kt,
-                           const float* vt, int r0, int n_rows, int n_keys, float factor, float (&p)[R][BK],
-                           float (&ds)[R][BK]) {
-    detail::attention_tile_product<D, BK, R>(qs + r0 * D, kt, p);
-    detail::attention_tile_product<D, BK, R>(dos + r0 * D, vt, ds);
-    for (int r = 0; r < R; ++r) {
-      const float delta_i = dl[r0 + r];
-      detail::attention_exp2_row<BK>(p[r], lse2[r0 + r], r0 + r < n_rows ? n_keys : 0);
-      for (int j = 0; j < BK; ++j) ds[r][j] = p[r][j] * (ds[r][j] - delta_i) * factor;
-    }
   };
 
-  // dK, dV: a team per (b, h, block of BK keys), over every query block in order.
+  // dK, dV: a team per (b, h, block of BK keys), over every query block in order. The keys are staged
+  // transposed in groups of 16 lanes; query rows stream through row-major tiles. Per query row i and key lane:
+  // P = 2^(s - lse_i), dS = P (dP - delta_i); dV^T += dO_i P, dK^T += q_i dS (in the order of i).
   if (nk > 0) {
     const int k_blocks = (nk + BK - 1) / BK;
-    // kt, vt [D][BK]; ks (unused here but staged by the shared helper), dks, dvs [BK][D]; qs, dos [BQ][D];
-    // ps, dss [BQ][BK]; lse2, delta [BQ].
-    constexpr int scratch_floats = 2 * D * BK + 3 * BK * D + 2 * BQ * D + 2 * BQ * BK + 2 * BQ;
+    // kt, vt, dkt, dvt [BK/16][D][16]; qs, dos [BQ][D]; lse2, delta [BQ].
+    constexpr int scratch_floats = 4 * BK * D + 2 * BQ * D + 2 * BQ;
     policy_t policy(space, nb * n_heads * k_blocks, Kokkos::AUTO);
     policy.set_scratch_size(0, Kokkos::PerTeam(scratch_t::shmem_size(scratch_floats)));
     Kokkos::parallel_for(
@@ -504,67 +444,66 @@ void attention_backward(const ExecSpace& space, const QView& q, const KView& k, 
           const int b = t / k_blocks / n_heads;
           const int j0 = kb * BK;
           const int n_keys = detail::imin(BK, nk - j0);
+          const int groups = (n_keys + L - 1) / L;
           scratch_t buffer(team.team_scratch(0), scratch_floats);
           float* const kt = buffer.data();
-          float* const vt = kt + D * BK;
-          float* const ks = vt + D * BK;
-          float* const dks = ks + BK * D;
-          float* const dvs = dks + BK * D;
-          float* const qs = dvs + BK * D;
+          float* const vt = kt + BK * D;
+          float* const dkt = vt + BK * D;
+          float* const dvt = dkt + BK * D;
+          float* const qs = dvt + BK * D;
           float* const dos = qs + BQ * D;
-          float* const ps = dos + BQ * D;
-          float* const dss = ps + BQ * BK;
-          float* const lse2 = dss + BQ * BK;
+          float* const lse2 = dos + BQ * D;
           float* const dl = lse2 + BQ;
 
-          stage_keys(team, b, h, j0, n_keys, kt, ks, vt);
-          Kokkos::parallel_for(Kokkos::TeamThreadRange(team, BK * D), [&](int x) { dks[x] = dvs[x] = 0.0f; });
+          detail::attention_stage<D, true>(team, k, b, h, j0, n_keys, BK, 1.0f, kt);
+          detail::attention_stage<D, true>(team, v, b, h, j0, n_keys, BK, 1.0f, vt);
+          Kokkos::parallel_for(Kokkos::TeamThreadRange(team, BK * D), [&](int x) { dkt[x] = dvt[x] = 0.0f; });
 
           for (int i0 = 0; i0 < nq; i0 += BQ) {
             const int n_rows = detail::imin(BQ, nq - i0);
             team.team_barrier();
-            stage_queries(team, b, h, i0, n_rows, qs, dos, lse2, dl);
+            detail::attention_stage<D, false>(team, q, b, h, i0, n_rows, BQ, q_scale, qs);
+            detail::attention_stage<D, false>(team, dout, b, h, i0, n_rows, BQ, 1.0f, dos);
+            stage_stats(team, b, h, i0, n_rows, lse2, dl);
             team.team_barrier();
-            Kokkos::parallel_for(Kokkos::TeamThreadRange(team, BQ / R), [&](int g) {
-              float p[R][BK], ds[R][BK];
-              probabilities(qs, dos, lse2, dl, kt, vt, g * R, n_rows, n_keys, dk_factor, p, ds);
-              for (int r = 0; r < R; ++r)
-                for (int j = 0; j < BK; ++j) {
-                  ps[(g * R + r) * BK + j] = p[r][j];
-                  dss[(g * R + r) * BK + j] = ds[r][j];
-                }
-            });
-            team.team_barrier();
-            // Key rows are owned by one thread each: dV_j += Σ_i P_ij dO_i, dK_j += Σ_i dS_ij q_i.
-            Kokkos::parallel_for(Kokkos::TeamThreadRange(team, BK / R), [&](int g) {
-              const int r0 = g * R;
-              if (r0 >= n_keys) return;
-              float w[R][BQ];
-              for (int r = 0; r < R; ++r)
-                for (int i = 0; i < BQ; ++i) w[r][i] = ps[i * BK + r0 + r];
-              detail::attention_accumulate<D, BQ, R>(dvs + r0 * D, w, dos, n_rows);
-              for (int r = 0; r < R; ++r)
-                for (int i = 0; i < BQ; ++i) w[r][i] = dss[i * BK + r0 + r];
-              detail::attention_accumulate<D, BQ, R>(dks + r0 * D, w, qs, n_rows);
+            Kokkos::parallel_for(Kokkos::TeamThreadRange(team, groups), [&](int g) {
+              detail::attention_local<tiling::block_q * tiling::lanes> p_local;
+              float* const p = p_local.x;
+              detail::attention_local<tiling::block_q * tiling::lanes> ds_local;
+              float* const ds = ds_local.x;
+              for (int ib = 0; ib < n_rows; ib += L) {
+                detail::attention_lane_product<D, L>(qs + ib * D, kt + g * D * L, p + ib * L);
+                detail::attention_lane_product<D, L>(dos + ib * D, vt + g * D * L, ds + ib * L);
+              }
+              for (int i = 0; i < n_rows; ++i) {
+                detail::attention_exp2_lanes(p + i * L, lse2[i]);
+                const float delta_i = dl[i];
+                for (int l = 0; l < L; ++l) ds[i * L + l] = p[i * L + l] * (ds[i * L + l] - delta_i) * dk_factor;
+              }
+              detail::attention_lane_accumulate<D, false>(dvt + g * D * L, dos, p, n_rows, nullptr);
+              detail::attention_lane_accumulate<D, false>(dkt + g * D * L, qs, ds, n_rows, nullptr);
             });
           }
           team.team_barrier();
           Kokkos::parallel_for(Kokkos::TeamThreadRange(team, n_keys), [&](int j) {
+            const int col = (j / L) * D * L + j % L;
             auto* dk_dst = &dk(b, j0 + j, h, 0);
             auto* dv_dst = &dv(b, j0 + j, h, 0);
             for (int c = 0; c < D; ++c) {
-              dk_dst[c] = dks[j * D + c];
-              dv_dst[c] = dvs[j * D + c];
+              dk_dst[c] = dkt[col + c * L];
+              dv_dst[c] = dvt[col + c * L];
             }
           });
         });
   }
 
   // dQ: a team per (b, h, block of BQ queries), over every key block in order; dQ_i = scale Σ_j dS_ij k_j.
+  // The queries (and dout) are staged transposed in groups of 16 lanes; key and value rows stream through
+  // row-major tiles.
   if (nq > 0) {
     const int q_blocks = (nq + BQ - 1) / BQ;
-    // qs, dos, dqs [BQ][D]; lse2, delta [BQ]; kt, vt [D][BK]; ks [BK][D].
-    constexpr int scratch_floats = 3 * BQ * D + 2 * BQ + 2 * D * BK + BK * D;
+    // qt, dot, dqt [BQ/16][D][16]; lse2, delta [BQ]; ks, vs [BK][D].
+    constexpr int scratch_floats = 3 * BQ * D + 2 * BQ + 2 * BK * D;
     policy_t policy(space, nb * n_heads * q_blocks, Kokkos::AUTO);
     policy.set_scratch_size(0, Kokkos::PerTeam(scratch_t::shmem_size(scratch_floats)));
     Kokkos::parallel_for(
@@ -575,35 +514,49 @@ void attention_backward(const ExecSpace& space, const QView& q, const KView& k, 
           const int b = t / q_blocks / n_heads;
           const int i0 = qb * BQ;
           const int n_rows = detail::imin(BQ, nq - i0);
+          const int groups = (n_rows + L - 1) / L;
           scratch_t buffer(team.team_scratch(0), scratch_floats);
-          float* const qs = buffer.data();
-          float* const dos = qs + BQ * D;
-          float* const dqs = dos + BQ * D;
-          float* const lse2 = dqs + BQ * D;
+          float* const qt = buffer.data();
+          float* const dot = qt + BQ * D;
+          float* const dqt = dot + BQ * D;
+          float* const lse2 = dqt + BQ * D;
           float* const dl = lse2 + BQ;
-          float* const kt = dl + BQ;
-          float* const vt = kt + D * BK;
-          float* const ks = vt + D * BK;
+          float* const ks = dl + BQ;
+          float* const vs = ks + BK * D;
 
-          stage_queries(team, b, h, i0, n_rows, qs, dos, lse2, dl);
-          Kokkos::parallel_for(Kokkos::TeamThreadRange(team, BQ * D), [&](int x) { dqs[x] = 0.0f; });
+          detail::attention_stage<D, true>(team, q, b, h, i0, n_rows, BQ, q_scale, qt);
+          detail::attention_stage<D, true>(team, dout, b, h, i0, n_rows, BQ, 1.0f, dot);
+          stage_stats(team, b, h, i0, n_rows, lse2, dl);
+          Kokkos::parallel_for(Kokkos::TeamThreadRange(team, BQ * D), [&](int x) { dqt[x] = 0.0f; });
           for (int j0 = 0; j0 < nk; j0 += BK) {
             const int n_keys = detail::imin(BK, nk - j0);
             team.team_barrier();
-            stage_keys(team, b, h, j0, n_keys, kt, ks, vt);
+            detail::attention_stage<D, false>(team, k, b, h, j0, n_keys, BK, 1.0f, ks);
+            detail::attention_stage<D, false>(team, v, b, h, j0, n_keys, BK, 1.0f, vs);
             team.team_barrier();
-            Kokkos::parallel_for(Kokkos::TeamThreadRange(team, BQ / R), [&](int g) {
-              const int r0 = g * R;
-              if (r0 >= n_rows) return;
-              float p[R][BK], ds[R][BK];
-              probabilities(qs, dos, lse2, dl, kt, vt, r0, n_rows, n_keys, scale, p, ds);
-              detail::attention_accumulate<D, BK, R>(dqs + r0 * D, ds, ks, n_keys);
+            Kokkos::parallel_for(Kokkos::TeamThreadRange(team, groups), [&](int g) {
+              detail::attention_local<tiling::block_k * tiling::lanes> p_local;
+              float* const p = p_local.x;
+              detail::attention_local<tiling::block_k * tiling::lanes> ds_local;
+              float* const ds = ds_local.x;
+              for (int jb = 0; jb < n_keys; jb += L) {
+                detail::attention_lane_product<D, L>(ks + jb * D, qt + g * D * L, p + jb * L);
+                detail::attention_lane_product<D, L>(vs + jb * D, dot + g * D * L, ds + jb * L);
+              }
+              const float* const lse2_g = lse2 + g * L;
+              const float* const dl_g = dl + g * L;
+              for (int j = 0; j < n_keys; ++j) {
+                detail::attention_exp2_lanes(p + j * L, lse2_g);
+                for (int l = 0; l < L; ++l) ds[j * L + l] = p[j * L + l] * (ds[j * L + l] - dl_g[l]) * scale;
+              }
+              detail::attention_lane_accumulate<D, false>(dqt + g * D * L, ks, ds, n_keys, nullptr);
             });
           }
           team.team_barrier();
           Kokkos::parallel_for(Kokkos::TeamThreadRange(team, n_rows), [&](int i) {
+            const float* dq_col = dqt + (i / L) * D * L + i % L;
             auto* dst = &dq(b, i0 + i, h, 0);
-            for (int c = 0; c < D; ++c) dst[c] = dqs[i * D + c];
+            for (int c = 0; c < D; ++c) dst[c] = dq_col[c * L];
           });
         });
   }
