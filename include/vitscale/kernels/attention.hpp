@@ -53,7 +53,8 @@ constexpr void static_check_attention_view() {
 // an output gradient) is read as scalars from a plain row-major copy. So no streamed tile is ever
 // transposed, the softmax statistics of 16 queries are whole vectors (no horizontal reductions), and the
 // accumulators of both products (16 vectors: 16 rows of a score tile, or 16 columns of an output) stay in
-// registers across the reduction. Host teams are one thread and take bigger tiles (the staging is then
+// registers across the reduction. A streamed tile's last rows (N = 197 leaves 5 keys) go through products of
+// 8, 4, 2 and 1 rows rather than a zero-padded 16, and the softmax and dS steps are whole-vector code too. Host teams are one thread and take bigger tiles (the staging is then
 // amortised over more work); device teams keep their scratch under 48 KiB.
 template <int HeadDim, bool Host>
 struct attention_tiling {
@@ -63,6 +64,10 @@ struct attention_tiling {
   static constexpr int d = HeadDim;
   static constexpr int lanes = 16;  // queries (or keys) per transposed group
   static constexpr int block_q = Host ? 64 : 32;
+  // The forward pass's query block is an upper bound: a head's queries are split evenly over as few blocks as
+  // fit (so N = 197 is 96 + 101 queries, not 64 + 64 + 64 + 5), and more where the league would otherwise
+  // leave threads idle. Every query's result is the same whatever block it falls in.
+  static constexpr int forward_block_q = Host ? 128 : 32;
   static constexpr int block_k = Host ? 64 : 32;
   static_assert(block_q % lanes == 0 && block_k % lanes == 0, "tiles hold whole groups");
 };
@@ -146,6 +151,110 @@ KOKKOS_FORCEINLINE_FUNCTION void attention_lane_product(const float* rows, const
 #endif
 }
 
+// attention_lane_product over n rows (n >= 0): whole blocks of 16, then the rest in blocks of 8, 4, 2 and 1,
+// so that a tile's last few keys (or queries) cost what they are, not a whole padded block of 16. Each output
+// element is the same sum, in the same order, whatever block computed it.
+template <int D>
+KOKKOS_FORCEINLINE_FUNCTION void attention_lane_products(const float* rows, const float* t, float* out, int n) {
+  int j = 0;
+  for (; j + 16 <= n; j += 16) attention_lane_product<D, 16>(rows + j * D, t, out + 16 * j);
+  if (n - j >= 8) {
+    attention_lane_product<D, 8>(rows + j * D, t, out + 16 * j);
+    j += 8;
+  }
+  if (n - j >= 4) {
+    attention_lane_product<D, 4>(rows + j * D, t, out + 16 * j);
+    j += 4;
+  }
+  if (n - j >= 2) {
+    attention_lane_product<D, 2>(rows + j * D, t, out + 16 * j);
+    j += 2;
+  }
+  if (n - j >= 1) attention_lane_product<D, 1>(rows + j * D, t, out + 16 * j);
+}
+
+// One online-softmax step of 16 query lanes over n >= 1 score rows s [n][16] (base 2): the running maximum m
+// and sum z move to the tile's, s becomes 2^(s - m), and alpha = 2^(m_old - m) is what the output
+// accumulated so far must be scaled by. The maximum and the sum run as two interleaved chains (even and odd
+// rows, summed at the end) so that neither is one long serial dependency.
+KOKKOS_FORCEINLINE_FUNCTION void attention_softmax_step(float* s, int n, float* m, float* z, float* alpha) {
+#if defined(VITSCALE_ATTENTION_VECTOR_EXTENSIONS)
+  const attention_vec16 m_old = attention_load(m);
+  attention_vec16 m0 = m_old, m1 = m_old;
+  int j = 0;
+  for (; j + 2 <= n; j += 2) {
+    const attention_vec16 a = attention_load(s + 16 * j), b = attention_load(s + 16 * j + 16);
+    m0 = m0 > a ? m0 : a;
+    m1 = m1 > b ? m1 : b;
+  }
+  if (j < n) {
+    const attention_vec16 a = attention_load(s + 16 * j);
+    m0 = m0 > a ? m0 : a;
+  }
+  const attention_vec16 m_new = m0 > m1 ? m0 : m1;
+  attention_vec16 z0{}, z1{};
+  for (j = 0; j + 2 <= n; j += 2) {
+    const attention_vec16 a = exp2_flush_lanes(attention_load(s + 16 * j) - m_new);
+    const attention_vec16 b = exp2_flush_lanes(attention_load(s + 16 * j + 16) - m_new);
+    attention_store(s + 16 * j, a);
+    attention_store(s + 16 * j + 16, b);
+    z0 += a;
+    z1 += b;
+  }
+  if (j < n) {
+    const attention_vec16 a = exp2_flush_lanes(attention_load(s + 16 * j) - m_new);
+    attention_store(s + 16 * j, a);
+    z0 += a;
+  }
+  const attention_vec16 a = exp2_flush_lanes(m_old - m_new);
+  attention_store(alpha, a);
+  attention_store(z, attention_load(z) * a + (z0 + z1));
+  attention_store(m, m_new);
+#else
+  for (int l = 0; l < 16; ++l) {
+    float m0 = m[l], m1 = m[l];
+    int j = 0;
+    for (; j + 2 <= n; j += 2) {
+      m0 = fmaxf_(m0, s[16 * j + l]);
+      m1 = fmaxf_(m1, s[16 * j + 16 + l]);
+    }
+    if (j < n) m0 = fmaxf_(m0, s[16 * j + l]);
+    const float m_new = fmaxf_(m0, m1);
+    float z0 = 0.0f, z1 = 0.0f;
+    for (j = 0; j + 2 <= n; j += 2) {
+      z0 += (s[16 * j + l] = ::vitscale::fast::exp2_flush(s[16 * j + l] - m_new));
+      z1 += (s[16 * j + 16 + l] = ::vitscale::fast::exp2_flush(s[16 * j + 16 + l] - m_new));
+    }
+    if (j < n) z0 += (s[16 * j + l] = ::vitscale::fast::exp2_flush(s[16 * j + l] - m_new));
+    alpha[l] = ::vitscale::fast::exp2_flush(m[l] - m_new);
+    z[l] = z[l] * alpha[l] + (z0 + z1);
+    m[l] = m_new;
+  }
+#endif
+}
+
+// Backward, one row of 16 lanes: p = 2^(p - shift), ds = p · (ds - delta) · factor, with shift and delta
+// either per lane (pointers) or one value for the row.
+KOKKOS_FORCEINLINE_FUNCTION float attention_lane_at(const float* x, int l) { return x[l]; }
+KOKKOS_FORCEINLINE_FUNCTION float attention_lane_at(float x, int) { return x; }
+#if defined(VITSCALE_ATTENTION_VECTOR_EXTENSIONS)
+KOKKOS_FORCEINLINE_FUNCTION attention_vec16 attention_lanes_of(const float* x) { return attention_load(x); }
+KOKKOS_FORCEINLINE_FUNCTION attention_vec16 attention_lanes_of(float x) { return attention_vec16{} + x; }
+#endif
+template <class Shift, class Delta>
+KOKKOS_FORCEINLINE_FUNCTION void attention_ds_lanes(float* p, float* ds, Shift shift, Delta delta, float factor) {
+#if defined(VITSCALE_ATTENTION_VECTOR_EXTENSIONS)
+  const attention_vec16 pv = exp2_flush_lanes(attention_load(p) - attention_lanes_of(shift));
+  attention_store(p, pv);
+  attention_store(ds, pv * (attention_load(ds) - attention_lanes_of(delta)) * factor);
+#else
+  for (int l = 0; l < 16; ++l) {
+    p[l] = ::vitscale::fast::exp2_flush(p[l] - attention_lane_at(shift, l));
+    ds[l] = p[l] * (ds[l] - attention_lane_at(delta, l)) * factor;
+  }
+#endif
+}
+
 // C columns [c0, c0 + C) of attention_lane_accumulate.
 template <int D, int C, bool Scale>
 KOKKOS_FORCEINLINE_FUNCTION void attention_lane_accumulate_chunk(float* acc, const float* rows, const float* w,
@@ -188,15 +297,6 @@ KOKKOS_FORCEINLINE_FUNCTION void attention_lane_accumulate(float* acc, const flo
     attention_lane_accumulate_chunk<D, D % 16, Scale>(acc + 16 * 16 * full, rows + 16 * full, w, n, alpha);
 }
 
-// x[l] = 2^(x[l] - shift[l]) on 16 lanes.
-KOKKOS_FORCEINLINE_FUNCTION void attention_exp2_lanes(float* x, const float* shift) {
-#if defined(VITSCALE_ATTENTION_VECTOR_EXTENSIONS)
-  attention_store(x, exp2_flush_lanes(attention_load(x) - attention_load(shift)));
-#else
-  for (int l = 0; l < 16; ++l) x[l] = ::vitscale::fast::exp2_flush(x[l] - shift[l]);
-#endif
-}
-
 // Stages rows [r0, r0 + n) of x(b, ·, h, :) times factor into a tile of `rows` rows, zero past n: row-major
 // [rows][D], or if Transposed in groups of 16 rows [rows / 16][D][16].
 template <int D, bool Transposed, class Member, class View>
@@ -212,15 +312,6 @@ KOKKOS_FORCEINLINE_FUNCTION void attention_stage(const Member& team, const View&
       for (int c = 0; c < D; ++c) out[c * stride] = 0.0f;
     }
   });
-}
-
-// x[l] = 2^(x[l] - shift) on 16 lanes.
-KOKKOS_FORCEINLINE_FUNCTION void attention_exp2_lanes(float* x, float shift) {
-#if defined(VITSCALE_ATTENTION_VECTOR_EXTENSIONS)
-  attention_store(x, exp2_flush_lanes(attention_load(x) - shift));
-#else
-  for (int l = 0; l < 16; ++l) x[l] = ::vitscale::fast::exp2_flush(x[l] - shift);
-#endif
 }
 
 template <int HeadDim, class QView, class KView, class VView>
@@ -260,12 +351,19 @@ void attention_forward(const ExecSpace& space, const QView& q, const KView& k, c
   vitscale::detail::require_extents(fn, "lse", lse, {batch, heads, q.extent(1)});
   detail::require_attention_rows(fn, "o", o);
 
-  constexpr int D = tiling::d, BQ = tiling::block_q, BK = tiling::block_k, L = tiling::lanes;
+  constexpr int D = tiling::d, BQ = tiling::forward_block_q, BK = tiling::block_k, L = tiling::lanes;
   const int nq = static_cast<int>(q.extent(1)), nk = static_cast<int>(k.extent(1));
   const int n_heads = static_cast<int>(heads);
-  const int q_blocks = (nq + BQ - 1) / BQ;
-  const int league = static_cast<int>(batch) * n_heads * q_blocks;
-  if (league == 0) return;
+  const int heads_total = static_cast<int>(batch) * n_heads;
+  if (heads_total == 0 || nq == 0) return;
+  // Groups of 16 queries per head, spread evenly over q_blocks blocks of at most BQ / 16 groups each; at least
+  // about four teams per thread of the execution space where the head has groups enough.
+  const int q_groups = (nq + L - 1) / L;
+  const int wanted_teams = 4 * static_cast<int>(space.concurrency());
+  int q_blocks = (q_groups + BQ / L - 1) / (BQ / L);
+  if (q_blocks * heads_total < wanted_teams)
+    q_blocks = detail::imin(q_groups, (wanted_teams + heads_total - 1) / heads_total);
+  const int league = heads_total * q_blocks;
 
   using policy_t = Kokkos::TeamPolicy<ExecSpace>;
   using member_t = typename policy_t::member_type;
@@ -282,9 +380,10 @@ void attention_forward(const ExecSpace& space, const QView& q, const KView& k, c
         const int qb = t % q_blocks;
         const int h = (t / q_blocks) % n_heads;
         const int b = t / q_blocks / n_heads;
-        const int i0 = qb * BQ;
-        const int n_rows = detail::imin(BQ, nq - i0);
-        const int groups = (n_rows + L - 1) / L;
+        const int g0 = static_cast<int>(static_cast<long>(qb) * q_groups / q_blocks);
+        const int groups = static_cast<int>(static_cast<long>(qb + 1) * q_groups / q_blocks) - g0;
+        const int i0 = g0 * L;
+        const int n_rows = detail::imin(groups * L, nq - i0);
         scratch_t buffer(team.team_scratch(0), scratch_floats);
         float* const qt = buffer.data();
         float* const ks = qt + BQ * D;
@@ -293,9 +392,9 @@ void attention_forward(const ExecSpace& space, const QView& q, const KView& k, c
         float* const row_max = ot + BQ * D;
         float* const row_sum = row_max + BQ;
 
-        detail::attention_stage<D, true>(team, q, b, h, i0, n_rows, BQ, q_scale, qt);
-        Kokkos::parallel_for(Kokkos::TeamThreadRange(team, BQ * D), [&](int x) { ot[x] = 0.0f; });
-        Kokkos::parallel_for(Kokkos::TeamThreadRange(team, BQ), [&](int i) {
+        detail::attention_stage<D, true>(team, q, b, h, i0, n_rows, groups * L, q_scale, qt);
+        Kokkos::parallel_for(Kokkos::TeamThreadRange(team, groups * L * D), [&](int x) { ot[x] = 0.0f; });
+        Kokkos::parallel_for(Kokkos::TeamThreadRange(team, groups * L), [&](int i) {
           row_max[i] = -1e30f;  // finite, so that the first rescale is 2^(-huge) = 0, not NaN
           row_sum[i] = 0.0f;
         });
@@ -310,31 +409,12 @@ void attention_forward(const ExecSpace& space, const QView& q, const KView& k, c
           // A group of 16 queries: scores s[j][lane] for the tile's keys, the online softmax per lane, and
           // o += P·v with o rescaled by 2^(old max - new max).
           Kokkos::parallel_for(Kokkos::TeamThreadRange(team, groups), [&](int g) {
-            float* const m_g = row_max + g * L;
-            float* const sum_g = row_sum + g * L;
             detail::attention_local<tiling::block_k * tiling::lanes> s_local;
             float* const s = s_local.x;
-            for (int jb = 0; jb < n_keys; jb += L)
-              detail::attention_lane_product<D, L>(ks + jb * D, qt + g * D * L, s + jb * L);
-            detail::attention_local<tiling::lanes> m_local;
-            float* const m = m_local.x;
-            detail::attention_local<tiling::lanes> sum_local;
-            float* const sum = sum_local.x;
+            detail::attention_lane_products<D>(ks, qt + g * D * L, s, n_keys);
             detail::attention_local<tiling::lanes> alpha_local;
             float* const alpha = alpha_local.x;
-            for (int l = 0; l < L; ++l) m[l] = m_g[l];
-            for (int j = 0; j < n_keys; ++j)
-              for (int l = 0; l < L; ++l) m[l] = detail::fmaxf_(m[l], s[j * L + l]);
-            for (int l = 0; l < L; ++l) sum[l] = 0.0f;
-            for (int j = 0; j < n_keys; ++j) {
-              detail::attention_exp2_lanes(s + j * L, m);
-              for (int l = 0; l < L; ++l) sum[l] += s[j * L + l];
-            }
-            for (int l = 0; l < L; ++l) {
-              alpha[l] = ::vitscale::fast::exp2_flush(m_g[l] - m[l]);
-              sum_g[l] = sum_g[l] * alpha[l] + sum[l];
-              m_g[l] = m[l];
-            }
+            detail::attention_softmax_step(s, n_keys, row_max + g * L, row_sum + g * L, alpha);
             detail::attention_lane_accumulate<D, true>(ot + g * D * L, vs, s, n_keys, alpha);
           });
         }
@@ -471,15 +551,10 @@ void attention_backward(const ExecSpace& space, const QView& q, const KView& k, 
               float* const p = p_local.x;
               detail::attention_local<tiling::block_q * tiling::lanes> ds_local;
               float* const ds = ds_local.x;
-              for (int ib = 0; ib < n_rows; ib += L) {
-                detail::attention_lane_product<D, L>(qs + ib * D, kt + g * D * L, p + ib * L);
-                detail::attention_lane_product<D, L>(dos + ib * D, vt + g * D * L, ds + ib * L);
-              }
-              for (int i = 0; i < n_rows; ++i) {
-                detail::attention_exp2_lanes(p + i * L, lse2[i]);
-                const float delta_i = dl[i];
-                for (int l = 0; l < L; ++l) ds[i * L + l] = p[i * L + l] * (ds[i * L + l] - delta_i) * dk_factor;
-              }
+              detail::attention_lane_products<D>(qs, kt + g * D * L, p, n_rows);
+              detail::attention_lane_products<D>(dos, vt + g * D * L, ds, n_rows);
+              for (int i = 0; i < n_rows; ++i)
+                detail::attention_ds_lanes(p + i * L, ds + i * L, lse2[i], dl[i], dk_factor);
               detail::attention_lane_accumulate<D, false>(dvt + g * D * L, dos, p, n_rows, nullptr);
               detail::attention_lane_accumulate<D, false>(dkt + g * D * L, qs, ds, n_rows, nullptr);
             });
@@ -539,16 +614,11 @@ void attention_backward(const ExecSpace& space, const QView& q, const KView& k, 
               float* const p = p_local.x;
               detail::attention_local<tiling::block_k * tiling::lanes> ds_local;
               float* const ds = ds_local.x;
-              for (int jb = 0; jb < n_keys; jb += L) {
-                detail::attention_lane_product<D, L>(ks + jb * D, qt + g * D * L, p + jb * L);
-                detail::attention_lane_product<D, L>(vs + jb * D, dot + g * D * L, ds + jb * L);
-              }
+              detail::attention_lane_products<D>(ks, qt + g * D * L, p, n_keys);
+              detail::attention_lane_products<D>(vs, dot + g * D * L, ds, n_keys);
               const float* const lse2_g = lse2 + g * L;
               const float* const dl_g = dl + g * L;
-              for (int j = 0; j < n_keys; ++j) {
-                detail::attention_exp2_lanes(p + j * L, lse2_g);
-                for (int l = 0; l < L; ++l) ds[j * L + l] = p[j * L + l] * (ds[j * L + l] - dl_g[l]) * scale;
-              }
+              for (int j = 0; j < n_keys; ++j) detail::attention_ds_lanes(p + j * L, ds + j * L, lse2_g, dl_g, scale);
               detail::attention_lane_accumulate<D, false>(dqt + g * D * L, ks, ds, n_keys, nullptr);
             });
           }
