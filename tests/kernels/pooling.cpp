@@ -66,6 +66,18 @@ TEST_CASE_TEMPLATE_DEFINE("token mean pooling matches a double reference", Space
 }
 VITSCALE_ON_HOST_SPACES(pool_reference_id);
 
+TEST_CASE_TEMPLATE_DEFINE("token mean pooling over widths that are not a multiple of the host column chunk", Space,
+                          pool_chunk_id) {
+  constexpr double fp32_tol = 1e-5;  // as above
+  constexpr double bf16_tol = 1e-2;
+  using shape = std::tuple<std::size_t, std::size_t, std::size_t, std::size_t>;  // batch, tokens, cols, first
+  for (auto [batch, tokens, cols, first] : {shape{2, 17, 601, 2}, shape{1, 5, 257, 1}, shape{3, 9, 255, 0}}) {
+    check_pool<float, Space>(batch, tokens, cols, first, fp32_tol);
+    check_pool<vs::bf16, Space>(batch, tokens, cols, first, bf16_tol);
+  }
+}
+VITSCALE_ON_HOST_SPACES(pool_chunk_id);
+
 TEST_CASE_TEMPLATE_DEFINE("token mean pooling rejects bad shapes and prefixes", Space, pool_shapes_id) {
   ten3<float, Space> x("x", 2, 5, 4);
   mat<float, Space> y("y", 2, 4), wide("wide", 2, 5), tall("tall", 3, 4);

@@ -29,14 +29,17 @@ struct bf16 {
     return value;
   }
 
-  // float -> bf16 bits, round to nearest even.
+  // float -> bf16 bits, round to nearest even. Branch-free (both results computed, one selected with a
+  // mask) so that loops storing bf16 vectorize; the result is the same as branching on NaN first.
   static KOKKOS_FORCEINLINE_FUNCTION std::uint16_t round_from_float(float value) {
     const std::uint32_t u = bit_cast<std::uint32_t>(value);
-    if ((u & 0x7fffffffu) > 0x7f800000u) {                 // NaN: keep sign and high payload, set quiet bit
-      return static_cast<std::uint16_t>((u >> 16) | 0x0040u);
-    }
-    const std::uint32_t lsb = (u >> 16) & 1u;              // ties go to the even neighbour
-    return static_cast<std::uint16_t>((u + 0x7fffu + lsb) >> 16);  // overflow to infinity is correct RNE
+    const std::uint32_t lsb = (u >> 16) & 1u;                // ties go to the even neighbour
+    const std::uint32_t rounded = (u + 0x7fffu + lsb) >> 16;  // overflow to infinity is correct RNE
+    const std::uint32_t quiet = (u >> 16) | 0x0040u;         // NaN: keep sign and high payload, set quiet bit
+    // All ones for a NaN, else zero. (A NaN with its payload only in the low half would otherwise round
+    // into an infinity, or a negative one wrap to +0.)
+    const std::uint32_t nan = 0u - static_cast<std::uint32_t>((u & 0x7fffffffu) > 0x7f800000u);
+    return static_cast<std::uint16_t>((quiet & nan) | (rounded & ~nan));
   }
 
   KOKKOS_FORCEINLINE_FUNCTION bf16& operator+=(float other) { return *this = float(*this) + other; }

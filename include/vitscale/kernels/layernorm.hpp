@@ -151,6 +151,26 @@ void layernorm_backward(const ExecSpace& space, const X& x, const Gamma& gamma, 
             return static_cast<A>(dy(i, j)) * static_cast<A>(gamma(j)) * ((static_cast<A>(x(i, j)) - m) * r);
           });
           const A mean_g = sum_g * inv_n, mean_gx = sum_gx * inv_n;
+          if constexpr (detail::contiguous_rows_v<X, Gamma, DY, DX, Workspace>) {
+            if (member.team_size() == 1) {  // host: plain pointers, so the loop vectorizes
+              const auto *xr = &x(i, 0), *dyr = &dy(i, 0), *gr = &gamma(0);
+              auto* dxr = &dx(i, 0);
+              A* wg = &workspace(c, 0);
+              // Two loops (x̂ recomputed), each with few enough streams that the compiler's run-time
+              // alias checks between them stay within its limit.
+              for (int j = 0; j < n; ++j) {
+                const A xhat = (static_cast<A>(xr[j]) - m) * r;
+                const A g = static_cast<A>(dyr[j]) * static_cast<A>(gr[j]);
+                dxr[j] = detail::store_as<T>(r * (g - mean_g - xhat * mean_gx));
+              }
+              for (int j = 0; j < n; ++j) {
+                const A d = static_cast<A>(dyr[j]);
+                wg[j] += d * ((static_cast<A>(xr[j]) - m) * r);
+                if constexpr (Bias) wg[n + j] += d;
+              }
+              continue;
+            }
+          }
           detail::row_for(member, n, [&](int j) {
             const A xhat = (static_cast<A>(x(i, j)) - m) * r;
             const A d = static_cast<A>(dy(i, j));

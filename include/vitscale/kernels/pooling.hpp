@@ -29,10 +29,33 @@ void token_mean_pool_forward(const ExecSpace& space, const X& x, std::size_t fir
   ::vitscale::detail::require_extents("token_mean_pool_forward", "y", y, {batch, cols});
   const int t0 = static_cast<int>(first), n = static_cast<int>(tokens);
   const A inv_count = A(1) / static_cast<A>(tokens - first);
-  detail::for_each_element(space, "vitscale::token_mean_pool_forward", batch, cols, KOKKOS_LAMBDA(int b, int j) {
-    A sum = 0;
-    for (int t = t0; t < n; ++t) sum += static_cast<A>(x(b, t, j));
-    y(b, j) = detail::store_as<T>(sum * inv_count);
+  const int d = static_cast<int>(cols);
+  detail::for_each_row(space, "vitscale::token_mean_pool_forward", batch,
+                       KOKKOS_LAMBDA(const detail::team_member<ExecSpace>& member, int b) {
+    if (detail::contiguous_rows_v<X, Y> && member.team_size() == 1) {
+      // Host: the sums of a chunk of columns stay in a small array while the tokens' rows stream past in
+      // order, so memory is read contiguously and the inner loop vectorizes; the sum per column is still
+      // taken in token order.
+      constexpr int chunk = 256;
+      for (int j0 = 0; j0 < d; j0 += chunk) {
+        const int len = d - j0 < chunk ? d - j0 : chunk;
+        A sum[chunk];
+        for (int k = 0; k < len; ++k) sum[k] = 0;
+        for (int t = t0; t < n; ++t) {
+          const auto* xt = &x(b, t, j0);
+          for (int k = 0; k < len; ++k) sum[k] += static_cast<A>(xt[k]);
+        }
+        auto* yb = &y(b, j0);
+        for (int k = 0; k < len; ++k) yb[k] = detail::store_as<T>(sum[k] * inv_count);
+      }
+    } else {
+      // Devices: a thread per column; neighbouring threads read neighbouring columns of each token.
+      Kokkos::parallel_for(Kokkos::TeamThreadRange(member, d), [&](int j) {
+        A sum = 0;
+        for (int t = t0; t < n; ++t) sum += static_cast<A>(x(b, t, j));
+        y(b, j) = detail::store_as<T>(sum * inv_count);
+      });
+    }
   });
 }
 
@@ -52,9 +75,24 @@ void token_mean_pool_backward(const ExecSpace& space, const DY& dy, std::size_t 
   detail::for_each_row(space, "vitscale::token_mean_pool_backward", batch * tokens,
                        KOKKOS_LAMBDA(const detail::team_member<ExecSpace>& member, int row) {
                          const int b = row / n, t = row % n;
-                         detail::row_for(member, d, [&](int j) {
-                           dx(b, t, j) = detail::store_as<T>(t < t0 ? A(0) : static_cast<A>(dy(b, j)) * inv_count);
-                         });
+                         if constexpr (detail::contiguous_rows_v<DY, DX>) {
+                           if (member.team_size() == 1 && d > 0) {  // host: plain pointers, so the loop vectorizes
+                             auto* out = &dx(b, t, 0);
+                             const auto* in = &dy(b, 0);
+                             if (t < t0)
+                               for (int j = 0; j < d; ++j) out[j] = detail::store_as<T>(A(0));
+                             else
+                               for (int j = 0; j < d; ++j)
+                                 out[j] = detail::store_as<T>(static_cast<A>(in[j]) * inv_count);
+                             return;
+                           }
+                         }
+                         if (t < t0)
+                           detail::row_for(member, d, [&](int j) { dx(b, t, j) = detail::store_as<T>(A(0)); });
+                         else
+                           detail::row_for(member, d, [&](int j) {
+                             dx(b, t, j) = detail::store_as<T>(static_cast<A>(dy(b, j)) * inv_count);
+                           });
                        });
 }
 

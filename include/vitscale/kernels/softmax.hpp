@@ -8,6 +8,7 @@
 #include <vitscale/kernels/detail/elementwise_common.hpp>
 
 #include <cstddef>
+#include <type_traits>
 
 namespace vitscale::kernels {
 
@@ -25,15 +26,30 @@ void softmax_forward(const ExecSpace& space, const X& x, const Y& y) {
   detail::for_each_row(
       space, "vitscale::softmax_forward", rows, KOKKOS_LAMBDA(const detail::team_member<ExecSpace>& member, int i) {
         const A peak = detail::row_max<A>(member, n, [&](int j) { return static_cast<A>(x(i, j)); });
-        const A sum =
-            detail::row_sum<A>(member, n, [&](int j) { return detail::exp(static_cast<A>(x(i, j)) - peak); });
-        const A inv_sum = A(1) / sum;
-        // Every thread has read its x(i, j) twice already; the barrier keeps an in-place y from overwriting
-        // an x another thread of the team still has to read in the reductions above.
-        member.team_barrier();
-        detail::row_for(member, n, [&](int j) {
-          y(i, j) = detail::store_as<T>(detail::exp(static_cast<A>(x(i, j)) - peak) * inv_sum);
-        });
+        if constexpr (std::is_same<T, A>::value) {
+          // Output in the accumulation type: the exponentials go into y as they are summed, then y is
+          // scaled in place (one exp per element, and the same values as computing them twice). Each
+          // element's x is read before its own y is written, so an in-place y is safe.
+          const A sum = detail::row_sum<A>(member, n, [&](int j) {
+            const A v = detail::exp(static_cast<A>(x(i, j)) - peak);
+            y(i, j) = v;
+            return v;
+          });
+          const A inv_sum = A(1) / sum;
+          member.team_barrier();
+          detail::row_for(member, n, [&](int j) { y(i, j) *= inv_sum; });
+        } else {
+          // bf16 output: the exponentials are recomputed rather than stored, so that y is rounded once.
+          const A sum =
+              detail::row_sum<A>(member, n, [&](int j) { return detail::exp(static_cast<A>(x(i, j)) - peak); });
+          const A inv_sum = A(1) / sum;
+          // Every thread has read its x(i, j) twice already; the barrier keeps an in-place y from
+          // overwriting an x another thread of the team still has to read in the reductions above.
+          member.team_barrier();
+          detail::row_for(member, n, [&](int j) {
+            y(i, j) = detail::store_as<T>(detail::exp(static_cast<A>(x(i, j)) - peak) * inv_sum);
+          });
+        }
       });
 }
 

@@ -61,6 +61,16 @@ constexpr bool is_accum_view_v = [] {
 template <class View>
 using value_t = typename View::non_const_value_type;
 
+// Whether every View's last dimension is contiguous, known at compile time (LayoutRight; any rank-1 View
+// but a strided one). Host loops over such rows index a plain pointer to the row, which compilers vectorize
+// where the same loop through View accesses is not (the View's handle is reloaded, bf16 loads defeat the
+// address analysis).
+template <class... Views>
+constexpr bool contiguous_rows_v =
+    ((std::is_same<typename Views::array_layout, Kokkos::LayoutRight>::value ||
+      (Views::rank == 1 && std::is_same<typename Views::array_layout, Kokkos::LayoutLeft>::value)) &&
+     ...);
+
 // Rounds (or widens) an accumulator into a storage element.
 template <class T, class A>
 KOKKOS_FORCEINLINE_FUNCTION T store_as(A value) {
