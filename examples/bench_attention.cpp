@@ -9,6 +9,8 @@
 //   OMP_NUM_THREADS=2 OMP_PROC_BIND=false ./bench_attention [repeats]
 #include <vitscale/kernels/attention.hpp>
 
+#include "bench_support.hpp"
+
 // GCC 12 reports its own AVX-512 intrinsics (_mm512_undefined_* inside Eigen's packet code, inlined here) as
 // possibly uninitialised; the warning is about the compiler's header, not this program.
 #if defined(__GNUC__) && !defined(__clang__)
@@ -30,9 +32,6 @@
 #if defined(_OPENMP)
 #include <omp.h>
 #endif
-#if defined(__AVX512F__) || defined(__AVX2__)
-#include <immintrin.h>
-#endif
 
 namespace {
 
@@ -51,62 +50,6 @@ double time_median(int repeats, const std::function<void()>& run) {
   }
   std::sort(t.begin(), t.end());
   return t[t.size() / 2];
-}
-
-// fp32 FMA peak: every thread runs independent chains of fused multiply-adds, enough of them to cover the
-// FMA latency on every FMA port.
-double fma_peak_gflops() {
-  constexpr long iterations = 20'000'000;
-  double best = 0;
-  for (int attempt = 0; attempt < 3; ++attempt) {
-    double flops = 0;
-    const auto start = clock_type::now();
-#if defined(_OPENMP)
-#pragma omp parallel reduction(+ : flops)
-#endif
-    {
-#if defined(__AVX512F__)
-      constexpr int chains = 16, lanes = 16;
-      __m512 acc[chains];
-      for (int c = 0; c < chains; ++c) acc[c] = _mm512_set1_ps(0.001f * static_cast<float>(c));
-      const __m512 a = _mm512_set1_ps(0.999999f), b = _mm512_set1_ps(1e-7f);
-      for (long i = 0; i < iterations / 4; ++i)
-        for (int c = 0; c < chains; ++c) acc[c] = _mm512_fmadd_ps(acc[c], a, b);
-      float sink = 0;
-      alignas(64) float out[16];  // a store, not _mm512_reduce_add_ps, which trips GCC 12's -Wuninitialized
-      for (int c = 0; c < chains; ++c) {
-        _mm512_store_ps(out, acc[c]);
-        for (float x : out) sink += x;
-      }
-#elif defined(__AVX2__) && defined(__FMA__)
-      constexpr int chains = 16, lanes = 8;
-      __m256 acc[chains];
-      for (int c = 0; c < chains; ++c) acc[c] = _mm256_set1_ps(0.001f * static_cast<float>(c));
-      const __m256 a = _mm256_set1_ps(0.999999f), b = _mm256_set1_ps(1e-7f);
-      for (long i = 0; i < iterations / 4; ++i)
-        for (int c = 0; c < chains; ++c) acc[c] = _mm256_fmadd_ps(acc[c], a, b);
-      float sink = 0;
-      alignas(32) float out[8];
-      for (int c = 0; c < chains; ++c) {
-        _mm256_store_ps(out, acc[c]);
-        for (float x : out) sink += x;
-      }
-#else
-      constexpr int chains = 16, lanes = 1;
-      float acc[chains];
-      for (int c = 0; c < chains; ++c) acc[c] = 0.001f * static_cast<float>(c);
-      for (long i = 0; i < iterations / 4; ++i)
-        for (int c = 0; c < chains; ++c) acc[c] = std::fma(acc[c], 0.999999f, 1e-7f);
-      float sink = 0;
-      for (float x : acc) sink += x;
-#endif
-      if (sink == 12345.0f) std::printf(" ");  // keeps the chains alive
-      flops += 2.0 * lanes * chains * static_cast<double>(iterations / 4);
-    }
-    const double seconds = std::chrono::duration<double>(clock_type::now() - start).count();
-    best = std::max(best, flops / seconds * 1e-9);
-  }
-  return best;
 }
 
 using row_matrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
@@ -222,7 +165,7 @@ int main(int argc, char** argv) {
 #if defined(_OPENMP)
   threads = omp_get_max_threads();
 #endif
-  const double peak = fma_peak_gflops();
+  const double peak = vitscale::bench::fma_peak_gflops();
   std::printf("vitscale attention benchmark: %s, %d OpenMP thread(s), Kokkos %d, median of %d runs\n",
               space::name(), threads, KOKKOS_VERSION, repeats);
   std::printf("fp32 FMA peak measured here: %.0f GFLOP/s (%s)\n", peak,

@@ -5,9 +5,8 @@
 //   OMP_NUM_THREADS=2 OMP_PROC_BIND=false bench_gemm [repetitions]
 #include <vitscale/kernels/gemm.hpp>
 
-#if defined(__AVX512F__) || defined(__AVX2__)
-#include <immintrin.h>
-#endif
+#include "bench_support.hpp"
+
 
 #include <algorithm>
 #include <chrono>
@@ -47,57 +46,6 @@ double time_it(int reps, const std::function<void()>& f) {
   return median(t);
 }
 
-// fp32 FMA peak: independent FMA chains per thread (enough of them to cover the FMA latency on both ports),
-// on every thread of the OpenMP pool at once.
-double fma_peak_gflops(int threads) {
-  constexpr int chains = 12;
-  const long iterations = 20'000'000;
-#if defined(__AVX512F__)
-  constexpr int lanes = 16;
-#elif defined(__AVX2__) && defined(__FMA__)
-  constexpr int lanes = 8;
-#else
-  constexpr int lanes = 1;
-#endif
-  double best = 0.0;
-  for (int trial = 0; trial < 3; ++trial) {
-    float sink = 0.0f;
-    const auto start = clock_type::now();
-#pragma omp parallel num_threads(threads) reduction(+ : sink)
-    {
-#if defined(__AVX512F__)
-      __m512 acc[chains];
-      for (int c = 0; c < chains; ++c) acc[c] = _mm512_set1_ps(0.001f * float(c));
-      const __m512 x = _mm512_set1_ps(0.999999f), y = _mm512_set1_ps(1e-7f);
-      for (long i = 0; i < iterations / 16; ++i)
-        for (int c = 0; c < chains; ++c) acc[c] = _mm512_fmadd_ps(acc[c], x, y);
-      for (int c = 0; c < chains; ++c) sink += _mm512_reduce_add_ps(acc[c]);
-#elif defined(__AVX2__) && defined(__FMA__)
-      __m256 acc[chains];
-      for (int c = 0; c < chains; ++c) acc[c] = _mm256_set1_ps(0.001f * float(c));
-      const __m256 x = _mm256_set1_ps(0.999999f), y = _mm256_set1_ps(1e-7f);
-      for (long i = 0; i < iterations / 16; ++i)
-        for (int c = 0; c < chains; ++c) acc[c] = _mm256_fmadd_ps(acc[c], x, y);
-      float out[8];
-      for (int c = 0; c < chains; ++c) {
-        _mm256_storeu_ps(out, acc[c]);
-        for (float o : out) sink += o;
-      }
-#else
-      float acc[chains];
-      for (int c = 0; c < chains; ++c) acc[c] = 0.001f * float(c);
-      for (long i = 0; i < iterations / 16; ++i)
-        for (int c = 0; c < chains; ++c) acc[c] = acc[c] * 0.999999f + 1e-7f;
-      for (int c = 0; c < chains; ++c) sink += acc[c];
-#endif
-    }
-    const double t = seconds_since(start);
-    const double flops = 2.0 * lanes * chains * double(iterations / 16) * threads;
-    if (sink == 12345.0f) std::printf(" ");  // keeps the chains alive
-    best = std::max(best, flops / t * 1e-9);
-  }
-  return best;
-}
 
 #if VITSCALE_HAVE_ONEDNN
 // oneDNN's matmul as a user would call it: plain row-major tensors, f32 output, no attributes.
@@ -186,7 +134,7 @@ int main(int argc, char** argv) {
   const int reps = argc > 1 ? std::max(1, std::atoi(argv[1])) : 7;
   const space exec;
   const int threads = exec.concurrency();
-  const double peak = fma_peak_gflops(threads);
+  const double peak = vitscale::bench::fma_peak_gflops(threads);
   std::printf("vitscale GEMM benchmark: %s, %d thread(s), oneDNN %s, median of %d after 2 warm-up calls\n",
               space::name(), threads, vk::gemm_has_onednn ? "yes" : "no", reps);
   std::printf("fp32 FMA peak (%s, %d thread(s)): %.1f GFLOP/s\n\n",
