@@ -93,7 +93,7 @@ reference attention_reference(const tensor& q, const tensor& k, const tensor& v,
 template <class T, class Space>
 using strided4 = Kokkos::View<T****, Kokkos::LayoutStride, typename Space::memory_space>;
 template <class Space>
-using float3 = Kokkos::View<float***, Kokkos::LayoutRight, typename Space::memory_space>;
+using f32_view3 = Kokkos::View<float***, Kokkos::LayoutRight, typename Space::memory_space>;
 
 // Random values in [lo, hi) stored into `view`; `t` receives what was stored (bf16-rounded where T is bf16).
 template <class View>
@@ -149,7 +149,7 @@ void check_close(const char* what, const View& got, const tensor& ref, double to
 }
 
 template <class Space>
-void check_lse(const float3<Space>& got, const std::vector<double>& ref) {
+void check_lse(const f32_view3<Space>& got, const std::vector<double>& ref) {
   double ref_max = 0;
   for (double x : ref) ref_max = std::max(ref_max, std::fabs(x));
   int bad = 0;
@@ -171,7 +171,7 @@ void check_lse(const float3<Space>& got, const std::vector<double>& ref) {
 template <class T, class Space>
 struct attention_buffers {
   strided4<T, Space> q, k, v, o, dout, dq, dk, dv;
-  float3<Space> lse, delta;
+  f32_view3<Space> lse, delta;
 
   attention_buffers(const dims& s, int d, bool fused) {
     using mem = typename Space::memory_space;
@@ -197,8 +197,8 @@ struct attention_buffers {
     }
     o = right4("o", s.batch, s.nq, s.heads, d);
     dout = right4("dout", s.batch, s.nq, s.heads, d);
-    lse = float3<Space>("lse", s.batch, s.heads, s.nq);
-    delta = float3<Space>("delta", s.batch, s.heads, s.nq);
+    lse = f32_view3<Space>("lse", s.batch, s.heads, s.nq);
+    delta = f32_view3<Space>("delta", s.batch, s.heads, s.nq);
   }
 };
 
@@ -340,7 +340,7 @@ TEST_CASE_TEMPLATE_DEFINE("attention forward gives a query the same bits whateve
   const Space space;
   vk::attention_forward<D>(space, all.q, all.k, all.v, all.o, all.lse, 0.125f);
   Kokkos::View<float****, Kokkos::LayoutRight, mem> o1("o1", s.batch, 1, s.heads, D);
-  float3<Space> lse1("lse1", s.batch, s.heads, 1);
+  f32_view3<Space> lse1("lse1", s.batch, s.heads, 1);
   int differing = 0;
   for (int i = 0; i < s.nq; ++i) {
     const auto qi = Kokkos::subview(all.q, Kokkos::ALL, Kokkos::make_pair(i, i + 1), Kokkos::ALL, Kokkos::ALL);

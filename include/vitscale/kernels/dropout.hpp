@@ -124,14 +124,14 @@ void apply_drop_path(const char* function, const ExecSpace& space, const rng_key
                  const int b = row / n, t = row % n;
                  const bool keep = random_uniform(key, static_cast<std::uint64_t>(b)) >= threshold;
                  const A factor = keep ? scale : A(0);
-                 if constexpr (contiguous_rows_v<Base, In, Out>) {
+                 if (contiguous_rows_v<Base, In, Out>) {
                    if (member.team_size() == 1 && d > 0) {  // host: plain pointers, so the loop vectorizes
                      const auto* src = &in(b, t, 0);
                      const auto* add = &base(b, t, 0);
                      auto* dst = &out(b, t, 0);
                      for (int j = 0; j < d; ++j) {
                        A v = static_cast<A>(src[j]) * factor;
-                       if constexpr (Add) v += static_cast<A>(add[j]);
+                       if (Add) v += static_cast<A>(add[j]);
                        dst[j] = store_as<T>(v);
                      }
                      return;
@@ -139,7 +139,7 @@ void apply_drop_path(const char* function, const ExecSpace& space, const rng_key
                  }
                  row_for(member, d, [&](int j) {
                    A v = static_cast<A>(in(b, t, j)) * factor;
-                   if constexpr (Add) v += static_cast<A>(base(b, t, j));
+                   if (Add) v += static_cast<A>(base(b, t, j));
                    out(b, t, j) = store_as<T>(v);
                  });
                });

@@ -71,7 +71,7 @@ void layernorm_forward(const ExecSpace& space, const X& x, const Gamma& gamma, c
   detail::for_each_row(space, "vitscale::layernorm_forward", rows,
                        KOKKOS_LAMBDA(const detail::team_member<ExecSpace>& member, int i) {
     A m = 0;
-    if constexpr (Centered) m = detail::row_sum<A>(member, n, [&](int j) { return static_cast<A>(x(i, j)); }) * inv_n;
+    if (Centered) m = detail::row_sum<A>(member, n, [&](int j) { return static_cast<A>(x(i, j)); }) * inv_n;
     // Two passes (mean, then squared deviations) rather than E[x²] − E[x]², which cancels badly.
     const A ss = detail::row_sum<A>(member, n, [&](int j) {
       const A d = static_cast<A>(x(i, j)) - m;
@@ -80,7 +80,7 @@ void layernorm_forward(const ExecSpace& space, const X& x, const Gamma& gamma, c
     const A r = A(1) / kmath::sqrt(ss * inv_n + epsilon);
     detail::row_for(member, n, [&](int j) {
       A v = (static_cast<A>(x(i, j)) - m) * r * static_cast<A>(gamma(j));
-      if constexpr (Bias) v += static_cast<A>(beta(j));
+      if (Bias) v += static_cast<A>(beta(j));
       y(i, j) = detail::store_as<T>(v);
     });
     Kokkos::single(Kokkos::PerTeam(member), [&] {
@@ -136,7 +136,7 @@ void layernorm_backward(const ExecSpace& space, const X& x, const Gamma& gamma, 
         const int r1 = static_cast<int>(detail::grad_chunk_begin(c + 1, rows, chunks));
         detail::row_for(member, n, [&](int j) {
           workspace(c, j) = 0;
-          if constexpr (Bias) workspace(c, n + j) = 0;
+          if (Bias) workspace(c, n + j) = 0;
         });
         member.team_barrier();
         for (int i = r0; i < r1; ++i) {
@@ -144,16 +144,18 @@ void layernorm_backward(const ExecSpace& space, const X& x, const Gamma& gamma, 
           const A r = static_cast<A>(rstd(i));
           // dx = rstd·(g − mean(g) − x̂·mean(g·x̂)) with g = dy·γ; without centering the mean(g) term goes.
           A sum_g = 0;
-          if constexpr (Centered)
+          if (Centered)
             sum_g = detail::row_sum<A>(member, n,
                                        [&](int j) { return static_cast<A>(dy(i, j)) * static_cast<A>(gamma(j)); });
           const A sum_gx = detail::row_sum<A>(member, n, [&](int j) {
             return static_cast<A>(dy(i, j)) * static_cast<A>(gamma(j)) * ((static_cast<A>(x(i, j)) - m) * r);
           });
           const A mean_g = sum_g * inv_n, mean_gx = sum_gx * inv_n;
-          if constexpr (detail::contiguous_rows_v<X, Gamma, DY, DX, Workspace>) {
+          if (detail::contiguous_rows_v<X, Gamma, DY, DX, Workspace>) {
             if (member.team_size() == 1) {  // host: plain pointers, so the loop vectorizes
-              const auto *xr = &x(i, 0), *dyr = &dy(i, 0), *gr = &gamma(0);
+              const auto* xr = &x(i, 0);
+              const auto* dyr = &dy(i, 0);
+              const auto* gr = &gamma(0);
               auto* dxr = &dx(i, 0);
               A* wg = &workspace(c, 0);
               // Two loops (x̂ recomputed), each with few enough streams that the compiler's run-time
@@ -166,7 +168,7 @@ void layernorm_backward(const ExecSpace& space, const X& x, const Gamma& gamma, 
               for (int j = 0; j < n; ++j) {
                 const A d = static_cast<A>(dyr[j]);
                 wg[j] += d * ((static_cast<A>(xr[j]) - m) * r);
-                if constexpr (Bias) wg[n + j] += d;
+                if (Bias) wg[n + j] += d;
               }
               continue;
             }
@@ -177,7 +179,7 @@ void layernorm_backward(const ExecSpace& space, const X& x, const Gamma& gamma, 
             const A g = d * static_cast<A>(gamma(j));
             dx(i, j) = detail::store_as<T>(r * (g - mean_g - xhat * mean_gx));
             workspace(c, j) += d * xhat;
-            if constexpr (Bias) workspace(c, n + j) += d;
+            if (Bias) workspace(c, n + j) += d;
           });
         }
       });

@@ -75,7 +75,7 @@ void token_mean_pool_backward(const ExecSpace& space, const DY& dy, std::size_t 
   detail::for_each_row(space, "vitscale::token_mean_pool_backward", batch * tokens,
                        KOKKOS_LAMBDA(const detail::team_member<ExecSpace>& member, int row) {
                          const int b = row / n, t = row % n;
-                         if constexpr (detail::contiguous_rows_v<DY, DX>) {
+                         if (detail::contiguous_rows_v<DY, DX>) {
                            if (member.team_size() == 1 && d > 0) {  // host: plain pointers, so the loop vectorizes
                              auto* out = &dx(b, t, 0);
                              const auto* in = &dy(b, 0);

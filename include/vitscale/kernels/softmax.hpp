@@ -26,7 +26,7 @@ void softmax_forward(const ExecSpace& space, const X& x, const Y& y) {
   detail::for_each_row(
       space, "vitscale::softmax_forward", rows, KOKKOS_LAMBDA(const detail::team_member<ExecSpace>& member, int i) {
         const A peak = detail::row_max<A>(member, n, [&](int j) { return static_cast<A>(x(i, j)); });
-        if constexpr (std::is_same<T, A>::value) {
+        if (std::is_same<T, A>::value) {
           // Output in the accumulation type: the exponentials go into y as they are summed, then y is
           // scaled in place (one exp per element, and the same values as computing them twice). Each
           // element's x is read before its own y is written, so an in-place y is safe.

@@ -120,6 +120,8 @@ using team_member = typename Kokkos::TeamPolicy<ExecSpace>::member_type;
 
 // Runs f(member, row) for every row, one team per row; inner loops use TeamThreadRange over the columns,
 // which on the host is a plain loop in column order.
+// Inside the kernels' lambdas, compile-time choices are plain `if`s, not `if constexpr`: nvcc rejects an
+// extended __host__ __device__ lambda that first captures a variable inside an `if constexpr` branch.
 template <class ExecSpace, class F>
 void for_each_row(const ExecSpace& space, const char* label, std::size_t rows, const F& f) {
   using policy = Kokkos::TeamPolicy<ExecSpace>;
