@@ -150,23 +150,7 @@ void check_finite_differences() {
 
   // Central differences: truncation ~h², round-off ~1e-16/h; both far below the tolerance.
   constexpr double h = 1e-5, fd_tol = 1e-6;
-  auto numeric_gradient = [&](const auto& v) {
-    std::vector<double> g(v.span());
-    auto host = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), v);
-    for (std::size_t k = 0; k < v.span(); ++k) {
-      const double saved = host.data()[k];
-      host.data()[k] = saved + h;
-      Kokkos::deep_copy(v, host);
-      const double up = loss();
-      host.data()[k] = saved - h;
-      Kokkos::deep_copy(v, host);
-      const double down = loss();
-      host.data()[k] = saved;
-      Kokkos::deep_copy(v, host);
-      g[k] = (up - down) / (2 * h);
-    }
-    return g;
-  };
+  auto numeric_gradient = [&](const auto& v) { return vs::test::numeric_gradient(v, loss, h); };
   vs::test::check_close(vs::test::read(dx), numeric_gradient(x), fd_tol, "dx vs finite differences");
   vs::test::check_close(vs::test::read(dgamma), numeric_gradient(gamma), fd_tol, "dgamma vs finite differences");
   if (Bias) vs::test::check_close(vs::test::read(dbeta), numeric_gradient(beta), fd_tol, "dbeta vs finite differences");

@@ -115,20 +115,7 @@ TEST_CASE_TEMPLATE_DEFINE("softmax gradient matches finite differences in double
   loss();
   vk::softmax_backward(space, y, w, dx);
   space.fence();
-  auto host = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), x);
-  std::vector<double> numeric(x.span());
-  for (std::size_t k = 0; k < x.span(); ++k) {
-    const double saved = host.data()[k];
-    host.data()[k] = saved + h;
-    Kokkos::deep_copy(x, host);
-    const double up = loss();
-    host.data()[k] = saved - h;
-    Kokkos::deep_copy(x, host);
-    const double down = loss();
-    host.data()[k] = saved;
-    Kokkos::deep_copy(x, host);
-    numeric[k] = (up - down) / (2 * h);
-  }
+  const std::vector<double> numeric = vs::test::numeric_gradient(x, loss, h);
   vs::test::check_close(vs::test::read(dx), numeric, fd_tol, "dx vs finite differences");
 }
 VITSCALE_ON_HOST_SPACES(softmax_fd_id);

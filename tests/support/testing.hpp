@@ -115,4 +115,25 @@ inline void check_close(const std::vector<double>& got, const std::vector<double
   CHECK(wrong == 0);
 }
 
+// Central differences of loss() with respect to every element of the View v (double storage), each
+// element moved by ±h and restored; loss() must read v from its memory space.
+template <class V, class Loss>
+std::vector<double> numeric_gradient(const V& v, Loss&& loss, double h) {
+  std::vector<double> g(v.span());
+  auto host = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), v);
+  for (std::size_t k = 0; k < v.span(); ++k) {
+    const double saved = host.data()[k];
+    host.data()[k] = saved + h;
+    Kokkos::deep_copy(v, host);
+    const double up = loss();
+    host.data()[k] = saved - h;
+    Kokkos::deep_copy(v, host);
+    const double down = loss();
+    host.data()[k] = saved;
+    Kokkos::deep_copy(v, host);
+    g[k] = (up - down) / (2 * h);
+  }
+  return g;
+}
+
 }  // namespace vitscale::test
