@@ -24,6 +24,10 @@ enum class posemb_kind {
   sincos2d,  // fixed 2-D sin-cos table (big_vision's posemb_sincos_2d), no parameters
 };
 
+// The MLP's nonlinearity: GELU exact (x·Φ(x), PyTorch's nn.GELU and timm's default) or its tanh
+// approximation (big_vision's nn.gelu, JAX's default, what the seed papers trained with).
+enum class activation { gelu_erf, gelu_tanh };
+
 // Which way the class token's position entry goes when a class token exists; see opt::cls_posemb.
 enum class cls_posemb_rule { automatic, with_entry, without_entry };
 
@@ -41,6 +45,7 @@ struct option_values {
   int in_channels = 3;
   int resolution = 224;  // the default image side in pixels; every run-time function also takes another
   int pre_logits = 0;    // width of big_vision's tanh pre-logits layer; 0 = none
+  activation mlp_activation = activation::gelu_erf;
 };
 
 namespace opt {
@@ -122,6 +127,13 @@ struct pre_logits : option_tag {
   static constexpr void apply(option_values& v) { v.pre_logits = Width; }
 };
 
+template <activation Kind>
+struct mlp_activation : option_tag {
+  static constexpr void apply(option_values& v) { v.mlp_activation = Kind; }
+};
+using gelu_erf = mlp_activation<activation::gelu_erf>;
+using gelu_tanh = mlp_activation<activation::gelu_tanh>;
+
 }  // namespace opt
 
 template <class... Opts>
@@ -129,7 +141,7 @@ struct options {
   static_assert((std::is_base_of<opt::option_tag, Opts>::value && ...),
                 "vitscale::options<...> takes only option tags from namespace vitscale::opt "
                 "(block, pool, qk_norm, qkv_bias, layer_norm, posemb, cls_posemb, classes, channels, "
-                "resolution, pre_logits)");
+                "resolution, pre_logits, mlp_activation)");
 
   static constexpr option_values resolve() {
     option_values v{};

@@ -86,6 +86,7 @@ struct basic_vit_shape<Depth, Width, Heads, MlpDim, Patch, options<Opts...>> {
   static constexpr int resolution = opts_.resolution;  // the default image side, in pixels
   static constexpr int pre_logits = opts_.pre_logits;
   static constexpr int features = pre_logits > 0 ? pre_logits : Width;  // the classifier's input width
+  static constexpr activation mlp_activation = opts_.mlp_activation;
 
   // The same shape with more options; later options override earlier ones:
   //   using b16_gap = presets::vit_b16::with<opt::pool_gap, opt::classes<10>>;
