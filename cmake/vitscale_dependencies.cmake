@@ -11,6 +11,8 @@ endif()
 message(STATUS "vitscale: Kokkos ${Kokkos_VERSION} (${Kokkos_DEVICES}) from ${Kokkos_DIR}")
 
 find_package(Eigen3 3.4 REQUIRED NO_MODULE)
+# safetensors headers (io/) are parsed with nlohmann-json.
+find_package(nlohmann_json 3 REQUIRED)
 
 set(VITSCALE_HAVE_ONEDNN OFF)
 if(NOT VITSCALE_ENABLE_ONEDNN STREQUAL "OFF")

@@ -67,5 +67,23 @@ int main(int argc, char** argv) {
   Kokkos::fence();
   std::printf("kernels: h(0,0) = %.6f, y(0,0) = %.6f, o(0,0,0,0) = %.6f\n", static_cast<double>(h1(0, 0)),
               static_cast<double>(y(0, 0)), static_cast<double>(o(0, 0, 0, 0)));
+
+  // The model: shape, precision policy, execution space. Parameters, gradients and activations are arenas
+  // (one allocation each); a training loop at a fixed batch allocates nothing after its first step.
+  using tiny = vs::vit_shape<2, 64, 4, 128, 4, vs::options<vs::opt::classes<10>, vs::opt::resolution<28>,
+                                                          vs::opt::channels<1>, vs::opt::pool_gap>>;
+  vs::vit<tiny, vs::precision::bf16_mixed, space> model(vs::init::big_vision{/*seed*/ 0, /*head_bias*/ 0.0f});
+  model.set_regularization({/*dropout*/ 0.0, /*drop_path*/ 0.1, /*seed*/ 0});
+  Kokkos::View<float****> images("images", 8, 28, 28, 1);  // channels last
+  Kokkos::View<float**> dlogits("dlogits", 8, 10);         // from a loss (issue 5 brings them)
+  Kokkos::deep_copy(images, 0.5f);
+  Kokkos::deep_copy(dlogits, 0.01f);
+  auto logits = model.forward(images, /*step*/ 0);  // [8, 10] float, keeps what backward needs
+  model.backward(dlogits);                          // every gradient, in model.gradients() (timm's table)
+  auto feats = model.features(images);             // frozen features: tokens [8, 49, 64], pooled [8, 64]
+  model.set_resolution(56);                         // learned posemb resampled (bicubic, as timm)
+  std::printf("model: logits [%zu, %zu], tokens [%zu, %zu, %zu], %zu parameters, now at %d px\n",
+              logits.extent(0), logits.extent(1), feats.tokens.extent(0), feats.tokens.extent(1),
+              feats.tokens.extent(2), model.parameters().size(), model.resolution());
   return 0;
 }

@@ -2,6 +2,7 @@
 // vitscale: Vision Transformers at the scales of their papers, on any Kokkos execution space.
 // The umbrella header: everything that needs no optional dependency.
 
+#include <vitscale/core/arena.hpp>
 #include <vitscale/core/bf16.hpp>
 #include <vitscale/core/error.hpp>
 #include <vitscale/core/kokkos_compat.hpp>
@@ -26,5 +27,13 @@
 #include <vitscale/kernels/layernorm.hpp>
 #include <vitscale/kernels/pooling.hpp>
 #include <vitscale/kernels/qk_norm.hpp>
+#include <vitscale/kernels/reduction.hpp>
 #include <vitscale/kernels/residual.hpp>
 #include <vitscale/kernels/softmax.hpp>
+
+#include <vitscale/model/init.hpp>
+#include <vitscale/model/parameters.hpp>
+#include <vitscale/model/posemb.hpp>
+#include <vitscale/model/vit.hpp>
+
+#include <vitscale/io/safetensors.hpp>
