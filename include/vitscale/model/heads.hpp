@@ -67,4 +67,26 @@ void broadcast_row(const ExecSpace& space, const Row& row, const Y& y) {
                                     });
 }
 
+// x: [rows, D] -> y: [rows, D], converted to y's type (the loss gradient into the activation type)
+template <class ExecSpace, class X, class Y>
+void convert_rows(const ExecSpace& space, const X& x, const Y& y) {
+  using T = typename Y::non_const_value_type;
+  kernels::detail::for_each_element(space, "vitscale::convert_rows", y.extent(0), y.extent(1),
+                                    KOKKOS_LAMBDA(int i, int j) {
+                                      y(i, j) = kernels::detail::store_as<T>(static_cast<float>(x(i, j)));
+                                    });
+}
+
+// prefix: [n], out: [m >= n] -> out = [prefix | 0 ...] (the parallel block's input-product bias when only
+// the MLP part of it has one)
+template <class ExecSpace, class Prefix, class Out>
+void zero_extend(const ExecSpace& space, const Prefix& prefix, const Out& out) {
+  using T = typename Out::non_const_value_type;
+  const std::size_t n = prefix.extent(0);
+  Kokkos::parallel_for(
+      "vitscale::zero_extend", Kokkos::RangePolicy<ExecSpace>(space, 0, out.extent(0)), KOKKOS_LAMBDA(std::size_t j) {
+        out(j) = kernels::detail::store_as<T>(j < n ? static_cast<float>(prefix(j)) : 0.0f);
+      });
+}
+
 }  // namespace vitscale::model_detail

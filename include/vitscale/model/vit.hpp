@@ -666,10 +666,7 @@ class vit {
       return vec(bi.qkv_b);
     } else {
       view1<param_type> out(s_.fused_bias, std::size_t(F) + 3 * D);
-      auto mlp = vec(bi.mlp_bias);
-      Kokkos::parallel_for(
-          "vitscale::fused_bias", Kokkos::RangePolicy<ExecSpace>(space_, 0, out.extent(0)),
-          KOKKOS_LAMBDA(std::size_t j) { out(j) = j < std::size_t(F) ? mlp(j) : param_type(0.0f); });
+      model_detail::zero_extend(space_, vec(bi.mlp_bias), out);
       return out;
     }
   }
@@ -771,12 +768,7 @@ class vit {
   void head_backward(const DLogits& dlogits) {
     const std::size_t r = rows(), B = static_cast<std::size_t>(batch_), n = tokens_;
     auto dl = m2(s_.dl, B, Shape::num_classes);
-    {
-      auto src = dlogits;
-      kernels::detail::for_each_element(space_, "vitscale::dlogits", B, Shape::num_classes, KOKKOS_LAMBDA(int i, int j) {
-        dl(i, j) = kernels::detail::store_as<act_type>(static_cast<float>(src(i, j)));
-      });
-    }
+    model_detail::convert_rows(space_, dlogits, dl);
     auto dfeat = m2(s_.dfeat, B, Shape::features);
     model_detail::linear_backward(space_, m2(head_input(), B, Shape::features), weight(idx_.head_w), dl,
                                   gmat(idx_.head_w), gvec(idx_.head_b), dfeat, sum_workspace(B, Shape::num_classes));
