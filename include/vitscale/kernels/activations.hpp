@@ -66,11 +66,7 @@ KOKKOS_INLINE_FUNCTION A gelu_derivative(A x) {
 }
 
 // Shape of the workspace gelu_bias_backward needs: [chunks, cols].
-struct gelu_workspace_shape {
-  std::size_t chunks;
-  std::size_t cols;
-};
-inline gelu_workspace_shape gelu_bias_backward_workspace(std::size_t rows, std::size_t cols) {
+inline grad_workspace_shape gelu_bias_backward_workspace(std::size_t rows, std::size_t cols) {
   return {detail::grad_chunk_count(rows), cols};
 }
 

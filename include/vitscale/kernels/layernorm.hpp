@@ -20,12 +20,7 @@ namespace vitscale::kernels {
 
 // Shape of the workspace layernorm_backward needs for `rows` rows of width `cols`: [chunks, (1 + Bias)·cols].
 template <bool Bias>
-struct layernorm_workspace_shape {
-  std::size_t chunks;
-  std::size_t cols;
-};
-template <bool Bias>
-layernorm_workspace_shape<Bias> layernorm_backward_workspace(std::size_t rows, std::size_t cols) {
+grad_workspace_shape layernorm_backward_workspace(std::size_t rows, std::size_t cols) {
   return {detail::grad_chunk_count(rows), (Bias ? 2 : 1) * cols};
 }
 

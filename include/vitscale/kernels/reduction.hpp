@@ -11,11 +11,7 @@
 namespace vitscale::kernels {
 
 // Shape of the workspace column_sum needs: [chunks, cols] of float.
-struct column_sum_workspace_shape {
-  std::size_t chunks;
-  std::size_t cols;
-};
-inline column_sum_workspace_shape column_sum_workspace(std::size_t rows, std::size_t cols) {
+inline grad_workspace_shape column_sum_workspace(std::size_t rows, std::size_t cols) {
   return {detail::grad_chunk_count(rows), cols};
 }
 

@@ -15,6 +15,18 @@
 #include <cstddef>
 #include <type_traits>
 
+namespace vitscale::kernels {
+
+// The shape [chunks, cols] of a float workspace in which a parameter gradient is reduced over rows (see
+// param_grad_chunks below); what layernorm_backward_workspace, gelu_bias_backward_workspace and
+// column_sum_workspace return.
+struct grad_workspace_shape {
+  std::size_t chunks;
+  std::size_t cols;
+};
+
+}  // namespace vitscale::kernels
+
 namespace vitscale::kernels::detail {
 
 // Accumulation is float for float and bf16 storage. double storage (used by tests to check gradients by
