@@ -36,4 +36,5 @@
 #include <vitscale/model/posemb.hpp>
 #include <vitscale/model/vit.hpp>
 
+#include <vitscale/io/parameters.hpp>
 #include <vitscale/io/safetensors.hpp>

@@ -4,6 +4,7 @@
 
 #include <doctest/doctest.h>
 #include <support/spaces.hpp>
+#include <vitscale/io/parameters.hpp>
 #include <vitscale/io/safetensors.hpp>
 #include <vitscale/model/vit.hpp>
 
@@ -29,16 +30,6 @@ struct golden {
 
   io::safetensors_reader file;
 };
-
-// Loads every parameter of the model's table from the file (timm's names).
-template <class Model>
-void load_parameters(Model& model, golden& g) {
-  const auto& table = model.parameters().table();
-  for (int i = 0; i < int(table.size()); ++i) {
-    const auto values = g.get(table[i].full_name());
-    model.set_parameter(i, values.data(), values.size());
-  }
-}
 
 template <class Space>
 Kokkos::View<float****, Kokkos::LayoutRight, typename Space::memory_space> load_images(golden& g) {

@@ -9,9 +9,11 @@
 // truncation error (≈ε²) both stay near 1e-4 of the derivative.
 #include <doctest/doctest.h>
 #include <support/spaces.hpp>
+#include <vitscale/io/parameters.hpp>
 #include <vitscale/model/vit.hpp>
 
 #include <cmath>
+#include <cstdio>
 #include <random>
 #include <string>
 #include <vector>
@@ -227,3 +229,37 @@ TEST_CASE_TEMPLATE_DEFINE("vit: bad input is a vitscale::error", Space, vit_erro
   CHECK_THROWS_AS(model.set_parameter(0, wrong.data(), wrong.size()), vitscale::error);
 }
 VITSCALE_ON_HOST_SPACES(vit_errors);
+
+TEST_CASE_TEMPLATE_DEFINE("vit parameters to and from safetensors under timm's names", Space, vit_io) {
+  using shape = tiny<>;
+  const std::string path = "vit_io_test_" + std::string(Space::name()) + ".safetensors";
+  SUBCASE("fp32 round trip, bit for bit, with metadata") {
+    vit<shape, precision::fp32, Space> a(init::timm{4}), b(12);
+    io::save_parameters(a, path, {{"model", "tiny"}});
+    io::load_parameters(b, path);
+    for (int i = 0; i < int(a.parameters().table().size()); ++i) CHECK(a.parameter(i) == b.parameter(i));
+    CHECK(io::safetensors_reader(path).metadata().at("model") == "tiny");
+    CHECK(io::unused_tensors(b, path).empty());
+  }
+  SUBCASE("bf16 parameters are written as BF16 and come back exactly") {
+    vit<shape, precision::bf16_pure, Space> a(init::big_vision{4, -10.0f}), b(12);
+    io::save_parameters(a, path);
+    CHECK(io::safetensors_reader(path).entry("head.bias").type == io::dtype::bf16);
+    io::load_parameters(b, path);
+    for (int i = 0; i < int(a.parameters().table().size()); ++i) CHECK(a.parameter(i) == b.parameter(i));
+  }
+  SUBCASE("a file of another shape: every problem in one error, the model untouched") {
+    vit<shape, precision::fp32, Space> a(init::timm{4});
+    io::save_parameters(a, path);
+    vit<tiny<opt::pool_map, opt::qk_norm<>>, precision::fp32, Space> other(init::timm{5});
+    const auto before = other.parameter(0);
+    CHECK_THROWS_WITH_AS(io::load_parameters(other, path), doctest::Contains("missing: attn_pool.latent"),
+                         vitscale::error);
+    CHECK(other.parameter(0) == before);
+    vit<shape, precision::fp32, Space> larger(16);
+    CHECK_THROWS_WITH_AS(io::load_parameters(larger, path), doctest::Contains("pos_embed: the file has [1, 10, 16]"),
+                         vitscale::error);
+  }
+  std::remove(path.c_str());
+}
+VITSCALE_ON_HOST_SPACES(vit_io);
