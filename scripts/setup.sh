@@ -4,7 +4,8 @@
 #   scripts/setup.sh [--cache-file FILE]
 #
 # 1. Debian packages (apt-get, only those not installed yet): compiler and CMake, Eigen 3.4, doctest,
-#    oneDNN, nlohmann-json, CLI11, stb.
+#    oneDNN, nlohmann-json, CLI11, stb, zlib (the IDX reader's gzip), and the Fashion-MNIST data set
+#    (dataset-fashion-mnist: /usr/share/datasets/fashion-mnist, which the data tests and examples read).
 # 2. Kokkos. A Kokkos the user points at is used as it is, whatever its backends (CUDA, HIP, ...):
 #    Kokkos_DIR or Kokkos_ROOT in the environment, or a Kokkos found under CMAKE_PREFIX_PATH. Otherwise
 #    Kokkos 3.4.01 with the OpenMP and Serial backends is built from Debian's own trilinos source package
@@ -21,7 +22,7 @@ cache_file="$repo/build/vitscale-deps.cmake"
 while [ $# -gt 0 ]; do
   case "$1" in
     --cache-file) cache_file="$2"; shift 2 ;;
-    -h|--help) sed -n '2,18p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    -h|--help) sed -n '2,17p' "${BASH_SOURCE[0]}"; exit 0 ;;
     *) echo "setup.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -42,14 +43,15 @@ as_root() {
 
 # ---------------------------------------------------------------- 1. Debian packages
 packages=(g++ cmake make ninja-build xz-utils
-          libeigen3-dev doctest-dev libdnnl-dev nlohmann-json3-dev libcli11-dev libstb-dev)
+          libeigen3-dev doctest-dev libdnnl-dev nlohmann-json3-dev libcli11-dev libstb-dev zlib1g-dev
+          dataset-fashion-mnist)
 missing=()
 if command -v dpkg-query >/dev/null 2>&1; then
   for p in "${packages[@]}"; do
     [ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" = "install ok installed" ] || missing+=("$p")
   done
 else
-  die "this script installs its dependencies with apt-get and needs Debian 12 (or a derivative); on other systems install Kokkos (OpenMP), Eigen 3.4, doctest, oneDNN, nlohmann-json, CLI11 and stb yourself and configure with -DKokkos_ROOT=..."
+  die "this script installs its dependencies with apt-get and needs Debian 12 (or a derivative); on other systems install Kokkos (OpenMP), Eigen 3.4, doctest, oneDNN, nlohmann-json, CLI11, stb and zlib yourself (and Fashion-MNIST's four IDX files in /usr/share/datasets/fashion-mnist) and configure with -DKokkos_ROOT=..."
 fi
 
 apt_updated=0
