@@ -23,6 +23,6 @@ cmake -S "$repo" -B "$build" -G Ninja -C "$build/vitscale-deps.cmake" \
 cmake --build "$build" --parallel "$jobs"
 
 case "$mode" in
-  example) exec "$build/examples/explore_configs" "$@" ;;
+  example) exec "$build/examples/train" "$@" ;;
   test) cd "$build" && exec ctest --output-on-failure --parallel "$jobs" ;;
 esac

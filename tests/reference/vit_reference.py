@@ -16,6 +16,7 @@ What it writes (one file per variant, <out>/<variant>.safetensors):
                  RmsNorm(eps=1e-6) everywhere, no class token, global_pool='map'
   sincos_cls     class token, no_embed_class=True, pos_embed overwritten by big_vision's posemb_sincos_2d and
                  frozen (stored as `buffer.pos_embed`, no `grad.pos_embed`)
+  classic_cls_adamw  classic_cls after 3 AdamW steps on its batch (PyTorch's AdamW, timm's decay groups)
   resample_cls   classic_cls's weights at 20 px, pos_embed resampled by timm's resample_abs_pos_embed
                  (bicubic, antialias=True) to 7x7 and the model run at 28 px
   posemb_resample  resample_abs_pos_embed on a random table, several modes (see write_posemb_resample)
@@ -645,6 +646,39 @@ def write_posemb_resample(out_dir, seed=2001):
     return path, t
 
 
+ADAMW = dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.05, steps=3)
+
+
+def write_adamw_steps(out_dir, seed, extra):
+    """classic_cls trained for a few AdamW steps on its own batch, as timm's recipe would: decoupled weight
+    decay (PyTorch's AdamW: p -= lr*wd*p) on the weight matrices and the patch kernel only, none on biases,
+    norms, pos_embed and cls_token (timm's param_groups_weight_decay). Stores the loss before each step and
+    every parameter after the last, as adamw.loss.<k> and adamw.<name>."""
+    model = build(extra)
+    randomize(model, seed)
+    images, labels = make_inputs(seed + 1, IMG)
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and n not in ("pos_embed", "cls_token")]
+    no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and n not in ("pos_embed", "cls_token"))]
+    opt = torch.optim.AdamW([dict(params=decay, weight_decay=ADAMW["weight_decay"]),
+                             dict(params=no_decay, weight_decay=0.0)],
+                            lr=ADAMW["lr"], betas=ADAMW["betas"], eps=ADAMW["eps"])
+    x = images.permute(0, 3, 1, 2).contiguous()
+    tensors = {}
+    for k in range(ADAMW["steps"]):
+        opt.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(model(x), labels.long())
+        loss.backward()
+        opt.step()
+        tensors[f"adamw.loss.{k}"] = loss.detach().reshape(1).clone()
+    tensors.update({"adamw." + n: p.detach().clone() for n, p in model.named_parameters()})
+    md = metadata("classic_cls_adamw", timm_args(extra),
+                  {"adamw": json.dumps({k: list(v) if isinstance(v, tuple) else v for k, v in ADAMW.items()}),
+                   "start": "classic_cls.safetensors: its parameters and input batch"})
+    path = os.path.join(out_dir, "classic_cls_adamw.safetensors")
+    write(path, tensors, md)
+    return path
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="tests/data/vit", help="output folder (default: tests/data/vit)")
@@ -660,6 +694,7 @@ def main():
         rows.append(write_variant(args.out, name, seed, extra))
     rows.append(write_resample(args.out, VARIANTS["classic_cls"][0], VARIANTS["classic_cls"][1]))
     prpath, pr = write_posemb_resample(args.out)
+    write_adamw_steps(args.out, VARIANTS["classic_cls"][0], VARIANTS["classic_cls"][1])
 
     print(f"{'variant':<14} {'#tensors':>8} {'#params':>8} {'loss':>10} {'fwd err':>9} {'grad err':>9}  file")
     for r in rows:
