@@ -25,6 +25,7 @@
 #include <fstream>
 #include <functional>
 #include <string>
+#include <type_traits>
 #include <unistd.h>
 
 #if defined(_OPENMP)
@@ -206,32 +207,18 @@ int train(const run_options& o, const typename Optimizer::options& opt_options) 
 template <class Policy>
 int train_with_optimizer(const run_options& o) {
   using model_t = vs::vit<fmnist_vit, Policy, space>;
-  vs::optim::decay wd{o.weight_decay, o.weight_decay};
-  vs::optim::clipping clip{o.clip, 0.0};
-  if (o.optimizer == "adamw") {
-    typename vs::optimizer::adamw<model_t>::options opt;
-    opt.weight_decay = wd;
-    opt.clip = clip;
-    return train<Policy, vs::optimizer::adamw<model_t>>(o, opt);
-  }
-  if (o.optimizer == "adam-bf16") {
-    typename vs::optimizer::adam_bf16_momentum<model_t>::options opt;
-    opt.weight_decay = wd;
-    opt.clip = clip;
-    return train<Policy, vs::optimizer::adam_bf16_momentum<model_t>>(o, opt);
-  }
-  if (o.optimizer == "adafactor") {
-    typename vs::optimizer::adafactor<model_t>::options opt;
-    opt.weight_decay = wd;
-    opt.clip = clip;
-    return train<Policy, vs::optimizer::adafactor<model_t>>(o, opt);
-  }
-  if (o.optimizer == "sgd") {
-    typename vs::optimizer::sgd_momentum<model_t>::options opt;
-    opt.weight_decay = wd;
-    opt.clip = clip;
-    return train<Policy, vs::optimizer::sgd_momentum<model_t>>(o, opt);
-  }
+  // Every optimizer's options share the decay and clipping fields; the rest keep their defaults.
+  auto run = [&](auto* tag) {
+    using optimizer_t = std::remove_pointer_t<decltype(tag)>;
+    typename optimizer_t::options opt;
+    opt.weight_decay = {o.weight_decay, o.weight_decay};
+    opt.clip = {o.clip, 0.0};
+    return train<Policy, optimizer_t>(o, opt);
+  };
+  if (o.optimizer == "adamw") return run(static_cast<vs::optimizer::adamw<model_t>*>(nullptr));
+  if (o.optimizer == "adam-bf16") return run(static_cast<vs::optimizer::adam_bf16_momentum<model_t>*>(nullptr));
+  if (o.optimizer == "adafactor") return run(static_cast<vs::optimizer::adafactor<model_t>*>(nullptr));
+  if (o.optimizer == "sgd") return run(static_cast<vs::optimizer::sgd_momentum<model_t>*>(nullptr));
   vs::detail::fail("unknown optimizer '", o.optimizer, "' (adamw, adam-bf16, adafactor, sgd)");
 }
 

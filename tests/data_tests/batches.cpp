@@ -1,6 +1,8 @@
 // Shuffling and batching: the order is a pure function of (seed, epoch), batches hold exactly the permuted
 // samples normalised, and a saved position resumes with the same batches.
+#include <support/files.hpp>
 #include <doctest/doctest.h>
+#include <vitscale/data/augment.hpp>
 #include <vitscale/data/batches.hpp>
 
 #include <algorithm>
@@ -38,14 +40,7 @@ bool is_permutation_of_iota(std::vector<int> v) {
   return true;
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const vitscale::error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using vitscale::test::error_of;
 
 // The batch's labels and image floats, for comparing batches from two batchers.
 std::vector<float> contents(const batch& b) {
@@ -204,4 +199,55 @@ TEST_CASE("pixel_statistics: exact on a small set; Fashion-MNIST's own where ins
   MESSAGE("Fashion-MNIST train pixels: mean " << fm.mean << ", std " << fm.std);
   CHECK(fm.mean == doctest::Approx(0.2860).epsilon(0.002));
   CHECK(fm.std == doctest::Approx(0.3530).epsilon(0.002));
+}
+
+TEST_CASE("flip_and_shift: each image flipped or not and moved by at most max_shift, reproducibly") {
+  constexpr int h = 4, w = 5;
+  using images_t = Kokkos::View<float****, Kokkos::LayoutRight, Kokkos::HostSpace>;
+  auto original = [&] {
+    images_t v("images", 8, h, w, 1);
+    for (int b = 0; b < 8; ++b)
+      for (int y = 0; y < h; ++y)
+        for (int x = 0; x < w; ++x) v(b, y, x, 0) = float(1 + y * w + x);  // distinct, none is the background 0
+    return v;
+  };
+  // max_shift 0: every image is itself or its mirror, both occur, and the same (seed, step) repeats exactly.
+  int flipped = 0;
+  for (std::uint32_t step = 0; step < 4; ++step) {
+    auto a = original(), b = original();
+    vitscale::data::flip_and_shift(a, 7, step, 0, 0.0f);
+    vitscale::data::flip_and_shift(b, 7, step, 0, 0.0f);
+    for (int i = 0; i < 8; ++i) {
+      bool same = true, mirror = true;
+      for (int y = 0; y < h; ++y)
+        for (int x = 0; x < w; ++x) {
+          same = same && a(i, y, x, 0) == float(1 + y * w + x);
+          mirror = mirror && a(i, y, x, 0) == float(1 + y * w + (w - 1 - x));
+          CHECK(a(i, y, x, 0) == b(i, y, x, 0));
+        }
+      CHECK((same || mirror));
+      flipped += mirror;
+    }
+  }
+  CHECK(flipped > 0);
+  CHECK(flipped < 32);
+  // max_shift 1: each pixel is the background or the source pixel within one row and column (of the image or
+  // its mirror), and some image actually moved.
+  auto s = original();
+  vitscale::data::flip_and_shift(s, 3, 0, 1, 0.0f);
+  int background = 0;
+  for (int i = 0; i < 8; ++i)
+    for (int y = 0; y < h; ++y)
+      for (int x = 0; x < w; ++x) {
+        const float v = s(i, y, x, 0);
+        if (v == 0.0f) {
+          ++background;
+          continue;
+        }
+        const int sy = (int(v) - 1) / w, sx = (int(v) - 1) % w;
+        CHECK(std::abs(sy - y) <= 1);
+        CHECK((std::abs(sx - x) <= 1 || std::abs((w - 1 - sx) - x) <= 1));
+      }
+  CHECK(background > 0);
+  CHECK_THROWS_AS(vitscale::data::flip_and_shift(s, 3, 0, -1, 0.0f), vitscale::error);
 }

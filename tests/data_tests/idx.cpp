@@ -1,5 +1,6 @@
 // The IDX reader: small files written here byte by byte (plain and gzip; valid, truncated, lying about their
 // size, of the wrong kind) and, where Debian's dataset-fashion-mnist is installed, the real Fashion-MNIST.
+#include <support/files.hpp>
 #include <doctest/doctest.h>
 #include <vitscale/data/idx.hpp>
 
@@ -65,14 +66,7 @@ bytes read_raw(const std::string& path) {
   return bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const vitscale::error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using vitscale::test::error_of;
 
 void check_mentions(const std::string& message, std::initializer_list<const char*> parts) {
   INFO("message: " << message);

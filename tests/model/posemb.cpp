@@ -1,6 +1,7 @@
 // Position embeddings on the host: big_vision's sin-cos table and timm's resampling (bicubic and bilinear,
 // antialias on and off) against golden values from numpy / PyTorch 1.13 + timm
 // (tests/reference/posemb_reference.py), a constant table staying constant, and the errors.
+#include <support/files.hpp>
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
 #include <vitscale/model/posemb.hpp>
@@ -16,12 +17,7 @@ namespace vs = vitscale;
 
 namespace {
 
-nlohmann::json load(const std::string& file) {
-  const std::string path = std::string(VITSCALE_TEST_DATA_DIR) + "/posemb/" + file;
-  std::ifstream in(path);
-  REQUIRE_MESSAGE(in.good(), "cannot open " << path << " (run tests/reference/posemb_reference.py)");
-  return nlohmann::json::parse(in);
-}
+nlohmann::json load(const std::string& file) { return vitscale::test::load_golden_json("posemb", file, "posemb_reference.py"); }
 
 double max_abs_diff(const std::vector<float>& got, const std::vector<double>& want) {
   REQUIRE(got.size() == want.size());

@@ -27,7 +27,7 @@ struct timm_tolerance<precision::fp32> {
 };
 template <>
 struct timm_tolerance<precision::bf16_mixed> {
-  static constexpr double output = 2e-2, gradient = 5e-2, fused = 2e-2;
+  static constexpr double output = 2e-2, gradient = 3e-2, fused = 2e-2;  // measured: 6e-3, 2.2e-2
 };
 
 template <class Shape, class Policy, class Space>

@@ -2,6 +2,7 @@
 // with soft targets, and sigmoid cross-entropy, against PyTorch's values in float64
 // (tests/reference/train_reference.py), logits up to ±80 included; the gradient against central
 // differences of a double host formula; bit-identical repeats; and the errors.
+#include <support/files.hpp>
 #include <algorithm>
 #include <cmath>
 #include <fstream>
@@ -18,12 +19,7 @@ using vs::test::vec;
 
 namespace {
 
-nlohmann::json load(const std::string& file) {
-  const std::string path = std::string(VITSCALE_TEST_DATA_DIR) + "/train/" + file;
-  std::ifstream in(path);
-  REQUIRE_MESSAGE(in.good(), "cannot open " << path << " (run tests/reference/train_reference.py)");
-  return nlohmann::json::parse(in);
-}
+nlohmann::json load(const std::string& file) { return vitscale::test::load_golden_json("train", file, "train_reference.py"); }
 
 template <class Space>
 mat<float, Space> matrix_from(const std::vector<double>& values, std::size_t rows, std::size_t cols) {

@@ -3,6 +3,7 @@
 // first moment, big_vision's Adafactor (factored both ways, unfactored, with and without the block-RMS clip),
 // AGC and global-norm clipping; weight-decay groups by role on a model's table; state bytes against the
 // config's layouts; and a tiny ViT whose loss AdamW brings down.
+#include <support/files.hpp>
 #include <algorithm>
 #include <cmath>
 #include <fstream>
@@ -21,12 +22,7 @@ namespace optim = vitscale::optimizer;
 
 namespace {
 
-nlohmann::json load(const std::string& file) {
-  const std::string path = std::string(VITSCALE_TEST_DATA_DIR) + "/optim/" + file + ".json";
-  std::ifstream in(path);
-  REQUIRE_MESSAGE(in.good(), "cannot open " << path << " (run tests/reference/optimizer_reference.py)");
-  return nlohmann::json::parse(in);
-}
+nlohmann::json load(const std::string& file) { return vitscale::test::load_golden_json("optim", file + ".json", "optimizer_reference.py"); }
 
 // The reference script's tensors: [out, in] views; two factored matrices (rows > cols, rows < cols), a
 // classifier too small to factor, a bias and a norm scale.

@@ -2,6 +2,7 @@
 // (tests/reference/train_reference.py): every step of short schedules and the key steps of long ones;
 // the shape of each (zero at step 0, peak at the end of warmup, monotone decay, zero at the end of a
 // cooldown); and the parameter and step errors.
+#include <support/files.hpp>
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -17,12 +18,7 @@ namespace sched = vitscale::schedule;
 
 namespace {
 
-nlohmann::json load(const std::string& file) {
-  const std::string path = std::string(VITSCALE_TEST_DATA_DIR) + "/train/" + file;
-  std::ifstream in(path);
-  REQUIRE_MESSAGE(in.good(), "cannot open " << path << " (run tests/reference/train_reference.py)");
-  return nlohmann::json::parse(in);
-}
+nlohmann::json load(const std::string& file) { return vitscale::test::load_golden_json("train", file, "train_reference.py"); }
 
 // Double arithmetic on both sides; the golden values are written with 11 significant digits.
 constexpr double rtol = 1e-10;

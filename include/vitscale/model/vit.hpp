@@ -694,7 +694,7 @@ class vit {
   }
 
   void head_forward() {
-    const std::size_t r = rows(), B = static_cast<std::size_t>(batch_), n = tokens_;
+    const std::size_t r = rows(), B = static_cast<std::size_t>(batch_);
     auto xn = m2(s_.xn, r, D);
     norm_forward(idx_.norm_w, idx_.norm_b, m2(stream(depth), r, D), xn, s_.fn_mean, s_.fn_rstd, r);
     auto pooled = m2(s_.pooled, B, D);
@@ -714,7 +714,6 @@ class vit {
     }
     model_detail::linear_forward(space_, features, weight(idx_.head_w), vec(idx_.head_b),
                                  view2<float>(s_.logits, B, Shape::num_classes));
-    (void)n;
   }
 
   // MAP head (timm's AttentionPoolLatent): y = proj(attn(q(latent), kv(x))); pooled = y + mlp(LN(y))
@@ -766,7 +765,7 @@ class vit {
 
   template <class DLogits>
   void head_backward(const DLogits& dlogits) {
-    const std::size_t r = rows(), B = static_cast<std::size_t>(batch_), n = tokens_;
+    const std::size_t r = rows(), B = static_cast<std::size_t>(batch_);
     auto dl = m2(s_.dl, B, Shape::num_classes);
     model_detail::convert_rows(space_, dlogits, dl);
     auto dfeat = m2(s_.dfeat, B, Shape::features);
@@ -791,7 +790,6 @@ class vit {
     } else {
       map_backward(dpooled, dxn);
     }
-    (void)n;
     kernels::layernorm_backward<centered, norm_bias>(space_, m2(stream(depth), r, D), vec(idx_.norm_w),
                                                      f1(s_.fn_mean, r), f1(s_.fn_rstd, r), dxn, m2(s_.dx, r, D),
                                                      gvec(idx_.norm_w), gvec(idx_.norm_b),
