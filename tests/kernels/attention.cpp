@@ -265,6 +265,11 @@ TEST_CASE_TEMPLATE_DEFINE("attention forward and backward match double softmax a
   check_attention<Space, float, 16>({1, 2, 257, 257}, true, 5);
   check_attention<Space, float, 16>({2, 2, 197, 50}, false, 6);
   check_attention<Space, float, 16>({1, 3, 50, 257}, false, 7);
+  // The single-tile backward (nq, nk <= 64 on the host) at its edge, and one key past it.
+  check_attention<Space, float, 32>({3, 2, 64, 64}, false, 9);
+  check_attention<Space, float, 32>({2, 2, 49, 65}, false, 10);
+  check_attention<Space, float, 32>({2, 4, 33, 33}, true, 16);
+  check_attention<Space, float, 32>({2, 4, 17, 33}, false, 17);
   // A head dimension that is not a multiple of 16: the last column chunk of the accumulations is 8 wide.
   check_attention<Space, float, 24>({2, 2, 70, 41}, false, 8);
 }
