@@ -1,2 +1,3 @@
-# GEMM: every backend (automatic, oneDNN, Eigen, portable) on every host space.
+# GEMM: every backend (automatic, oneDNN, Eigen, portable) on every host space, and cuBLAS / rocBLAS on the GPU
+# in builds for Kokkos::Cuda / HIP with the vendor library.
 vitscale_add_test_executable(kernels_gemm gemm.cpp)

@@ -1,5 +1,8 @@
 // gemm: every backend (automatic, oneDNN, Eigen, portable) on every host space, against a double reference
-// computed from the inputs as stored (bf16-rounded where the Views hold bf16).
+// computed from the inputs as stored (bf16-rounded where the Views hold bf16). In a build for Kokkos::Cuda
+// with cuBLAS (or Kokkos' HIP space with rocBLAS) the same checks also run on the GPU, through the vendor
+// backend, automatic and the portable kernel: the Space parameter of the test templates is then
+// device_target, whose inputs and reference are made on the host and copied to the device.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -8,6 +11,8 @@
 #include <limits>
 #include <random>
 #include <string>
+#include <tuple>
+#include <type_traits>
 #include <support/spaces.hpp>
 #include <vector>
 #include <vitscale/kernels/gemm.hpp>
@@ -17,7 +22,33 @@ namespace vk = vitscale::kernels;
 using vk::gemm_epilogue;
 using vk::gemm_op;
 
+#if VITSCALE_GEMM_CUBLAS
+#define VITSCALE_TEST_DEVICE_BLAS 1
+using device_space = Kokkos::Cuda;
+using device_backend = vk::gemm_backend::cublas;
+constexpr const char* device_backend_name = "cublas";
+#elif VITSCALE_GEMM_ROCBLAS
+#define VITSCALE_TEST_DEVICE_BLAS 1
+using device_space = vitscale::hip_space;
+using device_backend = vk::gemm_backend::rocblas;
+constexpr const char* device_backend_name = "rocblas";
+#else
+#define VITSCALE_TEST_DEVICE_BLAS 0
+#endif
+
 namespace {
+
+// The Space of the test templates that runs the checks on the GPU (see the top of this file); the inputs
+// and the reference live in the default host space.
+struct device_target {};
+template <class Space>
+struct host_of {
+  using type = Space;
+};
+template <>
+struct host_of<device_target> {
+  using type = Kokkos::DefaultHostExecutionSpace;
+};
 
 // float inputs: float accumulation over K terms, relative to sum_k |a·b| (the scale of its rounding error).
 constexpr double fp32_tolerance = 1e-5;
@@ -66,6 +97,8 @@ void fill_random(const View& v, std::mt19937& rng, float lo = -1.0f, float hi = 
 // allocations (row strides larger than the rows) and everything outside C's window must stay untouched.
 template <class Space, class TA, class TC, class TBias = float>
 class product_check {
+  using host_space = typename host_of<Space>::type;
+
  public:
   product_check(const spec& s, std::uint32_t seed, bool padded)
       : s_(s),
@@ -82,7 +115,7 @@ class product_check {
         bias_("bias", s.n),
         expected_(std::size_t(items_) * s.m * s.n),
         allowed_(expected_.size()) {
-    static_assert(Kokkos::SpaceAccessibility<Kokkos::HostSpace, typename Space::memory_space>::accessible,
+    static_assert(Kokkos::SpaceAccessibility<Kokkos::HostSpace, typename host_space::memory_space>::accessible,
                   "the test fills Views directly");
     std::mt19937 rng(seed);
     fill_random(a_, rng);
@@ -134,13 +167,38 @@ class product_check {
   void run(const char* backend_name) {
     INFO(backend_name << ": " << describe(s_) << std::string(pad_ ? " padded" : ""));
     Kokkos::deep_copy(c_, c_before_);
+    call<host_space, Backend>(a_, b_, c_, bias_);
+    verify();
+  }
+
+  // The same on Device: the inputs and C (with what lies around its window) are copied there, the product
+  // runs through Backend on Device, and C comes back to be checked.
+  template <class Device, class Backend>
+  void run_on_device(const char* backend_name) {
+    INFO(backend_name << " on the device: " << describe(s_) << std::string(pad_ ? " padded" : ""));
+    view3<TA, Device> a("a", a_.extent(0), a_.extent(1), a_.extent(2));
+    view3<TA, Device> b("b", b_.extent(0), b_.extent(1), b_.extent(2));
+    view3<TC, Device> c("c", c_.extent(0), c_.extent(1), c_.extent(2));
+    Kokkos::View<TBias*, typename Device::memory_space> bias("bias", bias_.extent(0));
+    Kokkos::deep_copy(a, a_);
+    Kokkos::deep_copy(b, b_);
+    Kokkos::deep_copy(c, c_before_);
+    Kokkos::deep_copy(bias, bias_);
+    call<Device, Backend>(a, b, c, bias);
+    Kokkos::deep_copy(c_, c);
+    verify();
+  }
+
+ private:
+  template <class Run, class Backend, class A, class B, class C, class Bias>
+  void call(const A& a, const B& b, const C& c, const Bias& bias_view) const {
     using Kokkos::ALL;
     using range = Kokkos::pair<int, int>;
-    const auto a3 = Kokkos::subview(a_, ALL, ALL, range(0, a_cols_));
-    const auto b3 = Kokkos::subview(b_, ALL, ALL, range(0, b_cols_));
-    const auto c3 = Kokkos::subview(c_, ALL, range(0, s_.m), range(0, s_.n));
-    const Kokkos::View<const TBias*, typename Space::memory_space> bias = bias_;
-    const Space space;
+    const auto a3 = Kokkos::subview(a, ALL, ALL, range(0, a_cols_));
+    const auto b3 = Kokkos::subview(b, ALL, ALL, range(0, b_cols_));
+    const auto c3 = Kokkos::subview(c, ALL, range(0, s_.m), range(0, s_.n));
+    const Kokkos::View<const TBias*, typename Run::memory_space> bias = bias_view;
+    const Run space;
     if (s_.batch == 0) {
       const auto a2 = Kokkos::subview(a3, 0, ALL, ALL);
       const auto b2 = Kokkos::subview(b3, 0, ALL, ALL);
@@ -156,7 +214,10 @@ class product_check {
         vk::gemm(space, s_.op_a, s_.op_b, s_.alpha, a3, b3, s_.beta, c3, s_.epilogue, bias, Backend{});
     }
     space.fence();
+  }
 
+  // Every element of C against the reference; everything outside C's window unchanged.
+  void verify() const {
     int bad = 0, outside_changed = 0;
     std::size_t e = 0;
     for (int t = 0; t < items_; ++t) {
@@ -179,24 +240,31 @@ class product_check {
     CHECK(outside_changed == 0);
   }
 
- private:
   spec s_;
   int items_, pad_, a_rows_, a_cols_, b_rows_, b_cols_;
-  view3<TA, Space> a_, b_;
-  view3<TC, Space> c_, c_before_;
-  Kokkos::View<TBias*, typename Space::memory_space> bias_;
+  view3<TA, host_space> a_, b_;
+  view3<TC, host_space> c_, c_before_;
+  Kokkos::View<TBias*, typename host_space::memory_space> bias_;
   std::vector<double> expected_, allowed_;
 };
 
 template <class Space, class TA, class TC, class TBias = float>
 void check_every_backend(const spec& s, std::uint32_t seed, bool padded = false) {
   product_check<Space, TA, TC, TBias> check(s, seed, padded);
-  check.template run<vk::gemm_backend::automatic>("automatic");
-  check.template run<vk::gemm_backend::portable>("portable");
-  check.template run<vk::gemm_backend::eigen>("eigen");
-#if VITSCALE_HAVE_ONEDNN
-  check.template run<vk::gemm_backend::onednn>("onednn");
+  if constexpr (std::is_same<Space, device_target>::value) {
+#if VITSCALE_TEST_DEVICE_BLAS
+    check.template run_on_device<device_space, device_backend>(device_backend_name);
+    check.template run_on_device<device_space, vk::gemm_backend::automatic>("automatic");
+    check.template run_on_device<device_space, vk::gemm_backend::portable>("portable");
 #endif
+  } else {
+    check.template run<vk::gemm_backend::automatic>("automatic");
+    check.template run<vk::gemm_backend::portable>("portable");
+    check.template run<vk::gemm_backend::eigen>("eigen");
+#if VITSCALE_HAVE_ONEDNN
+    check.template run<vk::gemm_backend::onednn>("onednn");
+#endif
+  }
 }
 
 struct shape {
@@ -233,6 +301,9 @@ TEST_CASE_TEMPLATE_DEFINE("gemm fp32: every backend, op combination, alpha/beta 
   sweep<Space, float, float>(4);
 }
 VITSCALE_ON_HOST_SPACES(gemm_fp32);
+#if VITSCALE_TEST_DEVICE_BLAS
+TEST_CASE_TEMPLATE_APPLY(gemm_fp32, std::tuple<device_target>);
+#endif
 
 TEST_CASE_TEMPLATE_DEFINE("gemm bf16 inputs and bf16 outputs, every backend", Space, gemm_bf16) {
   SUBCASE("bf16 inputs, float output") { sweep<Space, bf16, float>(3); }
@@ -246,6 +317,9 @@ TEST_CASE_TEMPLATE_DEFINE("gemm bf16 inputs and bf16 outputs, every backend", Sp
   }
 }
 VITSCALE_ON_HOST_SPACES(gemm_bf16);
+#if VITSCALE_TEST_DEVICE_BLAS
+TEST_CASE_TEMPLATE_APPLY(gemm_bf16, std::tuple<device_target>);
+#endif
 
 TEST_CASE_TEMPLATE_DEFINE("gemm batched [batch, rows, cols], every backend", Space, gemm_batched) {
   // Attention-like shapes: scores Q·Kᵀ (n, t) and context P·V (n, n), plus transposed A.
@@ -262,6 +336,9 @@ TEST_CASE_TEMPLATE_DEFINE("gemm batched [batch, rows, cols], every backend", Spa
       {2, 50, 7, 33, gemm_op::t, gemm_op::n, 1.0f, 1.0f, gemm_epilogue::bias_gelu_tanh}, 16);
 }
 VITSCALE_ON_HOST_SPACES(gemm_batched);
+#if VITSCALE_TEST_DEVICE_BLAS
+TEST_CASE_TEMPLATE_APPLY(gemm_batched, std::tuple<device_target>);
+#endif
 
 TEST_CASE_TEMPLATE_DEFINE("gemm on submatrices: row strides larger than the row, nothing outside written", Space,
                           gemm_strided) {
@@ -275,22 +352,35 @@ TEST_CASE_TEMPLATE_DEFINE("gemm on submatrices: row strides larger than the row,
                                            true);
 }
 VITSCALE_ON_HOST_SPACES(gemm_strided);
+#if VITSCALE_TEST_DEVICE_BLAS
+TEST_CASE_TEMPLATE_APPLY(gemm_strided, std::tuple<device_target>);
+#endif
 
 namespace {
+// Fills a View of any space with uniform random numbers through a host mirror (the View itself on the host).
+template <class View>
+void fill_random_anywhere(const View& v, std::mt19937& rng) {
+  const auto host = Kokkos::create_mirror_view(v);
+  fill_random(host, rng);
+  Kokkos::deep_copy(v, host);
+}
+
 template <class Space, class Backend>
 bool repeats_bit_for_bit() {
   using matrix = vitscale::matrix_view<float, Space>;
   std::mt19937 rng(5);
   matrix a("a", 197, 257), b("b", 257, 130), c1("c1", 197, 130), c2("c2", 197, 130);
   Kokkos::View<float*, typename Space::memory_space> bias("bias", 130);
-  fill_random(a, rng);
-  fill_random(b, rng);
-  fill_random(bias, rng);
+  fill_random_anywhere(a, rng);
+  fill_random_anywhere(b, rng);
+  fill_random_anywhere(bias, rng);
   const Space space;
   vk::gemm(space, gemm_op::n, gemm_op::n, 0.5f, a, b, 0.0f, c1, gemm_epilogue::bias_gelu_tanh, bias, Backend{});
   vk::gemm(space, gemm_op::n, gemm_op::n, 0.5f, a, b, 0.0f, c2, gemm_epilogue::bias_gelu_tanh, bias, Backend{});
   space.fence();
-  return std::memcmp(c1.data(), c2.data(), c1.span() * sizeof(float)) == 0;
+  const auto h1 = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), c1);
+  const auto h2 = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), c2);
+  return std::memcmp(h1.data(), h2.data(), h1.span() * sizeof(float)) == 0;
 }
 }  // namespace
 
@@ -302,6 +392,13 @@ TEST_CASE_TEMPLATE_DEFINE("gemm is deterministic: the same call twice gives the 
 #endif
 }
 VITSCALE_ON_HOST_SPACES(gemm_repeat);
+
+#if VITSCALE_TEST_DEVICE_BLAS
+TEST_CASE("gemm on the device is deterministic: the same call twice on one stream gives the same bits") {
+  CHECK(repeats_bit_for_bit<device_space, device_backend>());
+  CHECK(repeats_bit_for_bit<device_space, vk::gemm_backend::portable>());
+}
+#endif
 
 TEST_CASE_TEMPLATE_DEFINE("gemm rejects bad shapes with vitscale::error", Space, gemm_shapes) {
   using matrix = vitscale::matrix_view<float, Space>;
@@ -346,3 +443,6 @@ TEST_CASE_TEMPLATE_DEFINE("gemm rejects bad shapes with vitscale::error", Space,
   space.fence();
 }
 VITSCALE_ON_HOST_SPACES(gemm_shapes);
+#if VITSCALE_TEST_DEVICE_BLAS
+TEST_CASE_TEMPLATE_APPLY(gemm_shapes, std::tuple<device_space>);  // automatic: the vendor backend
+#endif

@@ -38,6 +38,15 @@ using Kokkos::Experimental::tanh;
 #endif
 }  // namespace kmath
 
+#if defined(KOKKOS_ENABLE_HIP)
+// Kokkos' HIP execution space: Kokkos::HIP from 4.0 on, Kokkos::Experimental::HIP before.
+#if KOKKOS_VERSION >= 40000
+using hip_space = Kokkos::HIP;
+#else
+using hip_space = Kokkos::Experimental::HIP;
+#endif
+#endif
+
 // std::bit_cast for C++17 and device code (Kokkos::bit_cast only exists from 4.1 on). memcpy of a
 // register-sized value is lowered to a move by every compiler and is allowed in CUDA and HIP kernels.
 template <class To, class From>

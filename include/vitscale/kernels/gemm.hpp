@@ -35,8 +35,13 @@
 //             float buffer of the same kind before the epilogue pass.
 //   portable  a Kokkos TeamPolicy kernel for any execution space: tiles of A and B in team scratch (converted
 //             to float there), register blocks of C in each thread, the epilogue fused in the store.
-//   automatic Serial/OpenMP: onednn where available, else eigen; any other space: portable. (Dispatch point
-//             for cuBLAS / rocBLAS on Cuda / HIP: gemm_detail::resolve_backend.)
+//   cublas    cuBLAS on Kokkos::Cuda (VITSCALE_HAVE_CUBLAS; detail/gemm_cublas.hpp): cublasGemmEx, or
+//             cublasGemmStridedBatchedEx for rank-3 Views, fp32 compute; the epilogue, where it is not the
+//             identity, is a Kokkos kernel on the same stream (see that header for why not cuBLASLt).
+//   rocblas   rocBLAS on Kokkos' HIP space (VITSCALE_HAVE_ROCBLAS; detail/gemm_rocblas.hpp): rocblas_gemm_ex
+//             or rocblas_gemm_strided_batched_ex, fp32 compute, the same epilogue kernel.
+//   automatic Serial/OpenMP: onednn where available, else eigen; Cuda: cublas where available; HIP: rocblas
+//             where available; any other space: portable (gemm_detail::resolve_backend).
 //
 // Threads on the host. oneDNN and Eigen here run on OpenMP threads, not on Kokkos' thread pool. They are
 // told the space's concurrency through the calling thread's OpenMP thread count (omp_set_num_threads,
@@ -47,7 +52,8 @@
 // shapes and the thread count (no atomics), so the same inputs and thread count give bit-identical C. The
 // portable kernel's order depends on the shapes only. Kernels do not fence, except where a host library
 // must see finished inputs: the oneDNN and Eigen paths fence `space` before they read (they run after any
-// work queued on it) and return with C written.
+// work queued on it) and return with C written. The cuBLAS and rocBLAS paths are asynchronous like the
+// portable kernel: everything is queued on the space's stream and C is ready after space.fence().
 
 #include <vitscale/core/bf16.hpp>
 #include <vitscale/core/error.hpp>
@@ -77,6 +83,18 @@
 #include <omp.h>
 #endif
 
+// The vendor BLAS of the GPU spaces, only where the build found them (CMake defines the macros).
+#if defined(VITSCALE_HAVE_CUBLAS) && VITSCALE_HAVE_CUBLAS && defined(KOKKOS_ENABLE_CUDA)
+#define VITSCALE_GEMM_CUBLAS 1
+#else
+#define VITSCALE_GEMM_CUBLAS 0
+#endif
+#if defined(VITSCALE_HAVE_ROCBLAS) && VITSCALE_HAVE_ROCBLAS && defined(KOKKOS_ENABLE_HIP)
+#define VITSCALE_GEMM_ROCBLAS 1
+#else
+#define VITSCALE_GEMM_ROCBLAS 0
+#endif
+
 #include <algorithm>
 #include <array>
 #include <cstddef>
@@ -101,10 +119,15 @@ struct automatic {};
 struct onednn {};
 struct eigen {};
 struct portable {};
+struct cublas {};
+struct rocblas {};
 }  // namespace gemm_backend
 
 // True when this build can use oneDNN (gemm_backend::onednn compiles).
 inline constexpr bool gemm_has_onednn = VITSCALE_GEMM_ONEDNN != 0;
+// True when this build can use cuBLAS on Kokkos::Cuda / rocBLAS on Kokkos' HIP space.
+inline constexpr bool gemm_has_cublas = VITSCALE_GEMM_CUBLAS != 0;
+inline constexpr bool gemm_has_rocblas = VITSCALE_GEMM_ROCBLAS != 0;
 
 namespace gemm_detail {
 
@@ -177,7 +200,20 @@ template <>
 struct is_host_blas_space<Kokkos::OpenMP> : std::true_type {};
 #endif
 
-// gemm_backend::automatic, resolved at compile time. (Cuda / HIP: cuBLAS / rocBLAS tags would go here.)
+template <class ExecSpace>
+struct is_cuda_space : std::false_type {};
+#if defined(KOKKOS_ENABLE_CUDA)
+template <>
+struct is_cuda_space<Kokkos::Cuda> : std::true_type {};
+#endif
+template <class ExecSpace>
+struct is_hip_space : std::false_type {};
+#if defined(KOKKOS_ENABLE_HIP)
+template <>
+struct is_hip_space<::vitscale::hip_space> : std::true_type {};
+#endif
+
+// gemm_backend::automatic, resolved at compile time: the vendor of the space where this build has it.
 template <class ExecSpace, class Backend>
 struct resolve_backend {
   using type = Backend;
@@ -185,7 +221,11 @@ struct resolve_backend {
 template <class ExecSpace>
 struct resolve_backend<ExecSpace, gemm_backend::automatic> {
   using host_vendor = std::conditional_t<gemm_has_onednn, gemm_backend::onednn, gemm_backend::eigen>;
-  using type = std::conditional_t<is_host_blas_space<ExecSpace>::value, host_vendor, gemm_backend::portable>;
+  using type = std::conditional_t<
+      is_host_blas_space<ExecSpace>::value, host_vendor,
+      std::conditional_t<gemm_has_cublas && is_cuda_space<ExecSpace>::value, gemm_backend::cublas,
+                         std::conditional_t<gemm_has_rocblas && is_hip_space<ExecSpace>::value, gemm_backend::rocblas,
+                                            gemm_backend::portable>>>;
 };
 
 // Per-thread float buffers that grow to the largest request and are then reused (see the file's top).
@@ -213,6 +253,30 @@ void host_epilogue(const ExecSpace& space, const problem& p, const float* t, std
           if (beta != 0.0f) v += beta * static_cast<float>(c[i * ldc + j]);
           c[i * ldc + j] = v;
         }
+      });
+}
+
+// The epilogue as its own pass over [batch, M, N], for the device vendor backends: one element per work item
+// (consecutive items along N, so loads and stores coalesce). t is the float product alpha is not yet applied
+// to, with row stride ldt and batch stride st; t == nullptr stands for a zero product (K == 0). t may be C
+// itself (float C, beta == 0: each item reads its element before writing it). Same formula as the other
+// backends: C = act(alpha·t + bias) + beta·C, C read only when beta != 0, a bf16 C rounded once.
+template <class ExecSpace, class TBias, class TC>
+void epilogue_pass(const ExecSpace& space, const problem& p, const float* t, std::int64_t ldt, std::int64_t st,
+                   const TBias* bias, TC* c) {
+  const std::int64_t m = p.m, n = p.n, ldc = p.ldc, sc = p.sc;
+  const float alpha = p.alpha, beta = p.beta;
+  const gemm_epilogue ep = p.epilogue;
+  Kokkos::parallel_for(
+      "vitscale::gemm::epilogue_pass", Kokkos::RangePolicy<ExecSpace>(space, 0, p.batch * m * n),
+      KOKKOS_LAMBDA(std::int64_t e) {
+        const std::int64_t j = e % n, row = e / n, i = row % m, item = row / m;
+        float v = t ? alpha * t[item * st + i * ldt + j] : 0.0f;
+        if (bias) v += static_cast<float>(bias[j]);
+        v = activate(ep, v);
+        TC* out = c + item * sc + i * ldc + j;
+        if (beta != 0.0f) v += beta * static_cast<float>(*out);
+        *out = v;
       });
 }
 
@@ -463,6 +527,19 @@ void run_onednn(const ExecSpace& space, const problem& p, const TA* a, const TA*
 
 #endif  // VITSCALE_GEMM_ONEDNN
 
+}  // namespace gemm_detail
+}  // namespace vitscale::kernels
+
+#if VITSCALE_GEMM_CUBLAS
+#include <vitscale/kernels/detail/gemm_cublas.hpp>
+#endif
+#if VITSCALE_GEMM_ROCBLAS
+#include <vitscale/kernels/detail/gemm_rocblas.hpp>
+#endif
+
+namespace vitscale::kernels {
+namespace gemm_detail {
+
 // ------------------------------------------------------------------------------------- portable kernel
 
 // Tile sizes: BM×BN of C per team, BK of the inner dimension per step, MR×NR registers per thread.
@@ -642,6 +719,15 @@ void dispatch(const ExecSpace& space, gemm_op op_a, gemm_op op_b, float alpha, c
                 "gemm: the oneDNN and Eigen backends run on Kokkos::Serial and Kokkos::OpenMP only");
   static_assert(!std::is_same<backend, gemm_backend::onednn>::value || gemm_has_onednn,
                 "gemm: gemm_backend::onednn needs a build with oneDNN (VITSCALE_HAVE_ONEDNN)");
+  static_assert(!std::is_same<backend, gemm_backend::cublas>::value || gemm_has_cublas,
+                "gemm: gemm_backend::cublas needs a build with cuBLAS (VITSCALE_HAVE_CUBLAS) and Kokkos' CUDA backend");
+  static_assert(!std::is_same<backend, gemm_backend::cublas>::value || is_cuda_space<ExecSpace>::value,
+                "gemm: gemm_backend::cublas runs on Kokkos::Cuda only");
+  static_assert(!std::is_same<backend, gemm_backend::rocblas>::value || gemm_has_rocblas,
+                "gemm: gemm_backend::rocblas needs a build with rocBLAS (VITSCALE_HAVE_ROCBLAS) and Kokkos' HIP "
+                "backend");
+  static_assert(!std::is_same<backend, gemm_backend::rocblas>::value || is_hip_space<ExecSpace>::value,
+                "gemm: gemm_backend::rocblas runs on Kokkos' HIP execution space only");
 
   constexpr int r = AView::rank == 3 ? 1 : 0;  // index of the row extent
   ::vitscale::detail::require_contiguous_rows("gemm", "A", a);
@@ -704,6 +790,14 @@ void dispatch(const ExecSpace& space, gemm_op op_a, gemm_op op_b, float alpha, c
     run_portable(space, p, a_ptr, b_ptr, bias_ptr, c_ptr);
   } else if constexpr (std::is_same<backend, gemm_backend::eigen>::value) {
     run_eigen(space, p, a_ptr, b_ptr, bias_ptr, c_ptr);
+  } else if constexpr (std::is_same<backend, gemm_backend::cublas>::value) {
+#if VITSCALE_GEMM_CUBLAS
+    run_cublas(space, p, a_ptr, b_ptr, bias_ptr, c_ptr);
+#endif
+  } else if constexpr (std::is_same<backend, gemm_backend::rocblas>::value) {
+#if VITSCALE_GEMM_ROCBLAS
+    run_rocblas(space, p, a_ptr, b_ptr, bias_ptr, c_ptr);
+#endif
   } else {
 #if VITSCALE_GEMM_ONEDNN
     if (p.k == 0) {
