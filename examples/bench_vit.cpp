@@ -14,6 +14,7 @@
 #include <CLI/CLI.hpp>
 
 #include "bench_support.hpp"
+#include "fmnist_model.hpp"
 
 #include <sys/resource.h>
 
@@ -44,7 +45,7 @@ struct options {
   std::vector<std::string> models{"b16", "ti16"};
   std::vector<std::string> precisions{"fp32", "bf16"};
   std::vector<std::string> modes{"forward", "train"};
-  std::vector<int> batches{};  // empty: b16 at 1 and 8, ti16 at 8
+  std::vector<int> batches{};  // empty: b16 at 1 and 8, ti16 at 8, fmnist at 128
   double min_time = 10.0;
   int warmup = 2;
 };
@@ -56,7 +57,9 @@ void run(const char* model_name, const char* precision_name, const std::string& 
   vs::vit<Shape, Policy, space> model(vs::init::big_vision{0, 0.0f});
   const bool train = mode == "train";
   model.reserve(batch, train);
-  Kokkos::View<float****, Kokkos::LayoutRight, space::memory_space> images("images", batch, 224, 224, 3);
+  constexpr int px = Shape::resolution;
+  Kokkos::View<float****, Kokkos::LayoutRight, space::memory_space> images("images", batch, px, px,
+                                                                          Shape::in_channels);
   Kokkos::View<float**, Kokkos::LayoutRight, space::memory_space> dlogits("dlogits", batch, Shape::num_classes);
   {
     auto hi = Kokkos::create_mirror_view(images);
@@ -87,7 +90,7 @@ void run(const char* model_name, const char* precision_name, const std::string& 
   }
   std::sort(times.begin(), times.end());
   const double t = times[times.size() / 2];
-  const auto f = Shape::flops(224);
+  const auto f = Shape::flops(px);
   const double flops = double(train ? f.training : f.forward) * batch;
   const double gflops = flops / t * 1e-9;
   std::printf("%-9s %-9s %-5s %-8s %5d %9.2f %9.1f %8.1f %6.1f%%", "vitscale", model_name, precision_name,
@@ -112,10 +115,10 @@ void run_precisions(const char* name, const std::string& mode, int batch, double
 int main(int argc, char** argv) {
   CLI::App app{"vitscale ViT forward / training-step benchmark"};
   options o;
-  app.add_option("--model", o.models, "b16, ti16");
+  app.add_option("--model", o.models, "b16, ti16, fmnist (the Fashion-MNIST example's model, 28 px)");
   app.add_option("--precision", o.precisions, "fp32, bf16 (bf16_mixed)");
   app.add_option("--mode", o.modes, "forward (inference), train (forward + backward)");
-  app.add_option("--batch", o.batches, "batch sizes (default: b16 at 1 and 8, ti16 at 8)");
+  app.add_option("--batch", o.batches, "batch sizes (default: b16 at 1 and 8, ti16 at 8, fmnist at 128)");
   app.add_option("--min-time", o.min_time, "seconds per row at least (after warm-up)");
   app.add_option("--warmup", o.warmup, "warm-up iterations");
   CLI11_PARSE(app, argc, argv);
@@ -131,11 +134,13 @@ int main(int argc, char** argv) {
     for (const auto& m : o.models)
       for (const auto& mode : o.modes) {
         std::vector<int> batches = o.batches;
-        if (batches.empty()) batches = m == "b16" ? std::vector<int>{1, 8} : std::vector<int>{8};
+        if (batches.empty())
+          batches = m == "b16" ? std::vector<int>{1, 8} : m == "fmnist" ? std::vector<int>{128} : std::vector<int>{8};
         for (int b : batches) {
           if (m == "b16") run_precisions<vs::presets::vit_b16>("ViT-B/16", mode, b, peak, o, single);
           else if (m == "ti16") run_precisions<vs::presets::vit_ti16>("ViT-Ti/16", mode, b, peak, o, single);
-          else vs::detail::fail("unknown model '", m, "' (b16, ti16)");
+          else if (m == "fmnist") run_precisions<fmnist_vit>("FMNIST", mode, b, peak, o, single);
+          else vs::detail::fail("unknown model '", m, "' (b16, ti16, fmnist)");
         }
       }
   } catch (const vitscale::error& e) {
