@@ -115,8 +115,11 @@ struct tensor_entry {
   std::vector<std::int64_t> shape;
   std::uint64_t begin = 0, end = 0;  // byte offsets in the data buffer: [begin, end)
 
-  // Elements: the product of the shape (1 for a scalar, shape []). A reader's entries never overflow.
+  // Elements: the product of the shape (1 for a scalar, shape []). A reader's entries never overflow: a
+  // product of non-zero dimensions is checked to fit, and a shape with a zero dimension anywhere (e.g.
+  // [2^32, 2^32, 0], which the reader accepts as empty) has 0 elements without multiplying the others.
   std::int64_t numel() const {
+    if (std::find(shape.begin(), shape.end(), std::int64_t{0}) != shape.end()) return 0;
     std::int64_t n = 1;
     for (std::int64_t d : shape) n *= d;
     return n;
