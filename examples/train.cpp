@@ -5,12 +5,15 @@
 //   ./train                                  the defaults: 89.0% test accuracy in 12.6 minutes on 2 cores
 //                                            (bf16_mixed, 12 epochs; the target is 90%, not reached yet)
 //   ./train --optimizer adafactor --schedule rsqrt --epochs 3 --threads 2 --csv run.csv
+//   ./train --save-every 500                 a training checkpoint (train_state.safetensors) every 500 steps
+//   ./train --resume train_state.safetensors and, with the same options, on from where it was saved
 //   ./train --help
 //
 // The model is fixed at compile time (below); everything about the run is a command-line option.
 #include <vitscale/data/augment.hpp>
 #include <vitscale/data/batches.hpp>
 #include <vitscale/data/idx.hpp>
+#include <vitscale/io/checkpoint.hpp>
 #include <vitscale/train/loss.hpp>
 #include <vitscale/train/optimizers.hpp>
 #include <vitscale/train/schedule.hpp>
@@ -62,6 +65,9 @@ struct run_options {
   long max_steps = 0;  // 0: all; a smoke run stops early
   double clip = 0.0;   // global gradient-norm clipping (0: off)
   int shift = -1;      // augmentation: random flips and translations by up to this many pixels (-1: none)
+  std::string resume;  // a training checkpoint to continue from ("": start afresh)
+  long save_every = 0; // write a training checkpoint every this many steps and at the end (0: never)
+  std::string train_checkpoint = "train_state.safetensors";
 };
 
 const char* const class_names[10] = {"T-shirt/top", "Trouser", "Pullover", "Dress",   "Coat",
@@ -75,6 +81,13 @@ std::string clock_text(double s) {
   char buf[32];
   const long t = static_cast<long>(s + 0.5);
   std::snprintf(buf, sizeof buf, "%ld:%02ld", t / 60, t % 60);
+  return buf;
+}
+
+// A double as text that reads back exactly (17 significant digits).
+std::string exact_text(double x) {
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "%.17g", x);
   return buf;
 }
 
@@ -126,12 +139,29 @@ int train(const run_options& o, const typename Optimizer::options& opt_options) 
   vs::vit<fmnist_vit, Policy, space> model(vs::init::timm{o.seed});
   model.set_regularization({o.dropout, o.drop_path, o.seed});
   Optimizer optimizer(model, opt_options);
-  vs::data::batcher batches(train_set, {o.batch, o.seed, true, true, norm});
+  // A resumed run takes the model, the optimizer's state, the step, the data order's position and the seeds
+  // (and dropout settings) from the checkpoint; the schedule and the rest come from the options as given.
+  vs::io::training_state state;
+  state.data_seed = o.seed;
+  state.augment_seed = o.seed;
+  if (!o.resume.empty()) {
+    state = vs::io::load_checkpoint(o.resume, model, optimizer);
+    std::printf("resumed from %s at step %lld (epoch %u, sample %lld of its order)\n", o.resume.c_str(),
+                static_cast<long long>(state.step), state.data.epoch + 1, static_cast<long long>(state.data.index));
+  }
+  vs::data::batcher batches(train_set, {o.batch, state.data_seed, true, true, norm}, state.data);
   const std::int64_t steps_per_epoch = batches.batches_per_epoch();
   const std::int64_t schedule_steps = steps_per_epoch * o.epochs;
   // --max-steps stops the run early without changing the schedule (a smoke run, or a probe of a recipe).
   const std::int64_t total = o.max_steps > 0 ? std::min<std::int64_t>(schedule_steps, o.max_steps) : schedule_steps;
   const auto lr_at = make_schedule(o, schedule_steps);
+  const auto metadata = [&](const char* key) {
+    const auto it = state.metadata.find(key);
+    return it == state.metadata.end() ? 0.0 : std::strtod(it->second.c_str(), nullptr);
+  };
+  if (!o.resume.empty() && metadata("schedule_steps") != double(schedule_steps))
+    std::fprintf(stderr, "note: %s was saved by a run with a %.0f-step schedule; this one has %lld steps\n",
+                 o.resume.c_str(), metadata("schedule_steps"), static_cast<long long>(schedule_steps));
   std::printf("model: ViT depth %d, width %d, %d heads, MLP %d, patch %d, %lld parameters (%s); %s, %s schedule, "
               "peak lr %g, %lld steps of batch %d, %d threads; optimizer state %.1f MiB\n",
               fmnist_vit::depth, fmnist_vit::width, fmnist_vit::heads, fmnist_vit::mlp_dim, fmnist_vit::patch,
@@ -139,24 +169,46 @@ int train(const run_options& o, const typename Optimizer::options& opt_options) 
               o.schedule.c_str(), o.lr, static_cast<long long>(total), o.batch, space().concurrency(),
               optimizer.state_bytes() / 1048576.0);
 
-  std::ofstream csv(o.csv);
+  // A resumed run appends to the metrics of the run it continues.
+  const bool append = !o.resume.empty() && std::ifstream(o.csv).peek() != std::ifstream::traits_type::eof();
+  std::ofstream csv(o.csv, append ? std::ios::app : std::ios::trunc);
   if (!csv) vs::detail::fail("cannot write the metrics file '", o.csv, "'");
-  csv << "epoch,step,train_loss,test_accuracy,lr,images_per_second,elapsed_seconds\n";
+  if (!append) csv << "epoch,step,train_loss,test_accuracy,lr,images_per_second,elapsed_seconds\n";
 
   Kokkos::View<float**, Kokkos::LayoutRight, space::memory_space> dlogits("dlogits", o.batch, 10);
   const bool tty = isatty(fileno(stderr));
   const auto t0 = std::chrono::steady_clock::now();
-  std::int64_t step = 0;
-  double loss_ema = 0, epoch_loss = 0;
-  long epoch_batches = 0;
+  const std::int64_t first_step = state.step;
+  std::int64_t step = first_step;
+  double loss_ema = metadata("loss_ema"), epoch_loss = metadata("epoch_loss");
+  long epoch_batches = static_cast<long>(metadata("epoch_batches"));
   double accuracy = 0;
-  for (int epoch = 0; step < total; ++epoch) {
-    epoch_loss = 0;
-    epoch_batches = 0;
-    for (std::int64_t k = 0; k < steps_per_epoch && step < total; ++k, ++step) {
+  // Where the batcher is: epoch e, batch k of it (drop_last: every epoch has steps_per_epoch batches).
+  int first_epoch = static_cast<int>(state.data.epoch);
+  std::int64_t first_batch = state.data.index / o.batch;
+  if (first_batch >= steps_per_epoch) {
+    ++first_epoch;
+    first_batch = 0;
+  }
+  const auto save_state = [&]() {
+    state.step = step;
+    state.data = batches.position();
+    state.metadata = {{"loss_ema", exact_text(loss_ema)},
+                      {"epoch_loss", exact_text(epoch_loss)},
+                      {"epoch_batches", std::to_string(epoch_batches)},
+                      {"schedule_steps", std::to_string(schedule_steps)}};
+    vs::io::save_checkpoint(o.train_checkpoint, model, optimizer, state);
+  };
+  for (int epoch = first_epoch; step < total; ++epoch) {
+    if (epoch != first_epoch || first_batch == 0) {
+      epoch_loss = 0;
+      epoch_batches = 0;
+    }
+    for (std::int64_t k = epoch == first_epoch ? first_batch : 0; k < steps_per_epoch && step < total; ++k) {
       const vs::data::batch b = batches.next();
       if (o.shift >= 0)
-        vs::data::flip_and_shift(b.images, o.seed, static_cast<std::uint32_t>(step), o.shift, -norm.mean / norm.std);
+        vs::data::flip_and_shift(b.images, state.augment_seed, static_cast<std::uint32_t>(step), o.shift,
+                                 -norm.mean / norm.std);
       auto logits = model.forward(b.images, static_cast<std::uint32_t>(step));
       const double loss = vs::loss::softmax_xent(space(), logits, b.labels, dlogits, o.label_smoothing);
       if (!std::isfinite(loss))
@@ -167,13 +219,15 @@ int train(const run_options& o, const typename Optimizer::options& opt_options) 
       loss_ema = step == 0 ? loss : 0.98 * loss_ema + 0.02 * loss;
       epoch_loss += loss;
       ++epoch_batches;
-      const bool report = tty ? (step % 10 == 0 || step + 1 == total) : (step % 100 == 0 || step + 1 == total);
+      ++step;
+      if (o.save_every > 0 && (step % o.save_every == 0 || step == total)) save_state();
+      const bool report = tty ? ((step - 1) % 10 == 0 || step == total) : ((step - 1) % 100 == 0 || step == total);
       if (report) {
         const double elapsed = seconds_since(t0);
-        const double rate = double(step + 1) * o.batch / elapsed;
-        const double eta = elapsed / double(step + 1) * double(total - step - 1);
+        const double rate = double(step - first_step) * o.batch / elapsed;
+        const double eta = elapsed / double(step - first_step) * double(total - step);
         std::fprintf(stderr, "%sstep %6lld/%lld  epoch %d  loss %.4f  lr %.2e  %.0f img/s  elapsed %s  ETA %s%s",
-                     tty ? "\r" : "", static_cast<long long>(step + 1), static_cast<long long>(total), epoch + 1,
+                     tty ? "\r" : "", static_cast<long long>(step), static_cast<long long>(total), epoch + 1,
                      loss_ema, lr, rate, clock_text(elapsed).c_str(), clock_text(eta).c_str(), tty ? "   " : "\n");
       }
     }
@@ -184,10 +238,12 @@ int train(const run_options& o, const typename Optimizer::options& opt_options) 
                 epoch_loss / double(std::max(1L, epoch_batches)), 100.0 * accuracy, clock_text(elapsed).c_str());
     std::fflush(stdout);
     csv << epoch + 1 << ',' << step << ',' << epoch_loss / double(std::max(1L, epoch_batches)) << ',' << accuracy
-        << ',' << lr_at(std::min(step, schedule_steps)) << ',' << double(step) * o.batch / elapsed << ',' << elapsed << '\n';
+        << ',' << lr_at(std::min(step, schedule_steps)) << ',' << double(step - first_step) * o.batch / elapsed << ','
+        << elapsed << '\n';
     csv.flush();
   }
 
+  if (step == first_step) accuracy = evaluate(model, test_set, o.batch, norm);  // resumed with nothing left to do
   std::string labels;
   for (int c = 0; c < 10; ++c) labels += std::string(c ? "," : "") + class_names[c];
   vs::io::save_parameters(model, o.checkpoint,
@@ -198,9 +254,10 @@ int train(const run_options& o, const typename Optimizer::options& opt_options) 
                            {"std", std::to_string(norm.std)},
                            {"labels", labels},
                            {"test_accuracy", std::to_string(accuracy)}});
-  std::printf("final test accuracy %.2f%% after %lld steps in %s; metrics in %s, parameters in %s\n",
+  std::printf("final test accuracy %.2f%% after %lld steps in %s; metrics in %s, parameters in %s%s%s\n",
               100.0 * accuracy, static_cast<long long>(step), clock_text(seconds_since(t0)).c_str(), o.csv.c_str(),
-              o.checkpoint.c_str());
+              o.checkpoint.c_str(), o.save_every > 0 ? ", training state in " : "",
+              o.save_every > 0 ? o.train_checkpoint.c_str() : "");
   return 0;
 }
 
@@ -254,6 +311,13 @@ int main(int argc, char** argv) {
                                      "(-1: no augmentation)");
   app.add_option("--clip", o.clip, "clip the gradients' global norm to this (0: off)");
   app.add_option("--max-steps", o.max_steps, "stop after this many steps, the schedule unchanged (a smoke run)");
+  app.add_option("--resume", o.resume, "continue from this training checkpoint (written by --save-every; pass the "
+                                       "same options: the schedule, model and optimizer come from them, the dropout "
+                                       "settings and seeds from the checkpoint)");
+  app.add_option("--save-every", o.save_every, "write a training checkpoint every this many steps and at the end "
+                                               "(0: never)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--train-checkpoint", o.train_checkpoint, "where --save-every writes the training checkpoint");
   CLI11_PARSE(app, argc, argv);
 
 #if defined(_OPENMP)

@@ -556,10 +556,18 @@ class optimizer_base {
  public:
   using execution_space = typename Model::execution_space;
   std::int64_t steps() const { return steps_; }
+  // "optimizer::adamw", ...: what a training checkpoint records and checks on load.
+  const char* name() const { return name_; }
+  // Sets the count of steps taken, as when resuming from a checkpoint (Adam's bias correction and Adafactor's
+  // β2 schedule depend on it).
+  void set_steps(std::int64_t steps) {
+    if (steps < 0) ::vitscale::detail::fail(name_, ": the step count must be non-negative, got ", steps);
+    steps_ = steps;
+  }
 
  protected:
   optimizer_base(Model& model, const char* name, decay wd, clipping clip, std::int64_t min_dim)
-      : model_(&model), wd_(wd), clip_(clip),
+      : model_(&model), name_(name), wd_(wd), clip_(clip),
         layout_(make_layout<execution_space>(static_cast<const Model&>(model).parameters(), min_dim)) {
     check_options(name, wd, clip);
   }
@@ -572,8 +580,21 @@ class optimizer_base {
   float wd_body(double decay_scale) const { return float(wd_.body * decay_scale); }
   float wd_head(double decay_scale) const { return float(wd_.head * decay_scale); }
   std::size_t size() const { return layout_.size; }
+  // f("<state>.<timm name>", slice, shape) for the slice of `arena` (laid out as the parameters) that mirrors
+  // each parameter tensor, with the parameter's shape.
+  template <class View, class F>
+  void visit_mirror(const char* state, const View& arena, F& f) const {
+    const auto& table = static_cast<const Model&>(*model_).parameters().table();
+    for (const tensor_desc& d : layout_.host_desc) {
+      const tensor_info& t = table[std::size_t(d.index)];
+      f(std::string(state) + "." + t.full_name(),
+        Kokkos::subview(arena, std::make_pair(std::size_t(d.offset), std::size_t(d.offset + d.numel))),
+        std::vector<std::int64_t>(t.dims.begin(), t.dims.begin() + t.rank));
+    }
+  }
 
   Model* model_;
+  const char* name_;
   decay wd_;
   clipping clip_;
   layout<execution_space> layout_;
@@ -614,6 +635,13 @@ class sgd_momentum : public detail::optimizer_base<Model> {
   }
   std::size_t state_bytes() const { return m_.extent(0) * sizeof(Momentum); }
   const detail::state_view<Model, Momentum>& momentum() const { return m_; }
+  const options& hyperparameters() const { return o_; }
+  // The state a checkpoint saves: f(name, view, shape) per tensor, named "m.<parameter's timm name>"; the
+  // views alias the optimizer's arena (writing them restores it).
+  template <class F>
+  void visit_state(F&& f) const {
+    this->visit_mirror("m", m_, f);
+  }
 
  private:
   options o_;
@@ -656,6 +684,14 @@ class adam_impl : public optimizer_base<Model> {
   std::size_t state_bytes() const { return m_.extent(0) * sizeof(First) + v_.extent(0) * sizeof(second_type); }
   const state_view<Model, First>& first_moment() const { return m_; }
   const state_view<Model, second_type>& second_moment() const { return v_; }
+  const options& hyperparameters() const { return o_; }
+  // The state a checkpoint saves: f(name, view, shape) per tensor, "m.<timm name>" then "v.<timm name>"; the
+  // views alias the optimizer's arenas (writing them restores them).
+  template <class F>
+  void visit_state(F&& f) const {
+    this->visit_mirror("m", m_, f);
+    this->visit_mirror("v", v_, f);
+  }
 
  private:
   options o_;
@@ -733,6 +769,29 @@ class adafactor : public detail::optimizer_base<Model> {
   }
   bool factored(int tensor) const { return this->layout_.host_desc[std::size_t(tensor)].factored != 0; }
   const detail::state_view<Model, bf16>& first_moment() const { return m_; }
+  const options& hyperparameters() const { return o_; }
+  // The state a checkpoint saves: f(name, view, shape) per tensor: "m.<timm name>" (bf16, the parameter's
+  // shape) for every tensor, then per tensor either its row and column statistics "v_row.<timm name>"
+  // [matrix_rows] and "v_col.<timm name>" [matrix_cols] (factored) or its whole second moment "v.<timm name>"
+  // (the parameter's shape). The views alias the optimizer's arenas (writing them restores them).
+  template <class F>
+  void visit_state(F&& f) const {
+    this->visit_mirror("m", m_, f);
+    const auto& table = static_cast<const Model&>(*this->model_).parameters().table();
+    for (const detail::tensor_desc& d : this->layout_.host_desc) {
+      const tensor_info& t = table[std::size_t(d.index)];
+      const auto slice = [](const auto& view, std::int64_t begin, std::int64_t count) {
+        return Kokkos::subview(view, std::make_pair(std::size_t(begin), std::size_t(begin + count)));
+      };
+      if (d.factored) {
+        f("v_row." + t.full_name(), slice(stats_, d.row_stat, d.rows), std::vector<std::int64_t>{d.rows});
+        f("v_col." + t.full_name(), slice(stats_, d.col_stat, d.cols), std::vector<std::int64_t>{d.cols});
+      } else {
+        f("v." + t.full_name(), slice(v_, d.v_offset, d.numel),
+          std::vector<std::int64_t>(t.dims.begin(), t.dims.begin() + t.rank));
+      }
+    }
+  }
 
  private:
   static const options& check(const options& o) {
