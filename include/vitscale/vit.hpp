@@ -14,6 +14,7 @@
 #include <vitscale/core/views.hpp>
 
 #include <vitscale/config/accounting.hpp>
+#include <vitscale/config/describe.hpp>
 #include <vitscale/config/optimizer_state.hpp>
 #include <vitscale/config/options.hpp>
 #include <vitscale/config/presets.hpp>
@@ -36,5 +37,6 @@
 #include <vitscale/model/posemb.hpp>
 #include <vitscale/model/vit.hpp>
 
+#include <vitscale/io/dispatch.hpp>
 #include <vitscale/io/parameters.hpp>
 #include <vitscale/io/safetensors.hpp>

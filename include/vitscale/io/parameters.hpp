@@ -5,6 +5,7 @@
 
 #include <vitscale/config/tensors.hpp>
 #include <vitscale/core/bf16.hpp>
+#include <vitscale/io/dispatch.hpp>
 #include <vitscale/io/safetensors.hpp>
 
 #include <map>
@@ -16,7 +17,10 @@
 namespace vitscale::io {
 
 // Writes every parameter of `model` under its timm name, F32 (or BF16 for a bf16 parameter policy), with
-// `metadata` in the header; atomically (safetensors_writer: temporary file, fsync, rename).
+// `metadata` in the header; atomically (safetensors_writer: temporary file, fsync, rename). The header also
+// gets the vitscale.* keys of shape_metadata (io/dispatch.hpp: heads, MLP activation, norm centering,
+// resolution, a readable shape), which infer_shape needs to tell shapes apart that the tensors do not; they
+// replace keys of the same names in `metadata`.
 template <class Model>
 void save_parameters(const Model& model, const std::string& path,
                      const std::map<std::string, std::string>& metadata = {}) {
@@ -38,7 +42,9 @@ void save_parameters(const Model& model, const std::string& path,
       writer.add(t.full_name(), shape, values.back().data());
     }
   }
-  for (const auto& [key, value] : metadata) writer.set_metadata(key, value);
+  std::map<std::string, std::string> header = metadata;
+  for (auto& [key, value] : shape_metadata<typename Model::shape>(model.resolution())) header[key] = value;
+  for (const auto& [key, value] : header) writer.set_metadata(key, value);
   writer.write(path);
 }
 

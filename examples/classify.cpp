@@ -1,0 +1,230 @@
+// classify: PNG or JPEG images through a ViT checkpoint, printing the top-k labels and probabilities.
+//
+//   classify --checkpoint fmnist_vit.safetensors --crop-pct 1 shirt.png boot.jpg
+//   classify --checkpoint vit_tiny_patch16_224.safetensors --top-k 5 cat.jpg
+//
+// The model's compiled shape is chosen from the file (io/dispatch.hpp): the example's Fashion-MNIST model,
+// the small timm ViT of tests/reference/classify_reference.py, and timm's ViT-Ti/16 and ViT-B/16 (1000
+// classes); a file of any other shape is an error that prints the shape found. Add yours to `candidates`.
+//
+// Preprocessing is timm's eval transform (examples/image_transform.hpp): the shorter side resized to
+// floor(img_size / crop_pct) (PIL's bicubic or bilinear, antialiased when downscaling), a centre crop of
+// img_size, pixel/255, then (x − mean) / std. mean, std (a number or a comma list, one per channel),
+// crop_pct, interpolation and labels (comma separated) come from the checkpoint's metadata when it has
+// them; otherwise ImageNet's mean and std (timm's IMAGENET_DEFAULT_MEAN/STD), crop_pct 0.875, bicubic and
+// class indices. Command-line options (--crop-pct, --interpolation, --mean, --std) override the metadata. Images are decoded by stb_image; grey images
+// are replicated to RGB for a 3-channel model, colour images reduced to grey for a 1-channel model with
+// the ITU-R 601 luma weights (0.299 R + 0.587 G + 0.114 B, as PIL's convert("L")), alpha dropped.
+#include "fmnist_model.hpp"
+#include "image_transform.hpp"
+
+#include <vitscale/config/presets.hpp>
+#include <vitscale/io/dispatch.hpp>
+#include <vitscale/io/parameters.hpp>
+#include <vitscale/vit.hpp>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+#include <stb_image.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <numeric>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace vs = vitscale;
+
+// The small timm ViT tests/reference/classify_reference.py builds (depth 2, width 64, 2 heads, 224 px).
+using timm_test_vit = vs::vit_shape<2, 64, 2, 256, 16, vs::options<vs::opt::classes<10>>>;
+using candidates = vs::type_list<fmnist_vit, timm_test_vit, vs::presets::vit_ti16, vs::presets::vit_b16>;
+
+namespace {
+
+struct options {
+  std::string checkpoint;
+  std::vector<std::string> images;
+  int top_k = 5;
+  double crop_pct = 0.0;  // 0: the metadata's, else 0.875
+  std::string interpolation;
+  std::string mean, stdev;  // override the metadata's
+  std::string expect;  // JSON of reference top-k probabilities to compare with
+  double tolerance = 1e-4;
+};
+
+std::vector<std::string> split(const std::string& text) {
+  std::vector<std::string> parts;
+  std::stringstream in(text);
+  for (std::string part; std::getline(in, part, ',');) parts.push_back(part);
+  return parts;
+}
+
+// "0.5" or "0.485,0.456,0.406" → one value per channel.
+std::vector<double> per_channel(const std::string& text, int channels, const char* what) {
+  std::vector<double> values;
+  for (const std::string& part : split(text)) {
+    char* end = nullptr;
+    values.push_back(std::strtod(part.c_str(), &end));
+    if (end == part.c_str()) vs::detail::fail("metadata ", what, " = \"", text, "\" is not a number or a comma list");
+  }
+  if (values.size() == 1) values.resize(std::size_t(channels), values[0]);
+  if (int(values.size()) != channels)
+    vs::detail::fail("metadata ", what, " = \"", text, "\" has ", values.size(), " values for ", channels, " channels");
+  return values;
+}
+
+struct result {
+  std::string file;
+  std::vector<double> probs;
+  std::uint64_t crop_checksum;  // sum over i of (i mod 251 + 1) * byte i of the resized, cropped image
+};
+
+template <class Shape>
+std::vector<result> run(const options& o, const vs::shape_descriptor& found, const vs::io::safetensors_reader& file) {
+  const auto& meta = file.metadata();
+  auto meta_or = [&](const char* key, const std::string& otherwise) {
+    const auto it = meta.find(key);
+    return it == meta.end() ? otherwise : it->second;
+  };
+  constexpr int C = Shape::in_channels;
+  const std::string mean_text = !o.mean.empty() ? o.mean : meta_or("mean", "0.485,0.456,0.406");
+  const std::string std_text = !o.stdev.empty() ? o.stdev : meta_or("std", "0.229,0.224,0.225");
+  const std::vector<double> mean = per_channel(mean_text, C, "mean");
+  const std::vector<double> stdev = per_channel(std_text, C, "std");
+  const double crop_pct = o.crop_pct > 0 ? o.crop_pct : std::strtod(meta_or("crop_pct", "0.875").c_str(), nullptr);
+  const std::string interp = !o.interpolation.empty() ? o.interpolation : meta_or("interpolation", "bicubic");
+  if (interp != "bicubic" && interp != "bilinear") vs::detail::fail("interpolation \"", interp, "\": bicubic or bilinear");
+  if (!(crop_pct > 0 && crop_pct <= 1)) vs::detail::fail("crop_pct ", crop_pct, " is not in (0, 1]");
+  const auto filter = interp == "bicubic" ? image_transform::filter::bicubic : image_transform::filter::bilinear;
+  std::vector<std::string> labels = split(meta_or("labels", ""));
+  if (int(labels.size()) != Shape::num_classes) {
+    if (!labels.empty())
+      std::fprintf(stderr, "classify: %zu labels in the metadata for %d classes; printing class indices\n",
+                   labels.size(), Shape::num_classes);
+    labels.clear();
+    for (int c = 0; c < Shape::num_classes; ++c) labels.push_back(std::to_string(c));
+  }
+
+  const int res = found.resolution.value_or(Shape::resolution);
+  vs::vit<Shape> model(res);
+  vs::io::load_parameters(model, o.checkpoint);
+  std::printf("%s: %s\n  %s\n  crop_pct %g, mean %s, std %s\n", o.checkpoint.c_str(),
+              vs::presets::name<Shape>().empty() ? "ViT" : std::string(vs::presets::name<Shape>()).c_str(),
+              found.to_string().c_str(), crop_pct, mean_text.c_str(), std_text.c_str());
+
+  Kokkos::View<float****, Kokkos::LayoutRight, typename vs::vit<Shape>::memory_space> images("images", 1, res, res, C);
+  auto host = Kokkos::create_mirror_view(images);
+  std::vector<result> results;
+  for (const std::string& path : o.images) {
+    int w = 0, h = 0, n = 0;
+    stbi_uc* data = stbi_load(path.c_str(), &w, &h, &n, 0);
+    if (!data) vs::detail::fail("cannot decode ", path, ": ", stbi_failure_reason());
+    image_transform::image img{w, h, n, std::vector<std::uint8_t>(data, data + std::size_t(w) * h * n)};
+    stbi_image_free(data);
+    const image_transform::image crop =
+        image_transform::eval_resize_crop(image_transform::convert(img, C), res, crop_pct, filter);
+    const std::vector<float> x = image_transform::normalise(crop, mean, stdev);
+    std::copy(x.begin(), x.end(), host.data());
+    Kokkos::deep_copy(images, host);
+    const auto logits = model.predict(images);
+    auto logits_host = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), logits);
+    std::vector<double> p(Shape::num_classes);
+    double top = -INFINITY, sum = 0;
+    for (int c = 0; c < Shape::num_classes; ++c) top = std::max(top, double(logits_host(0, c)));
+    for (int c = 0; c < Shape::num_classes; ++c) sum += p[c] = std::exp(double(logits_host(0, c)) - top);
+    for (double& v : p) v /= sum;
+    std::vector<int> order(p.size());
+    std::iota(order.begin(), order.end(), 0);
+    const int k = std::min(o.top_k, Shape::num_classes);
+    std::partial_sort(order.begin(), order.begin() + k, order.end(), [&](int a, int b) { return p[a] > p[b]; });
+    std::printf("%s (%dx%d, %d channel%s):\n", path.c_str(), w, h, n, n == 1 ? "" : "s");
+    double shown = 0;
+    for (int i = 0; i < k; ++i) {
+      shown += p[order[i]];
+      std::printf("  %.4f  %s\n", p[order[i]], labels[order[i]].c_str());
+    }
+    std::printf("  top-%d sum %.4f, all %d classes %.4f\n", k, shown, Shape::num_classes,
+                std::accumulate(p.begin(), p.end(), 0.0));
+    std::uint64_t checksum = 0;
+    for (std::size_t i = 0; i < crop.pixels.size(); ++i) checksum += (i % 251 + 1) * crop.pixels[i];
+    results.push_back({path, p, checksum});
+  }
+  return results;
+}
+
+// Compares with reference top-k probabilities: {"images": [{"file": name, "top": [i...], "probs": [p...],
+// "crop_checksum": n}]}, files matched by their last path component; the checksum of the preprocessed 8-bit
+// image (optional) must be equal: the resize and crop are meant to give PIL's bytes. Returns whether every image agrees within the tolerance.
+bool compare(const std::vector<result>& results, const std::string& expect, double tolerance) {
+  std::ifstream in(expect);
+  if (!in) vs::detail::fail("cannot open ", expect);
+  const nlohmann::json ref = nlohmann::json::parse(in);
+  bool ok = true;
+  double worst = 0;
+  int compared = 0;
+  for (const auto& r : results) {
+    const std::string base = r.file.substr(r.file.find_last_of('/') + 1);
+    for (const auto& e : ref.at("images")) {
+      if (e.at("file").get<std::string>() != base) continue;
+      const auto top = e.at("top").get<std::vector<int>>();
+      const auto probs = e.at("probs").get<std::vector<double>>();
+      if (e.contains("crop_checksum") && e.at("crop_checksum").get<std::uint64_t>() != r.crop_checksum) {
+        std::printf("%s: the resized and cropped image differs from the reference's (checksum %llu, not %llu)\n",
+                    base.c_str(), static_cast<unsigned long long>(r.crop_checksum),
+                    static_cast<unsigned long long>(e.at("crop_checksum").get<std::uint64_t>()));
+        ok = false;
+      }
+      const int ours = int(std::max_element(r.probs.begin(), r.probs.end()) - r.probs.begin());
+      if (top.empty() || ours != top[0]) {
+        std::printf("%s: top-1 %d, the reference's %d\n", base.c_str(), ours, top.empty() ? -1 : top[0]);
+        ok = false;
+      }
+      for (std::size_t i = 0; i < top.size() && i < probs.size(); ++i)
+        worst = std::max(worst, std::fabs(r.probs.at(std::size_t(top[i])) - probs[i]));
+      ++compared;
+    }
+  }
+  ok = ok && compared == int(results.size()) && worst <= tolerance;
+  std::printf("reference %s: %d of %zu images compared, max |p - p_ref| over the reference's top-k = %.3g "
+              "(tolerance %.3g): %s\n",
+              expect.c_str(), compared, results.size(), worst, tolerance, ok ? "agree" : "DIFFER");
+  return ok;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  options o;
+  CLI::App app{"classify images with a ViT checkpoint (timm's names; shape chosen from the file)"};
+  app.add_option("--checkpoint", o.checkpoint, "safetensors parameter file")->required()->check(CLI::ExistingFile);
+  app.add_option("--top-k", o.top_k, "labels printed per image")->check(CLI::PositiveNumber);
+  app.add_option("--crop-pct", o.crop_pct, "resize the shorter side to img_size / crop_pct, then crop the centre "
+                                           "(default: the metadata's crop_pct, else timm's 0.875)");
+  app.add_option("--interpolation", o.interpolation, "bicubic or bilinear (default: the metadata's, else bicubic)")
+      ->check(CLI::IsMember({"bicubic", "bilinear"}));
+  app.add_option("--mean", o.mean, "per-channel mean, a number or a comma list (default: the metadata's, else "
+                                   "ImageNet's 0.485,0.456,0.406)");
+  app.add_option("--std", o.stdev, "per-channel standard deviation (default: the metadata's, else ImageNet's "
+                                 "0.229,0.224,0.225)");
+  app.add_option("--expect", o.expect, "JSON of reference top-k probabilities (tests/reference/classify_reference.py)");
+  app.add_option("--tolerance", o.tolerance, "largest |p - p_ref| --expect accepts");
+  app.add_option("images", o.images, "PNG or JPEG files")->required()->check(CLI::ExistingFile);
+  CLI11_PARSE(app, argc, argv);
+
+  Kokkos::ScopeGuard kokkos(argc, argv);
+  try {
+    const vs::io::safetensors_reader file(o.checkpoint);
+    const vs::shape_descriptor found = vs::io::infer_shape(file);
+    const auto results = vs::io::dispatch<candidates>(found, [&](auto tag) {
+      return run<typename decltype(tag)::type>(o, found, file);
+    });
+    if (!o.expect.empty() && !compare(results, o.expect, o.tolerance)) return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "classify: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
