@@ -21,6 +21,8 @@
 
 #include <CLI/CLI.hpp>
 
+#include "fmnist_model.hpp"
+
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -37,10 +39,7 @@
 
 namespace vs = vitscale;
 
-// A small ViT for 28×28 grey images: patches of 4 pixels (7×7 = 49 tokens), global average pooling.
-using fmnist_vit = vs::vit_shape<4, 128, 4, 256, 4,
-                                 vs::options<vs::opt::classes<10>, vs::opt::channels<1>, vs::opt::resolution<28>,
-                                             vs::opt::pool_gap>>;
+// The model, shared with bench_vit --model fmnist: fmnist_vit in fmnist_model.hpp.
 using space = Kokkos::DefaultHostExecutionSpace;
 
 namespace {
@@ -252,6 +251,7 @@ int train(const run_options& o, const typename Optimizer::options& opt_options) 
                            {"input", "[B, 28, 28, 1] channels last; (pixel/255 - mean)/std"},
                            {"mean", std::to_string(norm.mean)},
                            {"std", std::to_string(norm.std)},
+                           {"crop_pct", "1"},  // whole 28-pixel images: classify must not crop
                            {"labels", labels},
                            {"test_accuracy", std::to_string(accuracy)}});
   std::printf("final test accuracy %.2f%% after %lld steps in %s; metrics in %s, parameters in %s%s%s\n",
@@ -323,7 +323,10 @@ int main(int argc, char** argv) {
 #if defined(_OPENMP)
   if (o.threads > 0) omp_set_num_threads(o.threads);  // Kokkos' OpenMP backend takes the pool's size
 #endif
-  Kokkos::ScopeGuard kokkos(argc, argv);
+  // Kokkos gets no command-line arguments: it would parse this program's own "--threads N" (its option takes
+  // "--threads=N" and aborts on the other form); the thread count is set above.
+  int kokkos_argc = 1;
+  Kokkos::ScopeGuard kokkos(kokkos_argc, argv);
   try {
     if (o.precision == "fp32") return train_with_optimizer<vs::precision::fp32>(o);
     if (o.precision == "bf16") return train_with_optimizer<vs::precision::bf16_mixed>(o);
