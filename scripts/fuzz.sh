@@ -3,7 +3,7 @@
 #   scripts/fuzz.sh [BUILD_DIR] [SECONDS]     regression runs, then each fuzzer for SECONDS (default 60)
 #   scripts/fuzz.sh BUILD_DIR 0               regression runs only (the committed seeds and crashers)
 # BUILD_DIR defaults to $VITSCALE_FUZZ_BUILD_DIR or /tmp/vitscale-build-fuzz. Dependencies are read from
-# build/vitscale-deps.cmake (written by scripts/setup.sh), which must exist. Needs clang++ and the libFuzzer
+# ${VITSCALE_BUILD_DIR:-build}/vitscale-deps.cmake (written by scripts/setup.sh), which must exist. Needs clang++ and the libFuzzer
 # runtime (Debian 12: clang libclang-rt-14-dev libomp-14-dev) and zlib1g-dev. Crashers land in
 # BUILD_DIR/tests/fuzz/artifacts/<reader>/; commit them, minimised, under tests/fuzz/regressions/<reader>/.
 set -euo pipefail
@@ -15,7 +15,7 @@ jobs=${VITSCALE_FUZZ_JOBS:-$(nproc 2>/dev/null || echo 2)}
 cxx=${CXX:-clang++}
 case "$seconds" in ''|*[!0-9]*) echo "usage: scripts/fuzz.sh [BUILD_DIR] [SECONDS]" >&2; exit 2 ;; esac
 
-deps=$repo/build/vitscale-deps.cmake
+deps=${VITSCALE_BUILD_DIR:-$repo/build}/vitscale-deps.cmake
 [ -f "$deps" ] || { echo "[vitscale] $deps is missing: run scripts/setup.sh first" >&2; exit 1; }
 command -v "$cxx" >/dev/null || { echo "[vitscale] $cxx not found (Debian: apt-get install clang libclang-rt-14-dev libomp-14-dev)" >&2; exit 1; }
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # vitscale set-up: installs what is missing on a Debian 12 machine and provides a Kokkos with OpenMP.
 #
-#   scripts/setup.sh [--cache-file FILE]
+#   scripts/setup.sh [--cache-file FILE] [--fuzz-tools]
 #
 # 1. Debian packages (apt-get, only those not installed yet): compiler and CMake, Eigen 3.4, doctest,
 #    oneDNN, nlohmann-json, CLI11, stb, zlib (the IDX reader's gzip), and the Fashion-MNIST data set
@@ -14,15 +14,20 @@
 # 3. Writes a CMake initial-cache file (default: build/vitscale-deps.cmake in the repository) that points
 #    CMake at that Kokkos:   cmake -S . -B build -C build/vitscale-deps.cmake
 #
+# --fuzz-tools also installs Clang and its libFuzzer and OpenMP runtimes (clang libclang-rt-14-dev
+# libomp-14-dev), which the readers' fuzz targets need (scripts/fuzz.sh; the test command runs them).
+#
 # Idempotent: a second run checks, finds everything in place and takes a few seconds.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cache_file="$repo/build/vitscale-deps.cmake"
+fuzz_tools=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --cache-file) cache_file="$2"; shift 2 ;;
-    -h|--help) sed -n '2,17p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    --fuzz-tools) fuzz_tools=1; shift ;;
+    -h|--help) sed -n '2,20p' "${BASH_SOURCE[0]}"; exit 0 ;;
     *) echo "setup.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -45,6 +50,7 @@ as_root() {
 packages=(g++ cmake make ninja-build xz-utils
           libeigen3-dev doctest-dev libdnnl-dev nlohmann-json3-dev libcli11-dev libstb-dev zlib1g-dev
           dataset-fashion-mnist)
+[ "$fuzz_tools" -eq 0 ] || packages+=(clang libclang-rt-14-dev libomp-14-dev)
 missing=()
 if command -v dpkg-query >/dev/null 2>&1; then
   for p in "${packages[@]}"; do
