@@ -322,6 +322,18 @@ template <int D, int BQ, int BK, class ExecSpace>
 inline constexpr bool single_tile_backward_fits =
     attention_on_host_v<ExecSpace> || single_tile_backward_floats<D, BQ, BK> * sizeof(float) <= 48 * 1024;
 
+// The inverse of a transposed attention_stage: writes rows [r0, r0 + n) of x(b, ·, h, :) from a tile in groups
+// of 16 rows [n / 16][D][16] (the layout every owned-side accumulator is kept in).
+template <int D, class Member, class View>
+KOKKOS_FORCEINLINE_FUNCTION void attention_unstage(const Member& team, const float* src, int n, const View& x, int b,
+                                                   int h, int r0) {
+  Kokkos::parallel_for(Kokkos::TeamThreadRange(team, n), [&](int i) {
+    const float* col = src + (i / 16) * D * 16 + i % 16;
+    auto* dst = &x(b, r0 + i, h, 0);
+    for (int c = 0; c < D; ++c) dst[c] = col[c * 16];
+  });
+}
+
 template <int HeadDim, class QView, class KView, class VView>
 void check_attention_inputs(const char* fn, const QView& q, const KView& k, const VView& v) {
   using vitscale::detail::require_extents;
@@ -582,20 +594,9 @@ void attention_backward(const ExecSpace& space, const QView& q, const KView& k, 
             detail::attention_lane_accumulate<D, false>(dqt + g * D * L, ks, dst + g * BK * L, nk, nullptr);
           });
           team.team_barrier();
-          Kokkos::parallel_for(Kokkos::TeamThreadRange(team, nq), [&](int i) {
-            const float* dq_col = dqt + (i / L) * D * L + i % L;
-            auto* dst_row = &dq(b, i, h, 0);
-            for (int c = 0; c < D; ++c) dst_row[c] = dq_col[c * L];
-          });
-          Kokkos::parallel_for(Kokkos::TeamThreadRange(team, nk), [&](int j) {
-            const int col = (j / L) * D * L + j % L;
-            auto* dk_dst = &dk(b, j, h, 0);
-            auto* dv_dst = &dv(b, j, h, 0);
-            for (int c = 0; c < D; ++c) {
-              dk_dst[c] = dkt[col + c * L];
-              dv_dst[c] = dvt[col + c * L];
-            }
-          });
+          detail::attention_unstage<D>(team, dqt, nq, dq, b, h, 0);
+          detail::attention_unstage<D>(team, dkt, nk, dk, b, h, 0);
+          detail::attention_unstage<D>(team, dvt, nk, dv, b, h, 0);
         });
     return;
   }
@@ -653,15 +654,8 @@ void attention_backward(const ExecSpace& space, const QView& q, const KView& k, 
             });
           }
           team.team_barrier();
-          Kokkos::parallel_for(Kokkos::TeamThreadRange(team, n_keys), [&](int j) {
-            const int col = (j / L) * D * L + j % L;
-            auto* dk_dst = &dk(b, j0 + j, h, 0);
-            auto* dv_dst = &dv(b, j0 + j, h, 0);
-            for (int c = 0; c < D; ++c) {
-              dk_dst[c] = dkt[col + c * L];
-              dv_dst[c] = dvt[col + c * L];
-            }
-          });
+          detail::attention_unstage<D>(team, dkt, n_keys, dk, b, h, j0);
+          detail::attention_unstage<D>(team, dvt, n_keys, dv, b, h, j0);
         });
   }
 
@@ -716,11 +710,7 @@ void attention_backward(const ExecSpace& space, const QView& q, const KView& k, 
             });
           }
           team.team_barrier();
-          Kokkos::parallel_for(Kokkos::TeamThreadRange(team, n_rows), [&](int i) {
-            const float* dq_col = dqt + (i / L) * D * L + i % L;
-            auto* dst = &dq(b, i0 + i, h, 0);
-            for (int c = 0; c < D; ++c) dst[c] = dq_col[c * L];
-          });
+          detail::attention_unstage<D>(team, dqt, n_rows, dq, b, h, i0);
         });
   }
 }
