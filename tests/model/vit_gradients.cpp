@@ -126,9 +126,11 @@ void check_gradients_by_differences(const regularization& reg, int pixels) {
     double gnorm = 0;
     for (float g : grad) gnorm += double(g) * g;
     // Plus the rounding of the float forward itself: a few ulp of |L| per evaluation, divided by 2ε (this
-    // is all a gradient that is zero in exact arithmetic, such as a key bias's, can be compared to).
+    // is all a gradient that is zero in exact arithmetic, such as a key bias's, can be compared to). 1e-6
+    // (about 8 ulp): the key-norm bias's finite difference measured 4.4e-7·(|L+| + |L-|)/2ε in a -O2
+    // sanitizer build, whose contractions round differently from the -O3 build's.
     const double scale = std::sqrt(gnorm * norm);
-    const double rounding = 4e-7 * (std::abs(plus) + std::abs(minus)) / (2 * eps);
+    const double rounding = 1e-6 * (std::abs(plus) + std::abs(minus)) / (2 * eps);
     INFO(name << ": analytic " << analytic << ", finite differences " << numeric << ", rounding " << rounding);
     CHECK(std::abs(analytic - numeric) <= 2e-3 * scale + rounding);
   }
