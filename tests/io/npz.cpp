@@ -3,6 +3,7 @@
 // logits, and hostile archives built here byte by byte, each of which must be refused with a vitscale::error
 // that names the problem.
 #include <doctest/doctest.h>
+#include <support/errors.hpp>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -55,26 +56,7 @@ std::string spit(const std::string& name, const std::string& bytes) {
   return path;
 }
 
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const vitscale::error& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    FAIL_CHECK("threw something other than vitscale::error: " << e.what());
-    return {};
-  }
-  FAIL_CHECK("nothing was thrown");
-  return {};
-}
 
-#define CHECK_ERROR(expr, ...)                                                                \
-  do {                                                                                        \
-    const std::string message_ = error_of([&] { (void)(expr); });                             \
-    INFO("message: " << message_);                                                            \
-    for (const char* part_ : {__VA_ARGS__}) CHECK(message_.find(part_) != std::string::npos); \
-  } while (0)
 
 std::string le(std::uint64_t v, int bytes) {
   std::string s(static_cast<std::size_t>(bytes), '\0');

@@ -2,6 +2,7 @@
 // package (tests/reference/safetensors_reference.py -> tests/data/io/), and hostile files built here byte by
 // byte, each of which must be refused with a message that names the file, the tensor and the problem.
 #include <doctest/doctest.h>
+#include <support/errors.hpp>
 #include <vitscale/io/safetensors.hpp>
 
 #include <unistd.h>
@@ -65,20 +66,6 @@ std::string raw_file(const std::string& name, const std::string& header, const s
   return path;
 }
 
-// The message of the vitscale::error that f throws; a failed check if it throws nothing, or something else.
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const vitscale::error& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    FAIL_CHECK("threw something other than vitscale::error: " << e.what());
-    return {};
-  }
-  FAIL_CHECK("nothing was thrown");
-  return {};
-}
 
 void check_mentions(const std::string& message, std::initializer_list<const char*> parts) {
   INFO("message: " << message);
@@ -90,7 +77,7 @@ void check_mentions(const std::string& message, std::initializer_list<const char
 void refused(const std::string& name, const std::string& header, const std::string& data,
              std::initializer_list<const char*> parts, std::optional<std::uint64_t> claimed = std::nullopt) {
   const std::string path = raw_file(name, header, data, claimed);
-  const std::string message = error_of([&] { io::safetensors_reader reader(path); });
+  const std::string message = vitscale::test::expected_error([&] { io::safetensors_reader reader(path); });
   check_mentions(message, {name.c_str()});
   check_mentions(message, parts);
 }
@@ -119,7 +106,7 @@ TEST_CASE("safetensors dtypes: names, sizes and parsing agree") {
   CHECK(io::dtype_size(io::dtype::boolean) == 1);
   CHECK(std::string(io::dtype_name(io::dtype::boolean)) == "BOOL");
   CHECK_FALSE(io::parse_dtype("f32").has_value());  // names are case-sensitive in the format
-  check_mentions(error_of([] { (void)io::dtype_from_name("F17"); }), {"F17", "BF16"});
+  check_mentions(vitscale::test::expected_error([] { (void)io::dtype_from_name("F17"); }), {"F17", "BF16"});
 }
 
 TEST_CASE("safetensors: f32 and bf16 round trip through the writer and reader, bit for bit") {
@@ -268,7 +255,7 @@ TEST_CASE("safetensors: reads what Python's safetensors package wrote (F32, BF16
     reader.read_raw("i64", v, sizeof v);
     for (int k = 0; k < 5; ++k) CHECK(v[k] == k - 2);
     float f[5];
-    check_mentions(error_of([&] { reader.read("i64", f, 5); }), {"python_mixed", "'i64'", "I64", "read_raw"});
+    check_mentions(vitscale::test::expected_error([&] { reader.read("i64", f, 5); }), {"python_mixed", "'i64'", "I64", "read_raw"});
   }
   SUBCASE("scalar [] and zero-size [0, 3]") {
     float s = 0;
@@ -314,16 +301,16 @@ TEST_CASE("safetensors: writer output for Python (F32, BF16, I32, scalar, zero-s
 
 TEST_CASE("safetensors: hostile and broken files are refused with a message naming the problem") {
   SUBCASE("missing file") {
-    check_mentions(error_of([] { io::safetensors_reader r(scratch_file("no_such.safetensors")); }),
+    check_mentions(vitscale::test::expected_error([] { io::safetensors_reader r(scratch_file("no_such.safetensors")); }),
                    {"no_such.safetensors", "cannot open"});
-    check_mentions(error_of([] { io::safetensors_reader r(scratch().string()); }), {"is a directory"});
+    check_mentions(vitscale::test::expected_error([] { io::safetensors_reader r(scratch().string()); }), {"is a directory"});
   }
   SUBCASE("shorter than the 8-byte length") {
     const std::string path = scratch_file("short.safetensors");
     spit(path, std::string("\x10\x00\x00", 3));
-    check_mentions(error_of([&] { io::safetensors_reader r(path); }), {"short.safetensors", "3 bytes", "too short"});
+    check_mentions(vitscale::test::expected_error([&] { io::safetensors_reader r(path); }), {"short.safetensors", "3 bytes", "too short"});
     spit(path, "");
-    check_mentions(error_of([&] { io::safetensors_reader r(path); }), {"0 bytes", "too short"});
+    check_mentions(vitscale::test::expected_error([&] { io::safetensors_reader r(path); }), {"0 bytes", "too short"});
   }
   SUBCASE("header length larger than the file") {
     refused("claims_more.safetensors", one_tensor, eight_bytes, {"header length 1000", "truncated"}, 1000);
@@ -347,7 +334,7 @@ TEST_CASE("safetensors: hostile and broken files are refused with a message nami
     refused("latin1.safetensors", "{" + tensor_json("caf\xe9", "\"F32\"", "[2]", "[0,8]") + "}", eight_bytes,
             {"not valid UTF-8"});
     // Nothing of the offending bytes reaches the message.
-    const std::string message = error_of([] { io::safetensors_reader r(scratch_file("latin1.safetensors")); });
+    const std::string message = vitscale::test::expected_error([] { io::safetensors_reader r(scratch_file("latin1.safetensors")); });
     CHECK(message.find('\xe9') == std::string::npos);
   }
   SUBCASE("duplicate names") {
@@ -466,7 +453,7 @@ TEST_CASE("safetensors: what the reader accepts beyond the writer's own files") 
 
     io::safetensors_reader none(raw_file("no_tensors.safetensors", "{}        "));
     CHECK(none.tensors().empty());
-    check_mentions(error_of([&] { (void)none.entry("w"); }), {"no tensor named 'w'", "no tensors"});
+    check_mentions(vitscale::test::expected_error([&] { (void)none.entry("w"); }), {"no tensor named 'w'", "no tensors"});
   }
 }
 
@@ -478,30 +465,30 @@ TEST_CASE("safetensors: reads are checked against the entry") {
   writer.write(path);
   io::safetensors_reader reader(path);
   std::vector<float> out(6);
-  check_mentions(error_of([&] { reader.read("alpha", out.data(), 5); }),
+  check_mentions(vitscale::test::expected_error([&] { reader.read("alpha", out.data(), 5); }),
                  {"checked_reads.safetensors", "'alpha'", "6 elements", "[2, 3]", "5"});
   std::vector<bf16> out16(6);
-  check_mentions(error_of([&] { reader.read("beta", out16.data(), 7); }), {"'beta'", "6 elements", "7"});
-  check_mentions(error_of([&] { reader.read_raw("gamma", out.data(), 20); }), {"'gamma'", "24 bytes", "20"});
-  check_mentions(error_of([&] { (void)reader.entry("delta"); }),
+  check_mentions(vitscale::test::expected_error([&] { reader.read("beta", out16.data(), 7); }), {"'beta'", "6 elements", "7"});
+  check_mentions(vitscale::test::expected_error([&] { reader.read_raw("gamma", out.data(), 20); }), {"'gamma'", "24 bytes", "20"});
+  check_mentions(vitscale::test::expected_error([&] { (void)reader.entry("delta"); }),
                  {"checked_reads.safetensors", "no tensor named 'delta'", "3 tensors", "'alpha'", "'beta'", "'gamma'"});
-  check_mentions(error_of([&] { reader.read("delta", out.data(), 6); }), {"no tensor named 'delta'"});
+  check_mentions(vitscale::test::expected_error([&] { reader.read("delta", out.data(), 6); }), {"no tensor named 'delta'"});
 
   // The file shrinks after the header was validated: the read fails with a message, not garbage.
   fs::resize_file(path, reader.data_offset() + 30);
-  check_mentions(error_of([&] { reader.read("beta", out.data(), 6); }),
+  check_mentions(vitscale::test::expected_error([&] { reader.read("beta", out.data(), 6); }),
                  {"checked_reads.safetensors", "tensor 'beta'", "ended", "change after it was opened"});
-  check_mentions(error_of([&] { reader.read("beta", out16.data(), 6); }), {"tensor 'beta'", "ended"});
+  check_mentions(vitscale::test::expected_error([&] { reader.read("beta", out16.data(), 6); }), {"tensor 'beta'", "ended"});
 }
 
 TEST_CASE("safetensors writer: mistakes are refused before anything is written") {
   const float data[6] = {1, 2, 3, 4, 5, 6};
   io::safetensors_writer writer;
   writer.add("w", {2, 3}, data);
-  check_mentions(error_of([&] { writer.add("w", {6}, data); }), {"'w'", "already added"});
+  check_mentions(vitscale::test::expected_error([&] { writer.add("w", {6}, data); }), {"'w'", "already added"});
   // A raw add() whose byte count disagrees with shape × dtype size.
   const auto add_bytes = [&](io::dtype type, std::vector<std::int64_t> shape, std::size_t bytes) {
-    return error_of([&] { writer.add("x", type, shape, data, bytes); });
+    return vitscale::test::expected_error([&] { writer.add("x", type, shape, data, bytes); });
   };
   check_mentions(add_bytes(io::dtype::f32, {2, 3}, 20), {"'x'", "F32", "[2, 3]", "needs 24 bytes", "20"});
   check_mentions(add_bytes(io::dtype::bf16, {2, 3}, 24), {"'x'", "BF16", "needs 12 bytes"});
@@ -509,11 +496,11 @@ TEST_CASE("safetensors writer: mistakes are refused before anything is written")
                  {"'x'", "more than 2^63 elements"});
   check_mentions(add_bytes(io::dtype::f64, {std::int64_t{1} << 31, std::int64_t{1} << 31}, 6),
                  {"'x'", "more than 2^64 bytes"});
-  check_mentions(error_of([&] { writer.add("x", {2, -3}, data); }), {"'x'", "negative dimension", "[2, -3]"});
-  check_mentions(error_of([&] { writer.add("x", {2}, static_cast<const float*>(nullptr)); }), {"'x'", "null"});
-  check_mentions(error_of([&] { writer.add("__metadata__", {1}, data); }), {"__metadata__", "reserved"});
-  check_mentions(error_of([&] { writer.add("caf\xe9", {1}, data); }), {"tensor name", "not valid UTF-8"});
-  check_mentions(error_of([&] { writer.set_metadata("k", "\xff"); }), {"metadata value", "not valid UTF-8"});
+  check_mentions(vitscale::test::expected_error([&] { writer.add("x", {2, -3}, data); }), {"'x'", "negative dimension", "[2, -3]"});
+  check_mentions(vitscale::test::expected_error([&] { writer.add("x", {2}, static_cast<const float*>(nullptr)); }), {"'x'", "null"});
+  check_mentions(vitscale::test::expected_error([&] { writer.add("__metadata__", {1}, data); }), {"__metadata__", "reserved"});
+  check_mentions(vitscale::test::expected_error([&] { writer.add("caf\xe9", {1}, data); }), {"tensor name", "not valid UTF-8"});
+  check_mentions(vitscale::test::expected_error([&] { writer.set_metadata("k", "\xff"); }), {"metadata value", "not valid UTF-8"});
   CHECK(writer.size() == 1);  // nothing refused was kept
 }
 
@@ -534,19 +521,19 @@ TEST_CASE("safetensors writer: a failed write leaves the previous file intact") 
   SUBCASE("the temporary file cannot be created") {
     const std::string tmp = path + ".tmp-" + std::to_string(::getpid());
     fs::create_directory(tmp);  // a directory where the temporary file would go
-    check_mentions(error_of([&] { second.write(path); }), {"keep.safetensors", "cannot create", ".tmp-"});
+    check_mentions(vitscale::test::expected_error([&] { second.write(path); }), {"keep.safetensors", "cannot create", ".tmp-"});
     CHECK(slurp(path) == before);
     fs::remove(tmp);
   }
   SUBCASE("the rename fails: the temporary file is removed") {
     const std::string dir_target = scratch_file("a_directory.safetensors");
     fs::create_directories(fs::path(dir_target) / "occupied");
-    check_mentions(error_of([&] { second.write(dir_target); }), {"a_directory.safetensors", "cannot rename"});
+    check_mentions(vitscale::test::expected_error([&] { second.write(dir_target); }), {"a_directory.safetensors", "cannot rename"});
     CHECK(fs::is_directory(fs::path(dir_target) / "occupied"));
     CHECK_FALSE(fs::exists(dir_target + ".tmp-" + std::to_string(::getpid())));
   }
   SUBCASE("the directory does not exist") {
-    check_mentions(error_of([&] { second.write(scratch_file("no/such/dir.safetensors")); }), {"cannot create"});
+    check_mentions(vitscale::test::expected_error([&] { second.write(scratch_file("no/such/dir.safetensors")); }), {"cannot create"});
   }
   // The old file is still readable and holds the old values; a successful write then replaces it.
   {
