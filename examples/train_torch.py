@@ -4,7 +4,7 @@
 Debian package, pixels normalised by the training set's mean and std), batch, AdamW and warmup + cosine
 schedule — trained for --epochs (default 1), reporting training images/s, time per epoch and test accuracy.
 
-    /work/venv/bin/python examples/train_torch.py --threads 2 [--epochs 1] [--steps N]
+    python3 examples/train_torch.py --threads 2 [--epochs 1] [--steps N]
 
 Threads: torch.set_num_threads(threads) with OMP_WAIT_POLICY=PASSIVE and the BLAS pools sized to match (set
 before torch is imported; Debian's torch runs fp32 matmuls on OpenBLAS's pthreads and fights its own OpenMP

@@ -2,7 +2,7 @@
 """Golden data for vitscale's big_vision importer (include/vitscale/io/big_vision.hpp) and .npz reader
 (include/vitscale/io/npz.hpp). Run from the repository root:
 
-    /work/venv/bin/python tests/reference/big_vision_reference.py     # writes tests/data/big_vision/
+    python3 tests/reference/big_vision_reference.py     # writes tests/data/big_vision/
 
 What it writes:
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Reference for examples/classify against timm (test examples.classify_timm).
 
-    /work/venv/bin/python tests/reference/classify_reference.py
+    python3 tests/reference/classify_reference.py
 
 Builds a small timm ViT (timm's vit_tiny_patch16_224 recipe with depth 2, width 64, 2 heads, MLP 256,
 patch 16, 224 px, 10 classes: vitscale's timm_test_vit in examples/classify.cpp) with fixed-seed random

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes the two small test images of examples/classify (tests/data/images/), from Fashion-MNIST's test set.
 
-    /work/venv/bin/python tests/reference/make_images.py [FASHION_MNIST_DIR]
+    python3 tests/reference/make_images.py [FASHION_MNIST_DIR]
 
 fmnist_boot.png: test image 0 (an ankle boot), grey, upscaled 28 -> 112 px (PIL bicubic).
 fmnist_pullover_rgb.png: test image 1 (a pullover), upscaled to 256 x 340 (larger than the 248 px timm resizes to, so that resizing downscales with antialiasing; not square, so that the shorter

@@ -3,7 +3,7 @@
 Fashion-MNIST test set, and compare with the accuracy vitscale measured (the file's "test_accuracy").
 
     build/examples/train ...                       # writes vit_fashion_mnist.safetensors
-    /work/venv/bin/python tests/reference/timm_roundtrip.py vit_fashion_mnist.safetensors
+    python3 tests/reference/timm_roundtrip.py vit_fashion_mnist.safetensors
 
 The timm model is built from the file alone: depth, width, patch, channels, MLP width and classes from the
 tensor shapes, heads and resolution from vitscale's metadata (vitscale.heads, vitscale.resolution), pooling

@@ -4,7 +4,7 @@ backward on PyTorch (CPU, float32), written as safetensors files under tests/dat
 
 Run from the repository root with a Python that has torch 1.13, timm 1.0.31 and safetensors:
 
-    /work/venv/bin/python tests/reference/vit_reference.py --out tests/data/vit
+    python3 tests/reference/vit_reference.py --out tests/data/vit
 
 What it writes (one file per variant, <out>/<variant>.safetensors):
 
