@@ -4,9 +4,13 @@
 // the same table, so "the same tensor" is the same index (and the same offset) everywhere, and an optimizer
 // is one pass over memory.
 //
+// On a model axis of several ranks (config/sharding.hpp), each rank's arena holds its shard of the tensors
+// the parallel block splits: the table's dimensions are the shard's, everything else is unchanged.
+//
 // An arena may hold a subset of the table (a GEMM-precision copy keeps only the weight matrices): tensors
 // outside the subset have no storage and asking for them is an error.
 
+#include <vitscale/config/sharding.hpp>
 #include <vitscale/config/tensors.hpp>
 #include <vitscale/core/error.hpp>
 #include <vitscale/core/kokkos_compat.hpp>
@@ -34,8 +38,10 @@ class parameter_arena {
 
   parameter_arena() : parameter_arena(Shape::resolution) {}
   explicit parameter_arena(int resolution, tensor_subset subset = tensor_subset::all,
-                           const std::string& label = "vitscale::parameters")
-      : table_(tensor_table<Shape>(resolution)), resolution_(resolution), subset_(subset) {
+                           const std::string& label = "vitscale::parameters", model_shard shard = {})
+      : table_(tensor_table<Shape>(resolution)), resolution_(resolution), subset_(subset), shard_(shard) {
+    check_model_shard<Shape>(shard);
+    for (auto& t : table_) t = shard_tensor<Shape>(t, shard);
     std::size_t offset = 0;
     for (int i = 0; i < count; ++i) {
       if (holds(table_[i])) {
@@ -52,6 +58,8 @@ class parameter_arena {
   const tensor_info& info(int i) const { return table_[check_index(i)]; }
   int resolution() const { return resolution_; }
   tensor_subset subset() const { return subset_; }
+  // The model-axis shard this arena holds ({1, 0}: the whole model).
+  const model_shard& shard() const { return shard_; }
   bool has(int i) const { return offsets_[check_index(i)] != absent; }
 
   // Elements held, and the whole arena as one vector.
@@ -97,6 +105,7 @@ class parameter_arena {
   table_type table_;
   int resolution_;
   tensor_subset subset_;
+  model_shard shard_;
   std::array<std::size_t, count> offsets_{};
   Kokkos::View<T*, MemorySpace> storage_;
 };

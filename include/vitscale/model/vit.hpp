@@ -47,6 +47,7 @@
 #include <vitscale/model/linear.hpp>
 #include <vitscale/model/parameters.hpp>
 #include <vitscale/model/posemb.hpp>
+#include <vitscale/model/sharded_linear.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -56,6 +57,17 @@
 #include <vector>
 
 namespace vitscale {
+
+// Model parallelism (ViT-22B's sharded parallel block; config/sharding.hpp, model/sharded_linear.hpp): the
+// ranks of `model_axis` each hold 1/size of the block's products and 1/size of the images between blocks.
+// Every rank of the axis constructs its model with the same shape, resolution and initialisation, and calls
+// forward and backward together on its own images. No communicator (or one of size 1): the whole model.
+// Gradients come out as this rank's contribution; shard/training.hpp sums them over the mesh.
+struct model_parallel {
+  communicator* model_axis = nullptr;
+  int chunks = 4;  // pieces each collective is cut into, to overlap it with the products (fewer if the
+                   // local batch has fewer images)
+};
 
 // Training-time regularisation (see the top of this file). Rates must lie in [0, 1).
 struct regularization {
@@ -116,21 +128,38 @@ class vit {
                                                           ? kernels::gemm_epilogue::bias_gelu_tanh
                                                           : kernels::gemm_epilogue::bias_gelu_erf;
 
-  // A model with every parameter zero (to be loaded from a checkpoint), at `resolution` pixels.
-  explicit vit(int resolution = Shape::resolution, ExecSpace space = ExecSpace())
-      : space_(space), params_(resolution, tensor_subset::all, "vitscale::parameters"),
-        grads_(resolution, tensor_subset::all, "vitscale::gradients") {
+  // A model with every parameter zero (to be loaded from a checkpoint), at `resolution` pixels; with a
+  // model axis, this rank's shard of it.
+  explicit vit(int resolution = Shape::resolution, ExecSpace space = ExecSpace(), model_parallel mp = {})
+      : space_(space), shard_(shard_of(mp)), model_axis_(shard_.count > 1 ? mp.model_axis : nullptr),
+        chunks_(mp.chunks), params_(resolution, tensor_subset::all, "vitscale::parameters", shard_),
+        grads_(resolution, tensor_subset::all, "vitscale::gradients", shard_) {
     Shape::grid(resolution);  // validates
     make_derived_state();
   }
 
-  // A model initialised by `scheme` (init::timm, init::big_vision), reproducibly from its seed.
+  // A model initialised by `scheme` (init::timm, init::big_vision), reproducibly from its seed. On a model
+  // axis each rank keeps its shard of the same initial model.
   template <class Scheme, std::enable_if_t<is_init_scheme_v<Scheme>, int> = 0>
-  explicit vit(const Scheme& scheme, int resolution = Shape::resolution, ExecSpace space = ExecSpace())
-      : vit(resolution, space) {
-    std::vector<float> host(params_.size());
+  explicit vit(const Scheme& scheme, int resolution = Shape::resolution, ExecSpace space = ExecSpace(),
+               model_parallel mp = {})
+      : vit(resolution, space, mp) {
+    const auto full = tensor_table<Shape>(resolution);
+    std::size_t total = 0;
+    for (const tensor_info& t : full) total += static_cast<std::size_t>(t.numel());
+    std::vector<float> host(total);
     init_parameters<Shape>(scheme, resolution, host.data());
-    upload(host.data(), params_.all());
+    if (shard_.count == 1) {
+      upload(host.data(), params_.all());
+    } else {
+      std::vector<float> local(params_.size());
+      std::size_t offset = 0;
+      for (int i = 0; i < parameters_type::count; ++i) {
+        extract_shard<Shape>(full[i], shard_, host.data() + offset, local.data() + params_.offset(i));
+        offset += static_cast<std::size_t>(full[i].numel());
+      }
+      upload(local.data(), params_.all());
+    }
   }
 
   // ---- parameters
@@ -144,6 +173,10 @@ class vit {
   gradients_type& gradients() { return grads_; }
   int resolution() const { return params_.resolution(); }
   const execution_space& space() const { return space_; }
+  // This rank's place on the model axis ({1, 0} without model parallelism), and what the sharded block
+  // communicated since stats().reset().
+  const model_shard& shard() const { return shard_; }
+  comm_stats& communication() { return comm_stats_; }
   // Call after writing parameters through a pointer obtained earlier.
   void parameters_changed() { weights_stale_ = true; }
 
@@ -162,6 +195,9 @@ class vit {
   void set_regularization(const regularization& r) {
     kernels::detail::check_drop_probability("vit::set_regularization (dropout)", r.dropout);
     kernels::detail::check_drop_probability("vit::set_regularization (drop_path)", r.drop_path);
+    if (shard_.count > 1 && (r.dropout > 0 || r.drop_path > 0))
+      detail::fail("vit::set_regularization: dropout and drop-path are not supported on a model axis of ", shard_.count,
+                   " ranks yet (their masks are keyed by the unsharded element index)");
     reg_ = r;
   }
   const regularization& regularization_settings() const { return reg_; }
@@ -173,7 +209,7 @@ class vit {
   void set_resolution(int pixels, interpolation kind = interpolation::bicubic, bool antialias = true) {
     Shape::grid(pixels);
     if (pixels == resolution()) return;
-    parameters_type next(pixels, tensor_subset::all, "vitscale::parameters");
+    parameters_type next(pixels, tensor_subset::all, "vitscale::parameters", shard_);
     for (int i = 0; i < parameters_type::count; ++i) {
       if (params_.info(i).part == component::pos_embed) continue;
       Kokkos::deep_copy(space_, next.vector(i), params_.vector(i));
@@ -189,7 +225,7 @@ class vit {
     }
     space_.fence();
     params_ = std::move(next);
-    grads_ = gradients_type(pixels, tensor_subset::all, "vitscale::gradients");
+    grads_ = gradients_type(pixels, tensor_subset::all, "vitscale::gradients", shard_);
     make_derived_state();
   }
 
@@ -287,6 +323,9 @@ class vit {
     act_type *dg = nullptr, *dqkn = nullptr, *dl = nullptr, *dfeat = nullptr, *dpooled = nullptr;
     act_type *dmg = nullptr, *dmz = nullptr, *dmy = nullptr, *dmo = nullptr, *dmq = nullptr, *dqsum = nullptr;
     float *delta = nullptr, *ws = nullptr, *qk_tmp = nullptr;
+    // model axis: the block's gathered rows, partial sums and their reduce-scattered local rows
+    act_type *t_all = nullptr, *dy_all = nullptr;
+    float *part = nullptr, *rsum = nullptr;
   };
 
   // ------------------------------------------------------------------------------------------------------
@@ -297,7 +336,7 @@ class vit {
     tokens_ = Shape::tokens(res);
     patches_ = Shape::patches(res);
     if constexpr (Policy::keeps_weight_copy)
-      weight_copy_.emplace(res, tensor_subset::weights, "vitscale::gemm_weights");
+      weight_copy_.emplace(res, tensor_subset::weights, "vitscale::gemm_weights", shard_);
     weights_stale_ = true;
     if constexpr (Shape::posemb == posemb_kind::sincos2d) {
       std::vector<float> host(static_cast<std::size_t>(patches_) * D);
@@ -399,6 +438,8 @@ class vit {
   void plan(arena_cursor& a, int batch, bool training) {
     const std::size_t B = static_cast<std::size_t>(batch), N = tokens_, rows = B * N;
     const std::size_t Np = patches_, K = std::size_t(C) * P * P;
+    // Inside a parallel block on a model axis of m ranks there are m times the rows and 1/m of the columns
+    // (heads and MLP units): every block buffer keeps the size it has without sharding.
     const std::size_t qkv_cols = parallel ? std::size_t(F) + 3 * D : 3 * std::size_t(D);
     buffers s;
     const int x_slots = training ? depth + 1 : 2;
@@ -452,6 +493,13 @@ class vit {
     s.ybr = a.take<act_type>(rows * D);
     s.xn = a.take<act_type>(rows * D);
     if (parallel && !Shape::qkv_bias) s.fused_bias = a.take<param_type>(qkv_cols);
+    if (model_axis_) {
+      const std::size_t m = static_cast<std::size_t>(shard_.count);
+      s.t_all = a.take<act_type>(m * rows * D);
+      s.part = a.take<float>(m * rows * D);
+      s.rsum = a.take<float>(rows * D);
+      if (training) s.dy_all = a.take<act_type>(m * rows * D);
+    }
     if (training) {
       s.dx = a.take<act_type>(rows * D);
       s.dbr = a.take<act_type>(rows * D);
@@ -510,6 +558,28 @@ class vit {
     return heads_view<act_type>(p + col, layout);
   }
   view3<float> stats3(float* p, std::size_t n) const { return view3<float>(p, batch_, n, H); }
+  // Inside a block: the rows of the whole model-axis group (m times this rank's images), this rank's heads
+  // and MLP units (all of them without a model axis).
+  std::size_t bimages() const { return static_cast<std::size_t>(batch_) * shard_.count; }
+  std::size_t brows() const { return rows() * shard_.count; }
+  std::size_t hl() const { return std::size_t(H) / shard_.count; }
+  std::size_t aw() const { return std::size_t(D) / shard_.count; }
+  std::size_t fl() const { return std::size_t(F) / shard_.count; }
+  std::size_t in_width() const { return fl() + 3 * aw(); }  // the parallel block's [MLP | q | k | v] columns
+  heads_view<act_type> bheads(act_type* p, std::size_t col, std::size_t row_stride) const {
+    const std::size_t n = tokens_;
+    Kokkos::LayoutStride layout(bimages(), n * row_stride, n, row_stride, hl(), head_dim, head_dim, 1);
+    return heads_view<act_type>(p + col, layout);
+  }
+  view3<float> bstats(float* p) const { return view3<float>(p, bimages(), tokens_, hl()); }
+  view3<float> blse(float* p) const { return view3<float>(p, bimages(), hl(), tokens_); }
+  model_detail::row_chunks row_split() const {
+    return {rows(), model_detail::chunks_for(batch_, chunks_), static_cast<std::size_t>(shard_.count)};
+  }
+  template <class V>
+  static auto row_range(const V& v, std::pair<std::size_t, std::size_t> r) {
+    return Kokkos::subview(v, r, Kokkos::ALL());
+  }
   view3<float> lse3(float* p, std::size_t n) const { return view3<float>(p, batch_, H, n); }
   view2<float> workspace(std::size_t chunks, std::size_t cols) const { return view2<float>(s_.ws, chunks, cols); }
   template <bool Bias>
@@ -601,28 +671,26 @@ class vit {
   // The attention of block l on the saved q|k|v (columns `col` of a [rows, stride] buffer): QK-norm into
   // scratch when the shape has it, then the fused kernel into o.
   void attention_forward(const block_index& bi, const block_buffers& b, std::size_t col, std::size_t stride) {
-    const std::size_t n = tokens_;
-    auto q = heads(b.qkv, col, stride, n), k = heads(b.qkv, col + D, stride, n), v = heads(b.qkv, col + 2 * D, stride, n);
-    auto o = heads(b.o, 0, D, n);
+    auto q = bheads(b.qkv, col, stride), k = bheads(b.qkv, col + aw(), stride), v = bheads(b.qkv, col + 2 * aw(), stride);
+    auto o = bheads(b.o, 0, aw());
     const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
     if constexpr (Shape::qk_norm) {
-      auto qn = heads(s_.qkn, 0, 2 * D, n), kn = heads(s_.qkn, D, 2 * D, n);
+      auto qn = bheads(s_.qkn, 0, 2 * aw()), kn = bheads(s_.qkn, aw(), 2 * aw());
       qk_norm_forward(bi, b, q, k, qn, kn);
-      kernels::attention_forward<head_dim>(space_, qn, kn, v, o, lse3(b.lse, n), scale);
+      kernels::attention_forward<head_dim>(space_, qn, kn, v, o, blse(b.lse), scale);
     } else {
-      kernels::attention_forward<head_dim>(space_, q, k, v, o, lse3(b.lse, n), scale);
+      kernels::attention_forward<head_dim>(space_, q, k, v, o, blse(b.lse), scale);
     }
   }
   template <class Q, class K, class QN, class KN>
   void qk_norm_forward(const block_index& bi, const block_buffers& b, const Q& q, const K& k, const QN& qn,
                        const KN& kn) {
-    const std::size_t n = tokens_;
     view3<float> no_mean;
     kernels::qk_norm_forward<head_dim, centered>(space_, q, vec(bi.qn_w), vec(bi.qn_b), qn,
-                                                centered ? stats3(b.q_mean, n) : no_mean, stats3(b.q_rstd, n),
+                                                centered ? bstats(b.q_mean) : no_mean, bstats(b.q_rstd),
                                                 static_cast<float>(norm_eps));
     kernels::qk_norm_forward<head_dim, centered>(space_, k, vec(bi.kn_w), vec(bi.kn_b), kn,
-                                                centered ? stats3(b.k_mean, n) : no_mean, stats3(b.k_rstd, n),
+                                                centered ? bstats(b.k_mean) : no_mean, bstats(b.k_rstd),
                                                 static_cast<float>(norm_eps));
   }
 
@@ -665,31 +733,61 @@ class vit {
     if constexpr (Shape::qkv_bias) {
       return vec(bi.qkv_b);
     } else {
-      view1<param_type> out(s_.fused_bias, std::size_t(F) + 3 * D);
+      view1<param_type> out(s_.fused_bias, in_width());
       model_detail::zero_extend(space_, vec(bi.mlp_bias), out);
       return out;
     }
   }
   strided2<act_type> mlp_part(act_type* u) const {
-    return strided2<act_type>(u, Kokkos::LayoutStride(rows(), std::size_t(F) + 3 * D, F, 1));
+    return strided2<act_type>(u, Kokkos::LayoutStride(brows(), in_width(), fl(), 1));
   }
 
-  // ViT-22B: x_out = x + attn_out(attn(q, k, v)) + mlp_out(gelu(h)), [h | q | k | v] = in_proj(LN(x))
+  // ViT-22B: x_out = x + attn_out(attn(q, k, v)) + mlp_out(gelu(h)), [h | q | k | v] = in_proj(LN(x)).
+  // On a model axis: LN(x) of the local rows is all-gathered into the group's rows, in_proj (this rank's heads
+  // and MLP units) runs on them chunk by chunk as they arrive, attention and GELU run on this rank's columns,
+  // and the two output products' partial sums are reduce-scattered back to the local rows chunk by chunk;
+  // their biases are added once, after the sum.
   void parallel_block_forward(int l) {
     const block_index& bi = idx_.blocks[l];
     const block_buffers& b = saved(l);
-    const std::size_t r = rows(), width = std::size_t(F) + 3 * D;
+    const std::size_t r = rows(), br = brows(), width = in_width();
     act_type* x_in = stream(l);
     auto t = m2(s_.t, r, D);
     norm_forward(bi.norm1_w, bi.norm1_b, m2(x_in, r, D), t, b.ln1_mean, b.ln1_rstd, r);
-    model_detail::linear_forward(space_, t, weight(bi.qkv_w), fused_bias(bi), m2(b.qkv, r, width));
-    attention_forward(bi, b, F, width);
-    auto g = m2(s_.g, r, F);
+    auto u = m2(b.qkv, br, width);
+    const auto bias = fused_bias(bi);
+    if (model_axis_) {
+      const auto rc = row_split();
+      auto t_all = m2(s_.t_all, br, D);
+      model_detail::gather_rows(space_, *model_axis_, rc, s_.t, D, s_.t_all, &comm_stats_, [&](std::size_t c) {
+        model_detail::linear_forward(space_, row_range(t_all, rc.gathered_range(c)), weight(bi.qkv_w), bias,
+                                     row_range(u, rc.gathered_range(c)));
+      });
+    } else {
+      model_detail::linear_forward(space_, t, weight(bi.qkv_w), bias, u);
+    }
+    attention_forward(bi, b, fl(), width);
+    auto g = m2(s_.g, br, fl());
     kernels::gelu_forward<gelu>(space_, mlp_part(b.qkv), g);
     if (dropout_on()) kernels::dropout_forward(space_, key(dropout_site(l, 1)), reg_.dropout, g, g);
     auto y = m2(s_.ybr, r, D);
-    model_detail::linear_forward(space_, m2(b.o, r, D), weight(bi.proj_w), vec(bi.proj_b), y);
-    model_detail::linear_forward(space_, g, weight(bi.fc2_w), vec(bi.fc2_b), y, kernels::gemm_epilogue::bias, 1.0f);
+    auto o = m2(b.o, br, aw());
+    if (model_axis_) {
+      const auto rc = row_split();
+      view2<float> part(s_.part, br, D);
+      const view1<const param_type> none;
+      model_detail::reduce_scatter_rows(space_, *model_axis_, rc, s_.part, D, s_.rsum, &comm_stats_, [&](std::size_t c) {
+        const auto rows_c = rc.gathered_range(c);
+        auto part_c = row_range(part, rows_c);
+        model_detail::linear_forward(space_, row_range(o, rows_c), weight(bi.proj_w), none, part_c);
+        model_detail::linear_forward(space_, row_range(g, rows_c), weight(bi.fc2_w), none, part_c,
+                                     kernels::gemm_epilogue::bias, 1.0f);
+      });
+      model_detail::add_two_biases(space_, view2<float>(s_.rsum, r, D), vec(bi.proj_b), vec(bi.fc2_b), y);
+    } else {
+      model_detail::linear_forward(space_, o, weight(bi.proj_w), vec(bi.proj_b), y);
+      model_detail::linear_forward(space_, g, weight(bi.fc2_w), vec(bi.fc2_b), y, kernels::gemm_epilogue::bias, 1.0f);
+    }
     join(l, 0, x_in, stream(l + 1));
   }
 
@@ -856,34 +954,32 @@ class vit {
   // Backward of attention_forward: dO in s_.dout -> dq, dk, dv into columns `col` of the [rows, stride]
   // buffer s_.du; QK-norm's parameter gradients.
   void attention_backward(const block_index& bi, const block_buffers& b, std::size_t col, std::size_t stride) {
-    const std::size_t n = tokens_;
-    auto q = heads(b.qkv, col, stride, n), k = heads(b.qkv, col + D, stride, n), v = heads(b.qkv, col + 2 * D, stride, n);
-    auto o = heads(b.o, 0, D, n), dout = heads(s_.dout, 0, D, n);
-    auto dq = heads(s_.du, col, stride, n), dk = heads(s_.du, col + D, stride, n), dv = heads(s_.du, col + 2 * D, stride, n);
+    auto q = bheads(b.qkv, col, stride), k = bheads(b.qkv, col + aw(), stride), v = bheads(b.qkv, col + 2 * aw(), stride);
+    auto o = bheads(b.o, 0, aw()), dout = bheads(s_.dout, 0, aw());
+    auto dq = bheads(s_.du, col, stride), dk = bheads(s_.du, col + aw(), stride), dv = bheads(s_.du, col + 2 * aw(), stride);
     const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
     if constexpr (Shape::qk_norm) {
-      auto qn = heads(s_.qkn, 0, 2 * D, n), kn = heads(s_.qkn, D, 2 * D, n);
+      auto qn = bheads(s_.qkn, 0, 2 * aw()), kn = bheads(s_.qkn, aw(), 2 * aw());
       qk_norm_forward(bi, b, q, k, qn, kn);
-      auto dqn = heads(s_.dqkn, 0, 2 * D, n), dkn = heads(s_.dqkn, D, 2 * D, n);
-      kernels::attention_backward<head_dim>(space_, qn, kn, v, o, dout, lse3(b.lse, n), lse3(s_.delta, n), dqn, dkn,
+      auto dqn = bheads(s_.dqkn, 0, 2 * aw()), dkn = bheads(s_.dqkn, aw(), 2 * aw());
+      kernels::attention_backward<head_dim>(space_, qn, kn, v, o, dout, blse(b.lse), blse(s_.delta), dqn, dkn,
                                             dv, scale);
       qk_norm_backward(bi.qn_w, bi.qn_b, q, b.q_mean, b.q_rstd, dqn, dq);
       qk_norm_backward(bi.kn_w, bi.kn_b, k, b.k_mean, b.k_rstd, dkn, dk);
     } else {
-      kernels::attention_backward<head_dim>(space_, q, k, v, o, dout, lse3(b.lse, n), lse3(s_.delta, n), dq, dk, dv,
+      kernels::attention_backward<head_dim>(space_, q, k, v, o, dout, blse(b.lse), blse(s_.delta), dq, dk, dv,
                                             scale);
     }
   }
   template <class X, class DY, class DX>
   void qk_norm_backward(int w, int bias, const X& x, float* mean, float* rstd, const DY& dy, const DX& dx) {
-    const std::size_t n = tokens_;
     view3<float> no_mean;
-    auto m = centered ? stats3(mean, n) : no_mean;
+    auto m = centered ? bstats(mean) : no_mean;
     if constexpr (std::is_same<grad_type, float>::value) {
-      kernels::qk_norm_backward<head_dim, centered>(space_, x, vec(w), m, stats3(rstd, n), dy, dx, gvec(w), gvec(bias));
+      kernels::qk_norm_backward<head_dim, centered>(space_, x, vec(w), m, bstats(rstd), dy, dx, gvec(w), gvec(bias));
     } else {  // the kernel reduces into float; round once into the gradient type
       view1<float> ds(s_.qk_tmp, head_dim), db(norm_bias ? s_.qk_tmp + head_dim : nullptr, norm_bias ? head_dim : 0);
-      kernels::qk_norm_backward<head_dim, centered>(space_, x, vec(w), m, stats3(rstd, n), dy, dx, ds, db);
+      kernels::qk_norm_backward<head_dim, centered>(space_, x, vec(w), m, bstats(rstd), dy, dx, ds, db);
       kernels::convert(space_, ds, gvec(w));
       if (norm_bias) kernels::convert(space_, db, gvec(bias));
     }
@@ -931,27 +1027,69 @@ class vit {
     }
   }
 
+  // On a model axis, the mirror of the forward pass: the output gradient of the local rows is all-gathered
+  // (the output products' weight gradients and their input gradients are per chunk, as it arrives), LN(x) is
+  // recomputed and all-gathered again for in_proj's weight gradient, and in_proj's input gradient, a partial
+  // sum over this rank's heads and units, is reduce-scattered back to the local rows.
   void parallel_block_backward(int l) {
     const block_index& bi = idx_.blocks[l];
     const block_buffers& b = saved(l);
-    const std::size_t r = rows(), width = std::size_t(F) + 3 * D;
+    const std::size_t r = rows(), br = brows(), width = in_width();
     auto dx = m2(s_.dx, r, D), t = m2(s_.t, r, D), dt = m2(s_.dt, r, D), dln = m2(s_.dln, r, D);
     auto dy = branch_gradient(l, 0);
-    auto g = m2(s_.g, r, F), dg = m2(s_.dg, r, F);
+    auto g = m2(s_.g, br, fl()), dg = m2(s_.dg, br, fl());
     kernels::gelu_forward<gelu>(space_, mlp_part(b.qkv), g);
     const bool dropout = reg_.dropout > 0;
     if (dropout) kernels::dropout_forward(space_, key(dropout_site(l, 1)), reg_.dropout, g, g);
-    model_detail::linear_backward(space_, m2(b.o, r, D), weight(bi.proj_w), dy, gmat(bi.proj_w), gvec(bi.proj_b),
-                                  m2(s_.dout, r, D), sum_workspace(r, D));
-    model_detail::linear_backward(space_, g, weight(bi.fc2_w), dy, gmat(bi.fc2_w), gvec(bi.fc2_b), dg,
-                                  sum_workspace(r, D));
+    auto o = m2(b.o, br, aw()), dout = m2(s_.dout, br, aw());
+    if (model_axis_) {
+      const auto rc = row_split();
+      kernels::column_sum(space_, dy, gvec(bi.proj_b), sum_workspace(r, D));
+      kernels::column_sum(space_, dy, gvec(bi.fc2_b), sum_workspace(r, D));
+      auto dy_all = m2(s_.dy_all, br, D);
+      using kernels::gemm_op;
+      model_detail::gather_rows(space_, *model_axis_, rc, dy.data(), D, s_.dy_all, &comm_stats_, [&](std::size_t c) {
+        const auto rows_c = rc.gathered_range(c);
+        const float acc = c == 0 ? 0.0f : 1.0f;
+        auto dy_c = row_range(dy_all, rows_c);
+        kernels::gemm(space_, gemm_op::t, gemm_op::n, 1.0f, dy_c, row_range(o, rows_c), acc, gmat(bi.proj_w));
+        kernels::gemm(space_, gemm_op::n, gemm_op::n, 1.0f, dy_c, weight(bi.proj_w), 0.0f, row_range(dout, rows_c));
+        kernels::gemm(space_, gemm_op::t, gemm_op::n, 1.0f, dy_c, row_range(g, rows_c), acc, gmat(bi.fc2_w));
+        kernels::gemm(space_, gemm_op::n, gemm_op::n, 1.0f, dy_c, weight(bi.fc2_w), 0.0f, row_range(dg, rows_c));
+      });
+    } else {
+      model_detail::linear_backward(space_, o, weight(bi.proj_w), dy, gmat(bi.proj_w), gvec(bi.proj_b), dout,
+                                    sum_workspace(r, D));
+      model_detail::linear_backward(space_, g, weight(bi.fc2_w), dy, gmat(bi.fc2_w), gvec(bi.fc2_b), dg,
+                                    sum_workspace(r, D));
+    }
     if (dropout) kernels::dropout_backward(space_, key(dropout_site(l, 1)), reg_.dropout, dg, dg);
     auto du_mlp = mlp_part(s_.du);
     kernels::gelu_backward<gelu>(space_, mlp_part(b.qkv), dg, du_mlp);
-    attention_backward(bi, b, F, width);
+    attention_backward(bi, b, fl(), width);
     norm_forward(bi.norm1_w, bi.norm1_b, m2(stream(l), r, D), t, b.ln1_mean, b.ln1_rstd, r);
-    auto du = m2(s_.du, r, width);
-    if constexpr (Shape::qkv_bias) {
+    auto du = m2(s_.du, br, width);
+    if (model_axis_) {
+      const auto rc = row_split();
+      using kernels::gemm_op;
+      auto t_all = m2(s_.t_all, br, D);
+      model_detail::gather_rows(space_, *model_axis_, rc, s_.t, D, s_.t_all, &comm_stats_, [&](std::size_t c) {
+        const auto rows_c = rc.gathered_range(c);
+        kernels::gemm(space_, gemm_op::t, gemm_op::n, 1.0f, row_range(du, rows_c), row_range(t_all, rows_c),
+                      c == 0 ? 0.0f : 1.0f, gmat(bi.qkv_w));
+      });
+      if constexpr (Shape::qkv_bias)
+        kernels::column_sum(space_, du, gvec(bi.qkv_b), sum_workspace(br, width));
+      else
+        kernels::column_sum(space_, du_mlp, gvec(bi.mlp_bias), sum_workspace(br, fl()));
+      view2<float> part(s_.part, br, D);
+      model_detail::reduce_scatter_rows(space_, *model_axis_, rc, s_.part, D, s_.rsum, &comm_stats_, [&](std::size_t c) {
+        const auto rows_c = rc.gathered_range(c);
+        kernels::gemm(space_, gemm_op::n, gemm_op::n, 1.0f, row_range(du, rows_c), weight(bi.qkv_w), 0.0f,
+                      row_range(part, rows_c));
+      });
+      kernels::convert(space_, view1<float>(s_.rsum, r * D), view1<act_type>(s_.dt, r * D));
+    } else if constexpr (Shape::qkv_bias) {
       model_detail::linear_backward(space_, t, weight(bi.qkv_w), du, gmat(bi.qkv_w), gvec(bi.qkv_b), dt,
                                     sum_workspace(r, width));
     } else {
@@ -981,7 +1119,18 @@ class vit {
                                   gvec(idx_.patch_b), view2<act_type>(), sum_workspace(bnp, D));
   }
 
+  static model_shard shard_of(const model_parallel& mp) {
+    if (!mp.model_axis) return {};
+    if (mp.chunks < 1 || static_cast<std::size_t>(mp.chunks) > model_detail::max_chunks)
+      detail::fail("vit: model_parallel.chunks must be in [1, ", model_detail::max_chunks, "], it is ", mp.chunks);
+    return {mp.model_axis->size(), mp.model_axis->rank()};
+  }
+
   ExecSpace space_;
+  model_shard shard_;
+  communicator* model_axis_ = nullptr;  // null: no model axis (or one rank on it)
+  int chunks_ = 1;
+  comm_stats comm_stats_;
   parameters_type params_;
   gradients_type grads_;
   std::optional<parameter_arena<Shape, gemm_type, memory_space>> weight_copy_;

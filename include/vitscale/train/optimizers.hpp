@@ -542,6 +542,16 @@ void adafactor_update(const ExecSpace& space, const layout<ExecSpace>& l, const 
   });
 }
 
+// Ranks on the model axis a model is split over (1 for a whole model or a tensor_set).
+template <class Model, class = void>
+struct model_axis_of {
+  static int size(const Model&) { return 1; }
+};
+template <class Model>
+struct model_axis_of<Model, std::void_t<decltype(std::declval<const Model&>().shard().count)>> {
+  static int size(const Model& m) { return m.shard().count; }
+};
+
 template <class Model>
 using param_view = typename std::decay_t<decltype(std::declval<Model&>().parameters())>::vector_type;
 template <class Model>
@@ -570,6 +580,11 @@ class optimizer_base {
       : model_(&model), name_(name), wd_(wd), clip_(clip),
         layout_(make_layout<execution_space>(static_cast<const Model&>(model).parameters(), min_dim)) {
     check_options(name, wd, clip);
+    // Elementwise updates are the same on a shard; norms over a split tensor or over all of them are not.
+    if (model_axis_of<Model>::size(model) > 1 && (clip.agc > 0 || clip.global_norm > 0))
+      ::vitscale::detail::fail(name, ": AGC and global-norm clipping need norms across the model axis, which "
+                               "are not implemented; the model is split over ", model_axis_of<Model>::size(model),
+                               " ranks");
   }
   // The clipped-gradient factor: AGC into the layout's unit scales, the global-norm factor returned.
   float clip_gradients() {
@@ -744,7 +759,13 @@ class adafactor : public detail::optimizer_base<Model> {
       : base(model, "optimizer::adafactor", o.weight_decay, o.clip, check(o).min_dim_size_to_factor), o_(o),
         m_("vitscale::optim::adafactor_m", this->size()),
         stats_("vitscale::optim::adafactor_factored", std::size_t(this->layout_.factored_stats)),
-        v_("vitscale::optim::adafactor_v", unfactored_elements()) {}
+        v_("vitscale::optim::adafactor_v", unfactored_elements()) {
+    // Its factored statistics are means over whole rows and columns, and its block clip an RMS over a whole
+    // tensor: on a shard they would be a different optimizer.
+    if (detail::model_axis_of<Model>::size(model) > 1)
+      ::vitscale::detail::fail("optimizer::adafactor: a model split over ", detail::model_axis_of<Model>::size(model),
+                               " ranks is not supported yet (factored statistics need sums across the model axis)");
+  }
 
   // One update from model.gradients(): p ← p − lr·m − wd_group·decay_scale·p.
   void step(double lr, double decay_scale = 1.0) {
