@@ -181,13 +181,14 @@ TEST_CASE("ViT-22B: the paper's throughput and utilisation agree with this FLOP 
 }
 
 TEST_CASE("ViT-22B: predicted MFU on the paper's configuration against the reported 54.9 %") {
-  // The mesh is not known, so the prediction is made for every model axis 48 heads split over (up to 16,
-  // ViT-22B's memory needs at least several) with chunks = model axis. Tolerance, ±10 points: the inputs
-  // are uncertain by at least that much — the GEMM efficiency (0.63) is a lower bound taken from other models
-  // (MFU moves 0.5 to 0.9 point per point of it: examples/step_model), the link bandwidth is per-link from a secondary source, and the
-  // model leaves out elementwise work (which lowers MFU) and link contention. A prediction outside the band
-  // would mean the layout's communication cannot be hidden the way the paper says it was. This checks that
-  // the model is consistent with the paper, not that it predicts the paper to better than that.
+  // The mesh is not known, so the prediction is made for every model axis 48 heads split over (up to 16;
+  // ViT-22B's memory needs at least several) with chunks = model axis. Tolerance, ±10 points: the inputs are
+  // uncertain by at least that much — the GEMM efficiency (0.63) is a lower bound taken from other models
+  // (MFU moves 0.5 to 0.9 point per point of it: examples/step_model), the link bandwidth is per link from a
+  // secondary source, and the model leaves out elementwise work (which lowers MFU) and link contention. A
+  // prediction outside the band would mean the layout's communication cannot be hidden the way the paper
+  // says it was. This checks that the model is consistent with the paper, not that it predicts the paper to
+  // better than that.
   constexpr ex::step_shape s = ex::step_shape::of<pr::vit_22b>(ex::vit22b_paper::resolution);
   for (int model : {4, 8, 16}) {
     const ex::step_prediction r = ex::predict(ex::vit22b_paper::config(s, model), ex::vit22b_paper::tpu_v4(model));
