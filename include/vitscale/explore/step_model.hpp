@@ -38,16 +38,15 @@
 // rematerialisation — ViT-22B's convention. In this layout no product is recomputed (only LayerNorm, whose
 // FLOPs are not counted), so executed FLOPs equal model FLOPs.
 
-#include <vitscale/config/accounting.hpp>
-#include <vitscale/config/options.hpp>
-#include <vitscale/config/tensors.hpp>
-#include <vitscale/core/error.hpp>
-
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <string>
 #include <string_view>
+#include <vitscale/config/accounting.hpp>
+#include <vitscale/config/options.hpp>
+#include <vitscale/config/tensors.hpp>
+#include <vitscale/core/error.hpp>
 
 namespace vitscale {
 namespace explore {
@@ -56,7 +55,7 @@ namespace explore {
 // large to instantiate. Counts are for the whole model; FLOPs are forward FLOPs for one image.
 struct step_shape {
   int depth = 1;
-  int width = 1;    // D
+  int width = 1;  // D
   int heads = 1;
   int mlp_dim = 1;  // F
   int tokens = 1;   // sequence length through the encoder, per image
@@ -84,15 +83,15 @@ struct step_shape {
   static constexpr step_shape encoder(int depth, int width, int heads, int mlp_dim, int tokens,
                                       block_kind block = block_kind::parallel) {
     if (depth < 1 || width < 1 || heads < 1 || mlp_dim < 1 || tokens < 1)
-      vitscale::detail::fail("step_shape::encoder: depth, width, heads, MLP width and tokens must be positive (got ", depth,
-                   ", ", width, ", ", heads, ", ", mlp_dim, ", ", tokens, ")");
+      vitscale::detail::fail("step_shape::encoder: depth, width, heads, MLP width and tokens must be positive (got ",
+                             depth, ", ", width, ", ", heads, ", ", mlp_dim, ", ", tokens, ")");
     if (width % heads != 0)
       vitscale::detail::fail("step_shape::encoder: width ", width, " is not a multiple of the number of heads ", heads);
     step_shape s{};
     s.depth = depth, s.width = width, s.heads = heads, s.mlp_dim = mlp_dim, s.tokens = tokens, s.block = block;
     const std::int64_t D = width, F = mlp_dim, L = depth;
     const std::int64_t matrices = D * (3 * D) + D * D + 2 * D * F;
-    const std::int64_t in_biases = 3 * D + F;                                          // split with outputs
+    const std::int64_t in_biases = 3 * D + F;                                                 // split with outputs
     const std::int64_t replicated = (block == block_kind::parallel ? 2 * D : 4 * D) + 2 * D;  // norms, out biases
     s.block_sharded_params = L * (matrices + in_biases);
     s.block_params = L * (matrices + in_biases + replicated);
@@ -104,8 +103,8 @@ struct step_shape {
   // The same numbers from a compile-time shape, through its parameter table and FLOP count.
   template <class Shape>
   static constexpr step_shape of(int resolution = Shape::resolution) {
-    step_shape s = encoder(Shape::depth, Shape::width, Shape::heads, Shape::mlp_dim, Shape::tokens(resolution),
-                           Shape::block);
+    step_shape s =
+        encoder(Shape::depth, Shape::width, Shape::heads, Shape::mlp_dim, Shape::tokens(resolution), Shape::block);
     const param_counts p = count_params<Shape>(resolution);
     std::int64_t sharded = 0;
     for (const tensor_info& t : tensor_table<Shape>(resolution)) {
@@ -122,8 +121,8 @@ struct step_shape {
     const flop_counts f = count_flops<Shape>(resolution);
     // count_flops gives the blocks as one number; the attention products are split out with the same formula
     // it uses, and the linear maps are the rest.
-    s.block_attention_flops = std::int64_t(Shape::depth) *
-                              vitscale::block_attention_flops(Shape::tokens(resolution), Shape::width);
+    s.block_attention_flops =
+        std::int64_t(Shape::depth) * vitscale::block_attention_flops(Shape::tokens(resolution), Shape::width);
     s.block_linear_flops = f.blocks - s.block_attention_flops;
     s.other_forward_flops = f.forward - f.blocks;
     s.other_training_flops = f.training - 3 * f.blocks;
@@ -140,13 +139,13 @@ struct mesh {
 // What a chip can do. Bandwidths are what one chip sustains in a ring collective along that axis
 // (for a bidirectional torus ring: both directions of the links the axis uses).
 struct machine {
-  double peak_flops = 0;                 // per chip, in the GEMM precision
-  double gemm_efficiency = 1;            // achieved fraction of peak in the block GEMMs and the rest
-  double attention_efficiency = 0;       // the same for the attention products; 0: as gemm_efficiency
-  double model_link_bandwidth = 0;       // bytes/s per chip along the model axis
-  double data_link_bandwidth = 0;        // bytes/s per chip along the data axis
-  double collective_latency = 0;         // seconds per collective call (each chunk is a call)
-  int chunks = 1;                        // overlap granularity of the model-axis collectives
+  double peak_flops = 0;            // per chip, in the GEMM precision
+  double gemm_efficiency = 1;       // achieved fraction of peak in the block GEMMs and the rest
+  double attention_efficiency = 0;  // the same for the attention products; 0: as gemm_efficiency
+  double model_link_bandwidth = 0;  // bytes/s per chip along the model axis
+  double data_link_bandwidth = 0;   // bytes/s per chip along the data axis
+  double collective_latency = 0;    // seconds per collective call (each chunk is a call)
+  int chunks = 1;                   // overlap granularity of the model-axis collectives
 
   constexpr double gemm_rate() const { return peak_flops * gemm_efficiency; }
   constexpr double attention_rate() const {
@@ -166,8 +165,8 @@ struct measured_machine {
 
   constexpr machine to_machine() const {
     if (!(peak_flops > 0) || !(gemm_flops_per_second > 0))
-      vitscale::detail::fail("measured_machine: peak and measured GEMM throughput must be positive (got ", peak_flops, " and ",
-                   gemm_flops_per_second, " FLOP/s)");
+      vitscale::detail::fail("measured_machine: peak and measured GEMM throughput must be positive (got ", peak_flops,
+                             " and ", gemm_flops_per_second, " FLOP/s)");
     machine m{};
     m.peak_flops = peak_flops;
     m.gemm_efficiency = gemm_flops_per_second / peak_flops;
@@ -224,9 +223,7 @@ struct step_prediction {
   double mfu = 0;  // model_flops / (step_seconds · chips · peak)
 
   constexpr double images_per_second() const { return step_seconds > 0 ? images / step_seconds : 0; }
-  constexpr double tokens_per_second_per_chip() const {
-    return step_seconds > 0 ? tokens / step_seconds / chips : 0;
-  }
+  constexpr double tokens_per_second_per_chip() const { return step_seconds > 0 ? tokens / step_seconds / chips : 0; }
 
   // A labelled multi-line summary.
   std::string to_string() const {
@@ -250,8 +247,8 @@ struct step_prediction {
   // One row of a table; `table_header` names the columns.
   static std::string table_header() {
     char buf[256];
-    std::snprintf(buf, sizeof buf, "%-24s %7s %10s %10s %10s %10s %10s %10s %7s", "configuration", "chips",
-                  "compute s", "act. s", "exp. act", "grad s", "exp. grad", "step s", "MFU %");
+    std::snprintf(buf, sizeof buf, "%-24s %7s %10s %10s %10s %10s %10s %10s %7s", "configuration", "chips", "compute s",
+                  "act. s", "exp. act", "grad s", "exp. grad", "step s", "MFU %");
     return buf;
   }
   std::string table_row(std::string_view label) const {
@@ -290,13 +287,14 @@ constexpr double exposed_chunked(double comm, double gemm, int k) {
 constexpr step_prediction predict(const step_config& config, const machine& m) {
   const step_shape& s = config.shape;
   const int d = config.grid.data, mp = config.grid.model, chips = config.grid.chips();
-  if (d < 1 || mp < 1) vitscale::detail::fail("predict: mesh axes must be at least 1 (got data ", d, ", model ", mp, ")");
+  if (d < 1 || mp < 1)
+    vitscale::detail::fail("predict: mesh axes must be at least 1 (got data ", d, ", model ", mp, ")");
   if (config.images < 1 || config.images % chips != 0)
     vitscale::detail::fail("predict: the batch of ", config.images, " images does not split evenly over ", chips,
-                 " chips (each model rank holds B/(data·model) images between blocks)");
+                           " chips (each model rank holds B/(data·model) images between blocks)");
   if (s.heads % mp != 0 || s.mlp_dim % mp != 0)
-    vitscale::detail::fail("predict: ", s.heads, " heads and MLP width ", s.mlp_dim, " must both split over a model axis of ",
-                 mp);
+    vitscale::detail::fail("predict: ", s.heads, " heads and MLP width ", s.mlp_dim,
+                           " must both split over a model axis of ", mp);
   if (!(m.peak_flops > 0) || !(m.gemm_efficiency > 0))
     vitscale::detail::fail("predict: the machine needs a positive peak and GEMM efficiency");
   if (m.chunks < 1) vitscale::detail::fail("predict: chunks must be at least 1 (got ", m.chunks, ")");
@@ -361,8 +359,8 @@ constexpr step_prediction predict(const step_config& config, const machine& m) {
   const double sharded_per_block = double(s.block_sharded_params) / L / mp * gb;
   const double replicated_per_block = double(s.block_params - s.block_sharded_params) / L * gb;
   const double other = double(s.other_params) * gb;
-  const double block_data_bytes = detail::ring_all_reduce_bytes(sharded_per_block, d) +
-                                  detail::ring_all_reduce_bytes(replicated_per_block, d);
+  const double block_data_bytes =
+      detail::ring_all_reduce_bytes(sharded_per_block, d) + detail::ring_all_reduce_bytes(replicated_per_block, d);
   const double block_model_bytes = detail::ring_all_reduce_bytes(replicated_per_block, mp);
   const double other_data_bytes = detail::ring_all_reduce_bytes(other, d);
   const double other_model_bytes = detail::ring_all_reduce_bytes(other, mp);
@@ -423,7 +421,7 @@ inline constexpr int chips = 1024;
 inline constexpr std::int64_t images = 65536;
 inline constexpr int resolution = 224;
 inline constexpr double tpu_v4_peak_flops = 275e12;
-inline constexpr double ici_link_bandwidth = 50e9;   // bytes/s, one link, one direction
+inline constexpr double ici_link_bandwidth = 50e9;  // bytes/s, one link, one direction
 inline constexpr double ring_bandwidth = 2 * ici_link_bandwidth;
 inline constexpr double collective_latency = 10e-6;  // assumed
 inline constexpr double gemm_efficiency = 0.63;      // MLPerf v1.1 TPU v4, a lower bound (see above)
