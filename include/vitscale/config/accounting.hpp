@@ -76,6 +76,15 @@ constexpr param_counts count_params(int resolution = Shape::resolution) {
   return c;
 }
 
+// Forward FLOPs of one encoder block on one image of n tokens, split into the linear maps (qkv or the fused
+// in-projection, the out projection(s), MLP in and out) and the two attention products (q·kᵀ and p·v).
+// The parallel block fuses the same products, so it counts the same. Exposed so that run-time models
+// (explore/step_model.hpp) split the same count rather than writing it again.
+constexpr std::int64_t block_linear_flops(std::int64_t n, std::int64_t D, std::int64_t F) {
+  return 2 * n * D * (3 * D) + 2 * n * D * D + 2 * 2 * n * D * F;
+}
+constexpr std::int64_t block_attention_flops(std::int64_t n, std::int64_t D) { return 2 * 2 * n * n * D; }
+
 template <class Shape>
 constexpr flop_counts count_flops(int resolution = Shape::resolution) {
   const std::int64_t D = Shape::width, F = Shape::mlp_dim, P = Shape::patch, C = Shape::in_channels;
@@ -83,9 +92,7 @@ constexpr flop_counts count_flops(int resolution = Shape::resolution) {
   const std::int64_t patches = Shape::patches(resolution);
   flop_counts f{};
   f.patch_embed = 2 * patches * (C * P * P) * D;
-  // qkv (or the fused in-projection) + out projection(s) + MLP in and out, then q·kᵀ and p·v.
-  // The parallel block fuses the same products, so it counts the same.
-  const std::int64_t per_block = 2 * n * D * (3 * D) + 2 * n * D * D + 2 * 2 * n * D * F + 2 * 2 * n * n * D;
+  const std::int64_t per_block = block_linear_flops(n, D, F) + block_attention_flops(n, D);
   f.blocks = Shape::depth * per_block;
   if (Shape::pool == pooling::map) {
     // one probe: q projection, k and v of every token, q·kᵀ and p·v, out projection, MLP on one vector.
