@@ -1,0 +1,91 @@
+// ViT-22B's sharded parallel block on every mesh of up to 4 ranks, as threads of this process (the MPI run
+// of the same check is tests/shard/sharded_vit_mpi.cpp): logits, every gradient and the parameters after a
+// few optimizer steps equal the whole model's (sharded_check.hpp).
+#include <doctest/doctest.h>
+#include <shard/sharded_check.hpp>
+#include <support/errors.hpp>
+#include <support/spaces.hpp>
+#include <vitscale/shard/in_process.hpp>
+
+#include <mutex>
+
+using namespace vitscale;
+
+namespace {
+using namespace vitscale::opt;
+// ViT-22B's block: parallel, QK-norm, no QKV bias (an MLP bias), MAP head; 4 heads so that 4 ranks split them.
+using parallel_map =
+    vit_shape<2, 32, 4, 64, 4, options<parallel_block, pool_map, qkv_bias<false>, qk_norm<>, classes<10>, resolution<16>>>;
+// The other variant of the input product's bias, and GAP.
+using parallel_gap = vit_shape<1, 32, 4, 96, 4, options<parallel_block, pool_gap, qkv_bias<true>, classes<7>, resolution<12>>>;
+
+constexpr int steps = 3;
+
+template <class Shape, class Space>
+void check_meshes(test::optimizer_kind kind, int chunks) {
+  const int images = 8;  // 2 per rank on 4 ranks: two chunks of one image each
+  const auto batch = test::make_batch(images, Shape::resolution, Shape::num_classes, 7);
+  const auto whole = test::run_whole<Shape, Space>(batch, kind, steps, 3);
+  for (auto [data, model] : {std::pair{1, 1}, std::pair{1, 2}, std::pair{2, 1}, std::pair{2, 2}, std::pair{1, 4}}) {
+    std::vector<test::mesh_errors> errors(static_cast<std::size_t>(data * model));
+    shard::run_in_process(data * model, [&](communicator& world) {
+      errors[static_cast<std::size_t>(world.rank())] =
+          test::run_mesh<Shape, Space>(world, data, model, chunks, batch, whole, kind, steps, 3);
+    });
+    for (std::size_t r = 0; r < errors.size(); ++r) {
+      const auto& e = errors[r];
+      INFO("mesh " << data << "x" << model << ", rank " << r << ", chunks " << chunks << ": logits " << e.logits
+                   << ", gradients " << e.grads << " (" << e.worst_grad << "), parameters " << e.params << " ("
+                   << e.worst_param << ")");
+      CHECK(e.logits <= 1e-5);
+      CHECK(e.grads <= 1e-5);
+      CHECK(e.params <= 1e-5);
+      // what the block communicated: 2 collectives per block forward, 3 backward, each in chunks
+      if (model > 1) CHECK(e.collectives > 0);
+      if (model == 1) CHECK(e.collectives == 0);
+    }
+  }
+}
+}  // namespace
+
+TEST_CASE_TEMPLATE_DEFINE("sharded parallel block equals the whole model on every mesh", Space, sharded_vit_meshes) {
+  SUBCASE("MAP, QK-norm, MLP bias; SGD-momentum; two chunks") {
+    check_meshes<parallel_map, Space>(test::optimizer_kind::sgd_momentum, 2);
+  }
+  SUBCASE("MAP, QK-norm, MLP bias; AdamW; one chunk") {
+    check_meshes<parallel_map, Space>(test::optimizer_kind::adamw, 1);
+  }
+  SUBCASE("GAP, QKV bias; AdamW; four chunks (two used)") {
+    check_meshes<parallel_gap, Space>(test::optimizer_kind::adamw, 4);
+  }
+}
+VITSCALE_ON_HOST_SPACES(sharded_vit_meshes);
+
+TEST_CASE("what cannot be sharded says so") {
+  using Space = Kokkos::DefaultHostExecutionSpace;
+  // A classic block, heads that do not divide, dropout, Adafactor, clipping: errors with a sentence.
+  std::vector<std::string> messages(2);
+  shard::run_in_process(2, [&](communicator& world) {
+    auto& msg = messages[static_cast<std::size_t>(world.rank())];
+    using classic = vit_shape<1, 32, 4, 64, 4, options<classes<10>, resolution<16>>>;
+    msg += test::error_of([&] { vit<classic, precision::fp32, Space> m(16, Space(), model_parallel{&world, 1}); });
+    using odd = vit_shape<1, 30, 3, 60, 4, options<parallel_block, classes<10>, resolution<16>>>;
+    msg += "|" + test::error_of([&] { vit<odd, precision::fp32, Space> m(16, Space(), model_parallel{&world, 1}); });
+    vit<parallel_map, precision::fp32, Space> m(16, Space(), model_parallel{&world, 1});
+    msg += "|" + test::error_of([&] { m.set_regularization({0.1, 0.0, 0}); });
+    msg += "|" + test::error_of([&] { optimizer::adafactor<decltype(m)> a(m); });
+    typename optimizer::adamw<decltype(m)>::options o;
+    o.clip.global_norm = 1.0;
+    msg += "|" + test::error_of([&] { optimizer::adamw<decltype(m)> a(m, o); });
+    msg += "|" + test::error_of([&] { vit<parallel_map, precision::fp32, Space> bad(16, Space(), model_parallel{&world, 0}); });
+  });
+  for (const auto& msg : messages) {
+    INFO(msg);
+    CHECK(msg.find("classic blocks") != std::string::npos);
+    CHECK(msg.find("multiples of 2") != std::string::npos);
+    CHECK(msg.find("dropout and drop-path are not supported") != std::string::npos);
+    CHECK(msg.find("optimizer::adafactor: a model split over 2 ranks") != std::string::npos);
+    CHECK(msg.find("global-norm clipping need norms across the model axis") != std::string::npos);
+    CHECK(msg.find("chunks must be in [1, 16]") != std::string::npos);
+  }
+}

@@ -1,0 +1,42 @@
+// ViT-22B's sharded parallel block under mpirun (tests/shard/shard.cmake runs this with 1, 2 and 4 ranks):
+// every mesh the ranks can form, against the whole model that each rank also trains on the whole batch
+// (sharded_check.hpp). The in-process run of the same check is sharded_vit.cpp.
+#include <doctest/doctest.h>
+#include <shard/sharded_check.hpp>
+#include <vitscale/shard/mpi.hpp>
+
+using namespace vitscale;
+
+namespace {
+using namespace vitscale::opt;
+using parallel_map =
+    vit_shape<2, 32, 4, 64, 4, options<parallel_block, pool_map, qkv_bias<false>, qk_norm<>, classes<10>, resolution<16>>>;
+}  // namespace
+
+TEST_CASE("sharded parallel block over MPI ranks equals the whole model on every mesh") {
+  using Space = Kokkos::DefaultHostExecutionSpace;
+  auto world = shard::mpi_communicator::world();
+  const int p = world->size();
+  const int images = 8;  // 2 per rank on 4 ranks
+  REQUIRE(images % p == 0);
+  const auto batch = test::make_batch(images, parallel_map::resolution, parallel_map::num_classes, 7);
+  for (auto kind : {test::optimizer_kind::sgd_momentum, test::optimizer_kind::adamw}) {
+    const auto whole = test::run_whole<parallel_map, Space>(batch, kind, 3, 3);
+    for (int model = 1; model <= p; ++model) {
+      if (p % model != 0) continue;
+      const int data = p / model;
+      const auto e = test::run_mesh<parallel_map, Space>(*world, data, model, 2, batch, whole, kind, 3, 3);
+      INFO("mesh " << data << "x" << model << ", rank " << world->rank() << ", "
+                   << (kind == test::optimizer_kind::adamw ? "AdamW" : "SGD-momentum") << ": logits " << e.logits
+                   << ", gradients " << e.grads << " (" << e.worst_grad << "), parameters " << e.params << " ("
+                   << e.worst_param << ")");
+      CHECK(e.logits <= 1e-5);
+      CHECK(e.grads <= 1e-5);
+      CHECK(e.params <= 1e-5);
+      CHECK((e.collectives > 0) == (model > 1));
+      if (world->rank() == 0)
+        MESSAGE("mesh " << data << "x" << model << ": logits " << e.logits << ", gradients " << e.grads
+                        << ", parameters " << e.params << " (worst relative errors on rank 0)");
+    }
+  }
+}
