@@ -212,8 +212,8 @@ TEST_CASE("make_mesh: a wrong mesh is an error on every rank") {
     run_in_process(
         p,
         [&](vs::communicator& world) {
-          const auto [d, m] = mesh_of(world.rank());
-          const std::string msg = vs::test::error_of([&] { vs::shard::make_mesh(world, d, m); });
+          const std::pair<int, int> dm = mesh_of(world.rank());  // (structured bindings: C++20 to capture)
+          const std::string msg = vs::test::error_of([&] { vs::shard::make_mesh(world, dm.first, dm.second); });
           INFO(msg);
           bool all = true;
           for (const auto& part : parts) all = all && msg.find(part) != std::string::npos;

@@ -44,6 +44,13 @@
 #error "vitscale/shard/mpi.hpp needs MPI: link the CMake target vitscale::mpi (present when vitscale was configured with MPI found, VITSCALE_ENABLE_MPI=AUTO or ON), which defines VITSCALE_HAVE_MPI"
 #endif
 
+// Only MPI's C interface is used: leave out the deprecated C++ bindings (slow to compile, and they warn).
+#ifndef OMPI_SKIP_MPICXX
+#define OMPI_SKIP_MPICXX 1
+#endif
+#ifndef MPICH_SKIP_MPICXX
+#define MPICH_SKIP_MPICXX 1
+#endif
 #include <mpi.h>
 
 #include <vitscale/core/communicator.hpp>
