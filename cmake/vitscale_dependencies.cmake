@@ -66,3 +66,19 @@ if(NOT VITSCALE_ENABLE_ROCBLAS STREQUAL "OFF")
                         "(Kokkos_DEVICES: ${Kokkos_DEVICES}); use a Kokkos built with Kokkos_ENABLE_HIP=ON")
   endif()
 endif()
+
+# MPI for the MPI communicator (shard/mpi.hpp), behind its own target vitscale::mpi. AUTO uses it where found;
+# ON makes a missing MPI a configure error.
+set(VITSCALE_HAVE_MPI OFF)
+if(NOT VITSCALE_ENABLE_MPI STREQUAL "OFF")
+  find_package(MPI QUIET COMPONENTS CXX)
+  if(MPI_CXX_FOUND)
+    set(VITSCALE_HAVE_MPI ON)
+    message(STATUS "vitscale: MPI ${MPI_CXX_VERSION} (${MPIEXEC_EXECUTABLE}) for the target vitscale::mpi")
+  elseif(VITSCALE_ENABLE_MPI STREQUAL "ON")
+    message(FATAL_ERROR "VITSCALE_ENABLE_MPI=ON but no MPI with C++ support was found (find_package(MPI COMPONENTS "
+                        "CXX)); install libopenmpi-dev openmpi-bin, or set MPI_HOME / MPI_CXX_COMPILER")
+  else()
+    message(STATUS "vitscale: MPI not found; the MPI communicator (vitscale::mpi) is left out")
+  endif()
+endif()

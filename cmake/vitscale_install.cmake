@@ -7,6 +7,12 @@ set(VITSCALE_INSTALL_CMAKEDIR "${CMAKE_INSTALL_DATADIR}/cmake/vitscale" CACHE ST
 install(DIRECTORY include/vitscale DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 install(TARGETS vitscale EXPORT vitscaleTargets)
 install(EXPORT vitscaleTargets NAMESPACE vitscale:: DESTINATION ${VITSCALE_INSTALL_CMAKEDIR})
+# vitscale::mpi in an export set of its own, loaded by the package only where MPI is found, so that
+# find_package(vitscale) works without MPI for programs that do not ask for the mpi component.
+if(VITSCALE_HAVE_MPI)
+  install(TARGETS vitscale_mpi EXPORT vitscaleMpiTargets)
+  install(EXPORT vitscaleMpiTargets NAMESPACE vitscale:: DESTINATION ${VITSCALE_INSTALL_CMAKEDIR})
+endif()
 
 configure_package_config_file(cmake/vitscaleConfig.cmake.in
   "${CMAKE_CURRENT_BINARY_DIR}/vitscaleConfig.cmake"

@@ -4,7 +4,8 @@
 #   scripts/setup.sh [--cache-file FILE] [--fuzz-tools]
 #
 # 1. Debian packages (apt-get, only those not installed yet): compiler and CMake, Eigen 3.4, doctest,
-#    oneDNN, nlohmann-json, CLI11, stb, zlib (the IDX reader's gzip), and the Fashion-MNIST data set
+#    oneDNN, nlohmann-json, CLI11, stb, zlib (the IDX reader's gzip), OpenMPI (the MPI communicator and
+#    its tests), and the Fashion-MNIST data set
 #    (dataset-fashion-mnist: /usr/share/datasets/fashion-mnist, which the data tests and examples read).
 # 2. Kokkos. A Kokkos the user points at is used as it is, whatever its backends (CUDA, HIP, ...):
 #    Kokkos_DIR or Kokkos_ROOT in the environment, or a Kokkos found under CMAKE_PREFIX_PATH. Otherwise
@@ -49,7 +50,7 @@ as_root() {
 # ---------------------------------------------------------------- 1. Debian packages
 packages=(g++ cmake make ninja-build xz-utils
           libeigen3-dev doctest-dev libdnnl-dev nlohmann-json3-dev libcli11-dev libstb-dev zlib1g-dev
-          dataset-fashion-mnist)
+          libopenmpi-dev openmpi-bin dataset-fashion-mnist)
 [ "$fuzz_tools" -eq 0 ] || packages+=(clang libclang-rt-14-dev libomp-14-dev)
 missing=()
 if command -v dpkg-query >/dev/null 2>&1; then
@@ -57,7 +58,7 @@ if command -v dpkg-query >/dev/null 2>&1; then
     [ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" = "install ok installed" ] || missing+=("$p")
   done
 else
-  die "this script installs its dependencies with apt-get and needs Debian 12 (or a derivative); on other systems install Kokkos (OpenMP), Eigen 3.4, doctest, oneDNN, nlohmann-json, CLI11, stb and zlib yourself (and Fashion-MNIST's four IDX files in /usr/share/datasets/fashion-mnist) and configure with -DKokkos_ROOT=..."
+  die "this script installs its dependencies with apt-get and needs Debian 12 (or a derivative); on other systems install Kokkos (OpenMP), Eigen 3.4, doctest, oneDNN, nlohmann-json, CLI11, stb, zlib and an MPI yourself (and Fashion-MNIST's four IDX files in /usr/share/datasets/fashion-mnist) and configure with -DKokkos_ROOT=..."
 fi
 
 apt_updated=0

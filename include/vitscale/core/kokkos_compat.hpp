@@ -59,4 +59,36 @@ KOKKOS_FORCEINLINE_FUNCTION To bit_cast(const From& from) {
   return to;
 }
 
+namespace detail {
+
+// What a host thread other than the one that initialised Kokkos needs before it may dispatch kernels, for
+// threads that take turns with the initialising one (never at the same time: shard/in_process.hpp's baton).
+// Kokkos before 4.0 keeps the OpenMP backend's instance in a thread-local pointer that only the initialising
+// thread has set, so a kernel from another std::thread dereferenced null; capture() on the initialising
+// thread and adopt() on the other lend it the same instance. Kokkos 4 (and the Serial backend) keep
+// process-wide state and need nothing.
+class kokkos_host_context {
+ public:
+  static kokkos_host_context capture() noexcept {
+    kokkos_host_context c;
+#if defined(KOKKOS_ENABLE_OPENMP) && KOKKOS_VERSION < 40000
+    c.openmp_instance_ = Kokkos::Impl::t_openmp_instance;
+#endif
+    return c;
+  }
+  void adopt() const noexcept {
+#if defined(KOKKOS_ENABLE_OPENMP) && KOKKOS_VERSION < 40000
+    if (openmp_instance_ != nullptr && Kokkos::Impl::t_openmp_instance == nullptr)
+      Kokkos::Impl::t_openmp_instance = openmp_instance_;
+#endif
+  }
+
+ private:
+#if defined(KOKKOS_ENABLE_OPENMP) && KOKKOS_VERSION < 40000
+  Kokkos::Impl::OpenMPExec* openmp_instance_ = nullptr;
+#endif
+};
+
+}  // namespace detail
+
 }  // namespace vitscale

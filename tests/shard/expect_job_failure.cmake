@@ -1,0 +1,20 @@
+# cmake -DCOMMAND=a@@b@@c -DEXPECT=<regex> -DSECONDS=<n> -P expect_job_failure.cmake
+# Runs COMMAND (an MPI job that must fail): passes when it ends within SECONDS with a non-zero status and
+# output matching EXPECT; fails (FATAL_ERROR) when it succeeds, hangs or says something else.
+string(REPLACE "@@" ";" command "${COMMAND}")
+string(TIMESTAMP start "%s")
+execute_process(COMMAND ${command} RESULT_VARIABLE result OUTPUT_VARIABLE out ERROR_VARIABLE err TIMEOUT ${SECONDS})
+string(TIMESTAMP stop "%s")
+math(EXPR elapsed "${stop} - ${start}")
+set(log "${out}${err}")
+message("${log}")
+if(result STREQUAL "0")
+  message(FATAL_ERROR "the job succeeded, but it should have failed with: ${EXPECT}")
+endif()
+if(result MATCHES "timeout|Process terminated due to timeout")
+  message(FATAL_ERROR "the job did not end within ${SECONDS} s: a failed rank left the others hanging")
+endif()
+if(NOT log MATCHES "${EXPECT}")
+  message(FATAL_ERROR "the job failed (${result}) after ${elapsed} s, but its output does not match '${EXPECT}'")
+endif()
+message("the job failed as expected (${result}) after ${elapsed} s")
