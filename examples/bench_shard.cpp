@@ -38,7 +38,7 @@ using namespace vitscale::opt;
 using space = Kokkos::DefaultHostExecutionSpace;
 using clock_type = std::chrono::steady_clock;
 using shape = vs::vit_shape<2, 512, 4, 2048, 4,
-                            options<parallel_block, pool_gap, qkv_bias<false>, qk_norm<>, classes<1000>, resolution<64>>>;
+                            vs::options<parallel_block, pool_gap, qkv_bias<false>, qk_norm<>, classes<1000>, resolution<64>>>;
 using model_t = vs::vit<shape, vs::precision::fp32, space>;
 
 double seconds_since(clock_type::time_point t) { return std::chrono::duration<double>(clock_type::now() - t).count(); }

@@ -5,6 +5,8 @@
 #include <shard/sharded_check.hpp>
 #include <vitscale/shard/mpi.hpp>
 
+#include <string>
+
 using namespace vitscale;
 
 namespace {
@@ -27,7 +29,7 @@ TEST_CASE("sharded parallel block over MPI ranks equals the whole model on every
       const int data = p / model;
       const auto e = test::run_mesh<parallel_map, Space>(*world, data, model, 2, batch, whole, kind, 3, 3);
       INFO("mesh " << data << "x" << model << ", rank " << world->rank() << ", "
-                   << (kind == test::optimizer_kind::adamw ? "AdamW" : "SGD-momentum") << ": logits " << e.logits
+                   << std::string(kind == test::optimizer_kind::adamw ? "AdamW" : "SGD-momentum") << ": logits " << e.logits
                    << ", gradients " << e.grads << " (" << e.worst_grad << "), parameters " << e.params << " ("
                    << e.worst_param << ")");
       CHECK(e.logits <= 1e-5);
