@@ -14,6 +14,7 @@
 // chunks) run on the communicator's own thread while the products compute. The time a rank spends blocked
 // waiting for them is the part that was not hidden. The same collectives are then replayed alone, with no
 // products between them: that is what they cost. hidden = 1 − waited / alone.
+#include <vitscale/explore/step_model.hpp>
 #include <vitscale/model/vit.hpp>
 #include <vitscale/shard/mesh.hpp>
 #include <vitscale/shard/mpi.hpp>
@@ -53,6 +54,8 @@ double peak_rss_mib() {
 
 struct settings {
   int data = 1, model = 1, images = 4, steps = 5, warmup = 1, chunks = 4;
+  double gflops = 0;         // a rank's measured training throughput (from a 1x1 run): enables the prediction
+  double peak_gflops = 270;  // one core's fp32 FMA peak here (DESIGN.md: ~540 GFLOP/s on 2 threads)
 };
 
 // The model axis' collectives of one training step, alone: per block, forward all-gather + reduce-scatter,
@@ -165,6 +168,9 @@ int main(int argc, char** argv) {
   app.add_option("--images", s.images, "images per rank");
   app.add_option("--steps", s.steps, "timed steps");
   app.add_option("--chunks", s.chunks, "pieces each model-axis collective is cut into");
+  app.add_option("--gflops", s.gflops, "a rank's training GFLOP/s measured alone (the 1x1 run prints it): "
+                                       "predicts this mesh's step with explore/step_model.hpp");
+  app.add_option("--peak-gflops", s.peak_gflops, "a rank's nominal peak, for the MFU");
   CLI11_PARSE(app, argc, argv);
 
   vs::shard::mpi_environment mpi(argc, argv);
@@ -194,6 +200,32 @@ int main(int argc, char** argv) {
                   "%.0f%% hidden\n",
                   r.collectives, r.model_bytes / 1048576.0, worst(5), worst(6), 100 * hidden);
       std::printf("data axis: %.2f MiB gradient all-reduce payload per rank per step\n", r.data_bytes / 1048576.0);
+      // The model of the same step (explore/step_model.hpp): this run's compute rate, and the link bandwidth
+      // of the model axis' collectives replayed alone.
+      namespace ex = vs::explore;
+      ex::step_config config;
+      config.shape = ex::step_shape::of<shape>(shape::resolution);
+      config.images = static_cast<std::int64_t>(images);
+      config.grid = {s.data, s.model};
+      config.activation_bytes = 4;
+      const double flops_per_rank = config.shape.training_flops_per_image() * images / world->size();
+      std::printf("training FLOPs per rank per step %.3g: %.1f GFLOP/s per rank\n", flops_per_rank,
+                  flops_per_rank / worst(0) / 1e9);
+      if (s.gflops > 0) {
+        ex::measured_machine mm;
+        mm.peak_flops = s.peak_gflops * 1e9;
+        mm.gemm_flops_per_second = s.gflops * 1e9;
+        mm.chunks = int(vs::model_detail::chunks_for(s.images, s.chunks));
+        mm.link_bytes_per_second = 1e12;
+        const double wire = ex::predict(config, mm).model_axis_bytes;
+        if (worst(6) > 0) mm.link_bytes_per_second = wire / double(worst(6));
+        const ex::step_prediction p = ex::predict(config, mm);
+        std::printf("model (%.1f GFLOP/s, model-axis link %.2f GB/s from the replay): step %.3f s = compute %.3f + "
+                    "exposed communication %.4f (model axis %.4f of %.4f, gradients %.4f); measured %.3f s (%.2fx)\n",
+                    s.gflops, mm.link_bytes_per_second / 1e9, p.step_seconds, p.compute_seconds(),
+                    p.exposed_seconds(), p.model_exposed_seconds, p.model_comm_seconds, p.gradient_exposed_seconds,
+                    worst(0), worst(0) / p.step_seconds);
+      }
       std::printf("memory per rank: %.1f MiB in arenas (parameters, gradients, AdamW state, activations), "
                   "peak RSS %.1f MiB\n",
                   worst(8), worst(7));
