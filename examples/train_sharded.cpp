@@ -98,6 +98,7 @@ int run(vs::communicator& world, const settings& s) {
 
   const auto start = std::chrono::steady_clock::now();
   double loss_sum = 0;
+  int window = 0;
   for (std::int64_t step = 0; step < total; ++step) {
     const vs::data::batch b = batches.next();
     const auto labels = Kokkos::subview(b.labels, std::make_pair(first, first + local));
@@ -107,10 +108,12 @@ int run(vs::communicator& world, const settings& s) {
     vs::shard::reduce_gradients(model, world, *mesh.data_axis, 1.0 / ranks);
     opt.step(lr(step), lr(step));
     loss_sum += loss;
+    ++window;
     if ((step + 1) % 50 == 0 || step + 1 == total) {
-      float mine = float(loss_sum / 50), mean = 0;
+      float mine = float(loss_sum / window), mean = 0;
       world.all_reduce(&mine, &mean, 1);
       loss_sum = 0;
+      window = 0;
       const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       if (lead)
         std::printf("step %lld/%lld  loss %.4f  lr %.2e  %.0f images/s\n", static_cast<long long>(step + 1),
