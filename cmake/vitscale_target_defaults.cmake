@@ -14,11 +14,11 @@ if(VITSCALE_SANITIZE)
   if(VITSCALE_SANITIZE MATCHES "undefined")
     list(APPEND _vitscale_sanitize_flags -fno-sanitize-recover=undefined)
   endif()
-  # -fPIC, not the default -fPIE, under GCC: GCC 12 with -fsanitize=address and -march=znver3 (a
+  # -fPIC, not the default -fPIE, under GCC: GCC 12 with -fsanitize=address, -O2 and -march=znver3 (a
   # VITSCALE_NATIVE_ARCH build on AMD Zen 3) emits some initial-exec accesses of Kokkos' thread-locals
   # (Kokkos::Impl::SharedAllocationRecord<void,void>::t_tracking_enabled, defined in libkokkoscore.a) as
-  # "lea sym@gottpoff(%rip),%rdx; vmovq (%rdx),%xmm2": the register allocator put the thread-pointer offset
-  # in an SSE register. GNU ld must rewrite every R_X86_64_GOTTPOFF of an executable to the local-exec form
+  # "lea sym@gottpoff(%rip),%rdx; vmovq (%rdx),%xmm2" (the thread-pointer offset loaded into an SSE
+  # register). GNU ld must rewrite every R_X86_64_GOTTPOFF of an executable to the local-exec form
   # and knows only the mov/add forms, so the link fails ("TLS transition from R_X86_64_GOTTPOFF to
   # R_X86_64_TPOFF32 ... failed"; test_kernels_attention, in Kokkos::Impl::view_copy). Code compiled with
   # -fPIC reaches thread-locals it does not define through the general-dynamic sequence (a call to
