@@ -11,7 +11,6 @@ before torch is imported; Debian's torch runs fp32 matmuls on OpenBLAS's pthread
 pool otherwise).
 """
 import argparse
-import gzip
 import math
 import os
 import sys
@@ -43,22 +42,11 @@ import torch.nn.functional as F  # noqa: E402
 import timm  # noqa: E402
 from timm.models.vision_transformer import VisionTransformer  # noqa: E402
 
-
-def read_idx(path):
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rb") as f:
-        data = f.read()
-    ndim = data[3]
-    dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+from fmnist_idx import load_split  # noqa: E402  (examples/fmnist_idx.py, beside this script)
 
 
 def load(split):
-    prefix = "train" if split == "train" else "t10k"
-    def path(kind):
-        p = os.path.join(args.data, f"{prefix}-{kind}-idx{3 if kind == 'images' else 1}-ubyte")
-        return p if os.path.exists(p) else p + ".gz"
-    return read_idx(path("images")), read_idx(path("labels"))
+    return load_split(args.data, split)
 
 
 def main():

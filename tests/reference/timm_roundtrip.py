@@ -12,7 +12,6 @@ inputs are normalised with the file's "mean" and "std". Exit status 1 if the acc
 --tolerance (vitscale evaluates its bf16_mixed models with bf16 GEMM inputs; timm here runs in float32).
 """
 import argparse
-import gzip
 import os
 import re
 import sys
@@ -23,19 +22,8 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 from timm.models.vision_transformer import VisionTransformer
 
-
-def read_idx(path):
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rb") as f:
-        data = f.read()
-    ndim = data[3]
-    dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
-
-
-def idx_path(folder, name):
-    p = os.path.join(folder, name)
-    return p if os.path.exists(p) else p + ".gz"
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "examples"))
+from fmnist_idx import load_split  # noqa: E402  (examples/fmnist_idx.py: the one IDX reader of the peers)
 
 
 def main():
@@ -66,8 +54,8 @@ def main():
     model.load_state_dict(state, strict=True)
     model.eval()
 
-    images = read_idx(idx_path(args.data, "t10k-images-idx3-ubyte"))
-    labels = read_idx(idx_path(args.data, "t10k-labels-idx1-ubyte")).astype(np.int64)
+    images, labels = load_split(args.data, "test")
+    labels = labels.astype(np.int64)
     mean, std = float(meta["mean"]), float(meta["std"])
     x = torch.from_numpy(((images / 255.0 - mean) / std).astype(np.float32)).unsqueeze(1)  # NCHW
     correct = 0
