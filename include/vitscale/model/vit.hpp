@@ -174,7 +174,7 @@ class vit {
   int resolution() const { return params_.resolution(); }
   const execution_space& space() const { return space_; }
   // This rank's place on the model axis ({1, 0} without model parallelism), and what the sharded block
-  // communicated since stats().reset().
+  // communicated since communication().reset().
   const model_shard& shard() const { return shard_; }
   comm_stats& communication() { return comm_stats_; }
   // Call after writing parameters through a pointer obtained earlier.
@@ -1045,7 +1045,7 @@ class vit {
     if (model_axis_) {
       const auto rc = row_split();
       kernels::column_sum(space_, dy, gvec(bi.proj_b), sum_workspace(r, D));
-      kernels::column_sum(space_, dy, gvec(bi.fc2_b), sum_workspace(r, D));
+      Kokkos::deep_copy(space_, gvec(bi.fc2_b), gvec(bi.proj_b));  // both biases add to the same output
       auto dy_all = m2(s_.dy_all, br, D);
       using kernels::gemm_op;
       model_detail::gather_rows(space_, *model_axis_, rc, dy.data(), D, s_.dy_all, &comm_stats_, [&](std::size_t c) {
@@ -1060,8 +1060,9 @@ class vit {
     } else {
       model_detail::linear_backward(space_, o, weight(bi.proj_w), dy, gmat(bi.proj_w), gvec(bi.proj_b), dout,
                                     sum_workspace(r, D));
-      model_detail::linear_backward(space_, g, weight(bi.fc2_w), dy, gmat(bi.fc2_w), gvec(bi.fc2_b), dg,
+      model_detail::linear_backward(space_, g, weight(bi.fc2_w), dy, gmat(bi.fc2_w), view1<grad_type>(), dg,
                                     sum_workspace(r, D));
+      Kokkos::deep_copy(space_, gvec(bi.fc2_b), gvec(bi.proj_b));  // both biases add to the same output
     }
     if (dropout) kernels::dropout_backward(space_, key(dropout_site(l, 1)), reg_.dropout, dg, dg);
     auto du_mlp = mlp_part(s_.du);
