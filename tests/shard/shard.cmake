@@ -54,15 +54,20 @@ function(vitscale_add_mpi_test)
   set_tests_properties(${arg_NAME} PROPERTIES TIMEOUT ${arg_TIMEOUT} PROCESSORS ${arg_RANKS} ENVIRONMENT "${environment}")
 endfunction()
 
-if(VITSCALE_HAVE_MPI)
-  add_executable(test_shard_mpi ${CMAKE_CURRENT_SOURCE_DIR}/shard/mpi_main.cpp
-                                ${CMAKE_CURRENT_SOURCE_DIR}/shard/mpi_communicator.cpp)
-  target_link_libraries(test_shard_mpi PRIVATE vitscale::mpi doctest::doctest)
-  target_include_directories(test_shard_mpi PRIVATE ${VITSCALE_TESTS_DIR})
-  vitscale_target_defaults(test_shard_mpi)
+# An MPI test executable: mpi_main.cpp (MPI around Kokkos around doctest) and the area's sources, run under
+# mpirun with 1, 2 and 4 ranks as tests <name>.ranks<n>.
+function(vitscale_add_mpi_test_executable name timeout)
+  add_executable(test_${name} ${VITSCALE_TESTS_DIR}/shard/mpi_main.cpp ${ARGN})
+  target_link_libraries(test_${name} PRIVATE vitscale::mpi doctest::doctest)
+  target_include_directories(test_${name} PRIVATE ${VITSCALE_TESTS_DIR})
+  vitscale_target_defaults(test_${name})
   foreach(ranks 1 2 4)
-    vitscale_add_mpi_test(NAME shard_mpi.ranks${ranks} TARGET test_shard_mpi RANKS ${ranks} TIMEOUT 180)
+    vitscale_add_mpi_test(NAME ${name}.ranks${ranks} TARGET test_${name} RANKS ${ranks} TIMEOUT ${timeout})
   endforeach()
+endfunction()
+
+if(VITSCALE_HAVE_MPI)
+  vitscale_add_mpi_test_executable(shard_mpi 180 ${CMAKE_CURRENT_SOURCE_DIR}/shard/mpi_communicator.cpp)
   # A rank that dies before a collective: mpirun ends the job (OpenMPI kills the others once one rank exits
   # with a non-zero status), naming the rank's exit status.
   vitscale_add_mpi_test(NAME shard_mpi.rank_dies TARGET test_shard_mpi RANKS 2 TIMEOUT 60
@@ -73,14 +78,7 @@ if(VITSCALE_HAVE_MPI)
                         ARGS --scenario=skips EXPECT_FAILURE "all_reduce #0 of 1 floats on MPI, rank 0 of 2 timed out after 1000 ms")
 
   # ViT-22B's sharded block under mpirun: every mesh of 1, 2 and 4 ranks against the whole model.
-  add_executable(test_shard_vit_mpi ${CMAKE_CURRENT_SOURCE_DIR}/shard/mpi_main.cpp
-                                    ${CMAKE_CURRENT_SOURCE_DIR}/shard/sharded_vit_mpi.cpp)
-  target_link_libraries(test_shard_vit_mpi PRIVATE vitscale::mpi doctest::doctest)
-  target_include_directories(test_shard_vit_mpi PRIVATE ${VITSCALE_TESTS_DIR})
-  vitscale_target_defaults(test_shard_vit_mpi)
-  foreach(ranks 1 2 4)
-    vitscale_add_mpi_test(NAME shard_vit_mpi.ranks${ranks} TARGET test_shard_vit_mpi RANKS ${ranks} TIMEOUT 600)
-  endforeach()
+  vitscale_add_mpi_test_executable(shard_vit_mpi 600 ${CMAKE_CURRENT_SOURCE_DIR}/shard/sharded_vit_mpi.cpp)
 else()
   message(STATUS "vitscale tests: MPI not found (or VITSCALE_ENABLE_MPI=OFF); the MPI communicator tests are left out")
 endif()
