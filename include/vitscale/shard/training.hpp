@@ -29,7 +29,8 @@
 
 namespace vitscale::shard {
 
-// Sums each rank's gradients over the mesh (see above) and multiplies them by `scale`.
+// Sums each rank's gradients over the mesh (see above) and multiplies them by `scale` (a kernel queued on the
+// model's space, like every other step of training).
 // world: every rank of the mesh; data_axis: the ranks holding the same shard (world itself when the model
 // axis has one rank).
 template <class Model>
@@ -63,8 +64,7 @@ void reduce_gradients(Model& model, communicator& world, communicator& data_axis
     Kokkos::parallel_for(
         "vitscale::shard::scale_gradients",
         Kokkos::RangePolicy<typename Model::execution_space>(model.space(), 0, all.extent(0)),
-        KOKKOS_LAMBDA(std::size_t e) { all(e) *= s; });
-    model.space().fence();
+        KOKKOS_LAMBDA(std::size_t e) { all(e) *= s; });  // queued: the optimizer runs next on the same space
   }
 }
 
