@@ -46,7 +46,22 @@ inline batch_data make_batch(int images, int resolution, int classes, std::uint3
   return b;
 }
 
-enum class optimizer_kind { sgd_momentum, adamw };
+// sgd_clipped: SGD-momentum after NFNet's AGC and global-norm clipping; adafactor: the ViT-G paper's, with its
+// block-RMS update clipping.
+enum class optimizer_kind { sgd_momentum, adamw, sgd_clipped, adafactor };
+
+inline const char* name_of(optimizer_kind k) {
+  switch (k) {
+    case optimizer_kind::sgd_momentum: return "SGD-momentum";
+    case optimizer_kind::adamw: return "AdamW";
+    case optimizer_kind::sgd_clipped: return "SGD-momentum with AGC and global-norm clipping";
+    case optimizer_kind::adafactor: return "Adafactor";
+  }
+  return "?";
+}
+
+// The clipping of sgd_clipped: both active on this test's models (the checks in sharded_vit.cpp say so).
+inline constexpr double agc_lambda = 0.02, global_norm_max = 0.02;
 
 struct whole_run {
   std::vector<std::vector<float>> logits;  // per step, [images · classes]
@@ -66,25 +81,38 @@ auto make_optimizer(Model& model, optimizer_kind kind) {
   // Adam divides each gradient by its own running size: with the default ε (1e-8) an element whose gradient
   // nearly cancels moves by up to the learning rate on rounding noise alone, and the two runs would differ by
   // that noise, not by anything sharding did. ε = 1e-4 (below the gradients of this model but far above their
-  // rounding) keeps the comparison about the update arithmetic.
+  // rounding) keeps the comparison about the update arithmetic. Adafactor's ε1 is added to g², so 1e-8 is the
+  // same choice; its factored statistics and block RMS are what the sharded run must sum across the model axis.
   typename optimizer::adamw<Model>::options a;
   a.eps = 1e-4;
   a.weight_decay = {0.05, 0.05};
   typename optimizer::sgd_momentum<Model>::options s;
   s.weight_decay = {0.05, 0.05};
   s.momentum = 0.9;
+  if (kind == optimizer_kind::sgd_clipped) s.clip = {global_norm_max, agc_lambda};
+  typename optimizer::adafactor<Model>::options f;
+  f.eps = 1e-8;
+  f.clip_threshold = 1.0;
+  f.min_dim_size_to_factor = 16;  // every block matrix of these small models is factored
+  // Its first moment is stored in bf16: a last-bit difference in u (rounding, as between any two summation
+  // orders) moves the stored moment by a bf16 ulp, 4e-3 of it, and the next steps carry that. b1 = 0 steps
+  // with u itself; the bf16 moment is elementwise and has nothing to do with sharding.
+  f.b1 = 0.0;
+  f.weight_decay = {0.05, 0.05};
   struct stepper {
     std::unique_ptr<optimizer::adamw<Model>> adam;
     std::unique_ptr<optimizer::sgd_momentum<Model>> sgd;
+    std::unique_ptr<optimizer::adafactor<Model>> factored;
     void step(double lr) {
-      if (adam)
-        adam->step(lr, lr);
-      else
-        sgd->step(lr, lr);
+      if (adam) adam->step(lr, lr);
+      if (sgd) sgd->step(lr, lr);
+      if (factored) factored->step(lr, lr);
     }
   } st;
   if (kind == optimizer_kind::adamw)
     st.adam = std::make_unique<optimizer::adamw<Model>>(model, a);
+  else if (kind == optimizer_kind::adafactor)
+    st.factored = std::make_unique<optimizer::adafactor<Model>>(model, f);
   else
     st.sgd = std::make_unique<optimizer::sgd_momentum<Model>>(model, s);
   return st;
@@ -160,6 +188,37 @@ std::vector<char> exact_zero_gradient(const std::string& name, std::size_t count
   if (ends_with(name, "in_proj.bias")) std::fill(zero.begin() + (fl + al), zero.begin() + (fl + 2 * al), 1);
   if (name == "attn_pool.kv.bias") std::fill(zero.begin(), zero.begin() + D, 1);
   return zero;
+}
+
+// What sgd_clipped's clipping did on the whole model's first gradients: the AGC units it scaled down, and the
+// global norm after AGC (above global_norm_max when global-norm clipping acts too).
+struct clip_activity {
+  int agc_units = 0, units = 0;
+  double norm_after_agc = 0;
+};
+template <class Shape>
+clip_activity clipping_on(const whole_run& whole, int resolution) {
+  const auto table = tensor_table<Shape>(resolution);
+  clip_activity a;
+  double sum = 0;
+  for (std::size_t i = 0; i < table.size(); ++i) {
+    const bool rows = table[i].role == tensor_role::weight;
+    const std::size_t cols = rows ? std::size_t(table[i].matrix_cols()) : whole.grads[i].size();
+    for (std::size_t begin = 0; begin < whole.grads[i].size(); begin += cols) {
+      double gg = 0, ww = 0;
+      for (std::size_t k = begin; k < begin + cols; ++k) {
+        gg += double(whole.grads[i][k]) * whole.grads[i][k];
+        ww += double(whole.start[i][k]) * whole.start[i][k];
+      }
+      const double max_norm = agc_lambda * std::max(std::sqrt(ww), 1e-3);
+      const double scale = std::sqrt(gg) < max_norm ? 1.0 : max_norm / std::max(std::sqrt(gg), 1e-6);
+      a.agc_units += scale < 1.0;
+      ++a.units;
+      sum += gg * scale * scale;
+    }
+  }
+  a.norm_after_agc = std::sqrt(sum);
+  return a;
 }
 
 template <class Shape, class Space>

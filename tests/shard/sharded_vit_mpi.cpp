@@ -22,14 +22,15 @@ TEST_CASE("sharded parallel block over MPI ranks equals the whole model on every
   const int images = 8;  // 2 per rank on 4 ranks
   REQUIRE(images % p == 0);
   const auto batch = test::make_batch(images, parallel_map::resolution, parallel_map::num_classes, 7);
-  for (auto kind : {test::optimizer_kind::sgd_momentum, test::optimizer_kind::adamw}) {
+  for (auto kind : {test::optimizer_kind::sgd_momentum, test::optimizer_kind::adamw, test::optimizer_kind::sgd_clipped,
+                    test::optimizer_kind::adafactor}) {
     const auto whole = test::run_whole<parallel_map, Space>(batch, kind, 3, 3);
     for (int model = 1; model <= p; ++model) {
       if (p % model != 0) continue;
       const int data = p / model;
       const auto e = test::run_mesh<parallel_map, Space>(*world, data, model, 2, batch, whole, kind, 3, 3);
       INFO("mesh " << data << "x" << model << ", rank " << world->rank() << ", "
-                   << std::string(kind == test::optimizer_kind::adamw ? "AdamW" : "SGD-momentum") << ": logits " << e.logits
+                   << test::name_of(kind) << ": logits " << e.logits
                    << ", gradients " << e.grads << " (" << e.worst_grad << "), parameters " << e.params << " ("
                    << e.worst_param << ")");
       CHECK(e.logits <= 1e-5);
@@ -37,7 +38,7 @@ TEST_CASE("sharded parallel block over MPI ranks equals the whole model on every
       CHECK(e.params <= 1e-5);
       CHECK((e.collectives > 0) == (model > 1));
       if (world->rank() == 0)
-        MESSAGE("mesh " << data << "x" << model << ": logits " << e.logits << ", gradients " << e.grads
+        MESSAGE("mesh " << data << "x" << model << ", " << test::name_of(kind) << ": logits " << e.logits << ", gradients " << e.grads
                         << ", parameters " << e.params << " (worst relative errors on rank 0)");
     }
   }

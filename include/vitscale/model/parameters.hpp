@@ -28,6 +28,7 @@ enum class tensor_subset { all, weights };
 template <class Shape, class T, class MemorySpace>
 class parameter_arena {
  public:
+  using shape_type = Shape;
   static constexpr int count = tensor_count<Shape>();
   static constexpr std::size_t absent = static_cast<std::size_t>(-1);
   using value_type = T;

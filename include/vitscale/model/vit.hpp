@@ -176,6 +176,8 @@ class vit {
   // This rank's place on the model axis ({1, 0} without model parallelism), and what the sharded block
   // communicated since communication().reset().
   const model_shard& shard() const { return shard_; }
+  // The model axis' communicator (null without model parallelism): what the optimizers sum over.
+  communicator* model_axis() const { return model_axis_; }
   comm_stats& communication() { return comm_stats_; }
   // Call after writing parameters through a pointer obtained earlier.
   void parameters_changed() { weights_stale_ = true; }

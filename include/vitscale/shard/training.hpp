@@ -12,11 +12,10 @@
 // the mean loss of its own images (loss::softmax_xent), scale = 1 / (number of ranks) gives the gradient of
 // the mean over the global batch, as the unsharded model computes it.
 //
-// The optimizers then step each rank's arena as they are: SGD-momentum, AdamW and Adam with bf16 momentum
-// are elementwise, so a sharded step is the unsharded step on this rank's elements. Adafactor's factored
-// statistics, its RMS update clipping, AGC's unit norms over a split dimension and global-norm clipping need
-// sums across the model axis that the optimizers do not make yet: they reject a model split over more than
-// one rank with such options.
+// The optimizers then step each rank's arena: SGD-momentum, AdamW and Adam with bf16 momentum are
+// elementwise, so a sharded step is the unsharded step on this rank's elements; AGC, global-norm clipping and
+// Adafactor complete their sums over a split dimension across the model axis (train/optimizers.hpp), so they
+// too step each shard as the unsharded optimizer would.
 
 #include <vitscale/config/sharding.hpp>
 #include <vitscale/core/communicator.hpp>

@@ -43,6 +43,22 @@
 // gradient term is added, the update uses the unrounded new moment, and only the stored
 // moment is rounded.
 //
+// On a model axis (a model split by model/vit.hpp's model_parallel, config/sharding.hpp) each rank steps its
+// own shard. The elementwise updates need nothing more; the sums over a split dimension are completed across
+// the model axis before they are used, so that every rank applies exactly the unsharded optimizer to its
+// elements:
+//   AGC                the squared norms of a unit that the split cuts (a row of an input-split matrix, a split
+//                      vector) are summed over the axis; an output-split matrix's rows are whole on one rank;
+//   global norm        the split tensors' share of ‖g‖² is summed over the axis, the replicated tensors' share
+//                      (the same on every rank) is counted once;
+//   Adafactor          a factored tensor's statistic along its split dimension is a sum over the axis (the
+//                      column statistic of a row-split matrix, the row statistic of a column-split one), the
+//                      mean of a normalised statistic that is itself split likewise; which tensors are factored
+//                      and which statistic is normalised follow the unsharded shape; the block RMS of a split
+//                      tensor is summed over the axis and divided by its unsharded size.
+// Each of these is one all-reduce of the partial sums (only those) per step, in a fixed order, so every rank
+// of the axis computes the same factors.
+//
 // Memory: moments are arenas of the parameters' layout (one View each, same offsets), Adafactor's factored
 // statistics one more arena of rows + cols per factored tensor; state_bytes() reports them and equals the
 // config layouts (config/optimizer_state.hpp). Work is cut into segments of at most 4096 elements that never
@@ -50,8 +66,10 @@
 // only on the table, without atomics, so a step is bit-identical for any thread count.
 
 #include <vitscale/config/optimizer_state.hpp>
+#include <vitscale/config/sharding.hpp>
 #include <vitscale/config/tensors.hpp>
 #include <vitscale/core/bf16.hpp>
+#include <vitscale/core/communicator.hpp>
 #include <vitscale/core/error.hpp>
 #include <vitscale/core/kokkos_compat.hpp>
 #include <vitscale/kernels/detail/elementwise_common.hpp>
@@ -163,6 +181,8 @@ struct tensor_desc {
   std::int64_t v_offset;            // offset of an unfactored tensor's whole second moment (Adafactor)
   int unit_base;                    // first AGC unit of the tensor
   int unit_per_row;                 // weights: one unit per row; otherwise the whole tensor is one unit
+  int split;                        // on a model axis: 0 whole (or replicated), 1 rows split, 2 columns split
+  std::int64_t full_rows, full_cols, full_numel;  // the unsharded tensor's (= rows, cols, numel when whole)
 };
 
 struct segment {
@@ -173,6 +193,15 @@ struct segment {
 struct stat_job {  // one row (or column) statistic of a factored tensor
   int tensor;
   std::int64_t index;
+};
+
+// Entries of a float View that hold a partial sum over a split dimension, to be summed across the model axis
+// (sum_over_axis); the other entries are whole on this rank, or the same on every rank.
+template <class ExecSpace>
+struct axis_entries {
+  Kokkos::View<std::int64_t*, typename ExecSpace::memory_space> index;
+  Kokkos::View<float*, typename ExecSpace::memory_space> packed;
+  std::size_t count() const { return index.extent(0); }
 };
 
 template <class ExecSpace>
@@ -192,7 +221,13 @@ struct layout {
   std::int64_t unfactored = 0;  // elements of the tensors that are not factored
   std::vector<stat_job> host_rows, host_cols;
   Kokkos::View<stat_job*, mem> row_jobs, col_jobs;
-  Kokkos::View<float*, mem> stat_mean;  // per tensor: mean of the normalised statistic
+  Kokkos::View<float*, mem> norm_sum;  // per tensor: sum of the normalised statistic (its mean's numerator)
+  Kokkos::View<float*, mem> stat_sum;  // the factored statistics' new sums, before the moving average
+  Kokkos::View<float*, mem> unit_sums;  // AGC: ‖g‖², ‖w‖² per unit, interleaved
+  // The model axis the arena is split over (null: none), and what is summed over it.
+  communicator* axis = nullptr;
+  bool split = false;  // any tensor split
+  axis_entries<ExecSpace> unit_partial, stat_partial, norm_partial;
 };
 
 template <class View>
@@ -205,14 +240,38 @@ Kokkos::View<typename View::non_const_value_type*, typename View::memory_space> 
   return v;
 }
 
+// How the model axis splits the tensors of an arena: a model's parameter_arena knows (its shape_type and
+// shard()); a tensor_set's arena is never split.
+template <class Arena, class = void>
+struct arena_sharding {
+  static tensor_split split(const Arena&, int) { return {}; }
+  static int count(const Arena&) { return 1; }
+};
+template <class Arena>
+struct arena_sharding<Arena, std::void_t<typename Arena::shape_type>> {
+  static tensor_split split(const Arena& a, int i) { return shard_split_of<typename Arena::shape_type>(a.info(i)); }
+  static int count(const Arena& a) { return a.shard().count; }
+};
+
+template <class ExecSpace>
+axis_entries<ExecSpace> make_axis_entries(const char* label, const std::vector<std::int64_t>& host) {
+  axis_entries<ExecSpace> a;
+  a.index = upload<Kokkos::View<std::int64_t*, typename ExecSpace::memory_space>>(label, host);
+  a.packed = Kokkos::View<float*, typename ExecSpace::memory_space>(std::string(label) + "_packed", host.size());
+  return a;
+}
+
 // The table of a parameter arena (a std::array or std::vector of tensor_info) and its offsets, cut into
-// segments; min_dim > 0 marks the factored tensors.
+// segments; min_dim > 0 marks the factored tensors. `axis`: the model axis the arena is split over (null
+// when it is not split).
 template <class ExecSpace, class Arena>
-layout<ExecSpace> make_layout(const Arena& params, std::int64_t min_dim) {
+layout<ExecSpace> make_layout(const Arena& params, std::int64_t min_dim, communicator* axis = nullptr) {
   using mem = typename ExecSpace::memory_space;
   layout<ExecSpace> l;
   const auto& table = params.table();
+  const int m = arena_sharding<Arena>::count(params);
   std::vector<int> unit_tensor;
+  std::vector<std::int64_t> unit_partial, stat_partial, norm_partial;
   for (std::size_t i = 0; i < table.size(); ++i) {
     const tensor_info& t = table[i];
     tensor_desc d{};
@@ -221,9 +280,16 @@ layout<ExecSpace> make_layout(const Arena& params, std::int64_t min_dim) {
     d.numel = t.numel();
     d.rows = t.matrix_rows();
     d.cols = t.matrix_cols();
+    const tensor_split sp = m > 1 ? arena_sharding<Arena>::split(params, int(i)) : tensor_split{};
+    d.split = !sp.sharded() ? 0 : sp.dim == shard_dim::out ? 1 : 2;
+    d.full_rows = d.split == 1 ? d.rows * m : d.rows;
+    d.full_cols = d.split == 2 ? d.cols * m : d.cols;
+    d.full_numel = d.split ? d.numel * m : d.numel;
+    if (d.split) l.split = true;
     d.group = t.role != tensor_role::weight ? no_decay : t.part == component::classifier ? head_group : body_group;
-    d.factored = min_dim > 0 && d.rows >= min_dim && d.cols >= min_dim;
-    d.normalize_rows = d.rows <= d.cols;
+    // Factoring and normalisation are the unsharded tensor's, so that a shard is stepped as its whole.
+    d.factored = min_dim > 0 && d.full_rows >= min_dim && d.full_cols >= min_dim;
+    d.normalize_rows = d.full_rows <= d.full_cols;
     d.row_stat = d.col_stat = 0;
     if (d.factored) {
       d.row_stat = l.factored_stats;
@@ -232,6 +298,12 @@ layout<ExecSpace> make_layout(const Arena& params, std::int64_t min_dim) {
       for (std::int64_t r = 0; r < d.rows; ++r) l.host_rows.push_back({int(i), r});
       for (std::int64_t c = 0; c < d.cols; ++c) l.host_cols.push_back({int(i), c});
       d.v_offset = 0;
+      // A row statistic sums along the columns: partial when the columns are split; a column one likewise.
+      if (d.split == 2)
+        for (std::int64_t r = 0; r < d.rows; ++r) stat_partial.push_back(d.row_stat + r);
+      if (d.split == 1)
+        for (std::int64_t c = 0; c < d.cols; ++c) stat_partial.push_back(d.col_stat + c);
+      if ((d.normalize_rows && d.split == 1) || (!d.normalize_rows && d.split == 2)) norm_partial.push_back(int(i));
     } else {
       d.v_offset = l.unfactored;
       l.unfactored += d.numel;
@@ -240,6 +312,12 @@ layout<ExecSpace> make_layout(const Arena& params, std::int64_t min_dim) {
     d.unit_per_row = t.role == tensor_role::weight;
     const int n_units = d.unit_per_row ? int(d.rows) : 1;
     for (int u = 0; u < n_units; ++u) unit_tensor.push_back(int(i));
+    // A unit is cut by the split unless it is a row of a row-split matrix.
+    if (d.split && !(d.unit_per_row && d.split == 1))
+      for (int u = 0; u < n_units; ++u) {
+        unit_partial.push_back(2 * std::int64_t(l.units + u));
+        unit_partial.push_back(2 * std::int64_t(l.units + u) + 1);
+      }
     l.units += n_units;
     for (std::int64_t b = 0; b < d.numel; b += segment_size)
       l.host_segments.push_back({int(i), d.offset + b, d.offset + (b + segment_size < d.numel ? b + segment_size : d.numel)});
@@ -256,7 +334,16 @@ layout<ExecSpace> make_layout(const Arena& params, std::int64_t min_dim) {
   l.partial = Kokkos::View<float*, mem>("vitscale::optim::partial", l.host_segments.size());
   l.row_jobs = upload<Kokkos::View<stat_job*, mem>>("vitscale::optim::row_jobs", l.host_rows);
   l.col_jobs = upload<Kokkos::View<stat_job*, mem>>("vitscale::optim::col_jobs", l.host_cols);
-  l.stat_mean = Kokkos::View<float*, mem>("vitscale::optim::stat_mean", l.host_desc.size());
+  l.norm_sum = Kokkos::View<float*, mem>("vitscale::optim::norm_sum", l.host_desc.size());
+  l.stat_sum = Kokkos::View<float*, mem>("vitscale::optim::stat_sum", std::size_t(l.factored_stats));
+  l.unit_sums = Kokkos::View<float*, mem>("vitscale::optim::unit_sums", 2 * std::size_t(l.units));
+  l.axis = l.split ? axis : nullptr;
+  if (l.split && !axis)
+    ::vitscale::detail::fail("optimizer: the parameters are split over a model axis of ", m,
+                             ", but no communicator for that axis was given");
+  l.unit_partial = make_axis_entries<ExecSpace>("vitscale::optim::unit_partial", unit_partial);
+  l.stat_partial = make_axis_entries<ExecSpace>("vitscale::optim::stat_partial", stat_partial);
+  l.norm_partial = make_axis_entries<ExecSpace>("vitscale::optim::norm_partial", norm_partial);
   return l;
 }
 
@@ -314,6 +401,24 @@ std::vector<float> segment_sums(const ExecSpace& space, const layout<ExecSpace>&
   return std::vector<float>(host.data(), host.data() + host.extent(0));
 }
 
+// Sums the entries `e` of v across the layout's model axis (nothing without one): they are packed, all-reduced
+// and put back.
+template <class ExecSpace, class V>
+void sum_over_axis(const ExecSpace& space, const layout<ExecSpace>& l, const axis_entries<ExecSpace>& e, const V& v) {
+  if (!l.axis || e.count() == 0) return;
+  const auto index = e.index;
+  const auto packed = e.packed;
+  using range = Kokkos::RangePolicy<ExecSpace>;
+  Kokkos::parallel_for(
+      "vitscale::optim::pack_partial_sums", range(space, 0, e.count()),
+      KOKKOS_LAMBDA(std::size_t k) { packed(k) = v(index(k)); });
+  space.fence();
+  l.axis->all_reduce(packed.data(), packed.data(), e.count());
+  Kokkos::parallel_for(
+      "vitscale::optim::unpack_partial_sums", range(space, 0, e.count()),
+      KOKKOS_LAMBDA(std::size_t k) { v(index(k)) = packed(k); });
+}
+
 // Sets l.unit_scale (AGC) and returns the global-norm factor, for gradients g and parameters p.
 template <class ExecSpace, class P, class G>
 float clip_scales(const ExecSpace& space, const layout<ExecSpace>& l, const P& p, const G& g, const clipping& c) {
@@ -322,9 +427,10 @@ float clip_scales(const ExecSpace& space, const layout<ExecSpace>& l, const P& p
   if (c.agc > 0) {
     const auto desc = l.desc;
     const auto unit_tensor = l.unit_tensor;
+    const auto sums = l.unit_sums;
     const float lambda = float(c.agc);
     Kokkos::parallel_for(
-        "vitscale::optim::agc", policy(space, l.units, Kokkos::AUTO),
+        "vitscale::optim::agc_norms", policy(space, l.units, Kokkos::AUTO),
         KOKKOS_LAMBDA(const typename policy::member_type& member) {
           const int u = member.league_rank();
           const tensor_desc d = desc(unit_tensor(u));
@@ -338,12 +444,19 @@ float clip_scales(const ExecSpace& space, const layout<ExecSpace>& l, const P& p
             const float x = static_cast<float>(p(begin + j));
             return x * x;
           });
-          const float gn = ::vitscale::kmath::sqrt(gg);
-          const float wn = ::vitscale::kmath::sqrt(ww);
-          const float max_norm = lambda * (wn > 1e-3f ? wn : 1e-3f);
           Kokkos::single(Kokkos::PerTeam(member), [&]() {
-            unit_scale(u) = gn < max_norm ? 1.0f : max_norm / (gn > 1e-6f ? gn : 1e-6f);
+            sums(2 * u) = gg;
+            sums(2 * u + 1) = ww;
           });
+        });
+    sum_over_axis(space, l, l.unit_partial, sums);
+    Kokkos::parallel_for(
+        "vitscale::optim::agc", Kokkos::RangePolicy<ExecSpace>(space, 0, std::size_t(l.units)),
+        KOKKOS_LAMBDA(std::size_t u) {
+          const float gn = ::vitscale::kmath::sqrt(sums(2 * u));
+          const float wn = ::vitscale::kmath::sqrt(sums(2 * u + 1));
+          const float max_norm = lambda * (wn > 1e-3f ? wn : 1e-3f);
+          unit_scale(u) = gn < max_norm ? 1.0f : max_norm / (gn > 1e-6f ? gn : 1e-6f);
         });
   }
   if (!(c.global_norm > 0)) return 1.0f;
@@ -351,9 +464,16 @@ float clip_scales(const ExecSpace& space, const layout<ExecSpace>& l, const P& p
     const float x = static_cast<float>(g(e)) * clip_factor(d, e, unit_scale, 1.0f);
     return x * x;
   });
-  double sum = 0;
-  for (float s : partial) sum += double(s);
-  const double norm = std::sqrt(sum);
+  // Whole (or replicated) tensors once; the split ones' shares summed across the model axis.
+  double whole = 0, split = 0;
+  for (std::size_t k = 0; k < partial.size(); ++k)
+    (l.host_desc[std::size_t(l.host_segments[k].tensor)].split ? split : whole) += double(partial[k]);
+  if (l.axis) {
+    float s = float(split);
+    l.axis->all_reduce(&s, &s, 1);
+    split = double(s);
+  }
+  const double norm = std::sqrt(whole + split);
   return norm < c.global_norm ? 1.0f : float(c.global_norm / norm);
 }
 
@@ -421,6 +541,7 @@ void adafactor_statistics(const ExecSpace& space, const layout<ExecSpace>& l, co
   const auto unit_scale = l.unit_scale;
   const auto rows = l.row_jobs;
   const auto cols = l.col_jobs;
+  const auto sum = l.stat_sum;
   if (!l.host_rows.empty()) {
     Kokkos::parallel_for(
         "vitscale::optim::adafactor_rows", policy(space, int(l.host_rows.size()), Kokkos::AUTO),
@@ -432,11 +553,7 @@ void adafactor_statistics(const ExecSpace& space, const layout<ExecSpace>& l, co
             const float x = static_cast<float>(g(begin + j)) * clip_factor(d, begin + j, unit_scale, global);
             return x * x + eps1;
           });
-          Kokkos::single(Kokkos::PerTeam(member), [&]() {
-            const std::int64_t at = d.row_stat + job.index;
-            stats(at) = ::vitscale::kernels::detail::store_as<ST>(
-                beta2 * static_cast<float>(stats(at)) + (1.0f - beta2) * (s / float(d.cols)));
-          });
+          Kokkos::single(Kokkos::PerTeam(member), [&]() { sum(d.row_stat + job.index) = s; });
         });
     Kokkos::parallel_for(
         "vitscale::optim::adafactor_cols", Kokkos::RangePolicy<ExecSpace>(space, 0, l.host_cols.size()),
@@ -449,11 +566,30 @@ void adafactor_statistics(const ExecSpace& space, const layout<ExecSpace>& l, co
             const float x = static_cast<float>(g(e)) * clip_factor(d, e, unit_scale, global);
             s += x * x + eps1;
           }
+          sum(d.col_stat + job.index) = s;
+        });
+    // On a model axis the sums along a split dimension are partial; the moving averages take the whole ones,
+    // as means over the unsharded dimension.
+    sum_over_axis(space, l, l.stat_partial, sum);
+    Kokkos::parallel_for(
+        "vitscale::optim::adafactor_row_average", Kokkos::RangePolicy<ExecSpace>(space, 0, l.host_rows.size()),
+        KOKKOS_LAMBDA(std::size_t k) {
+          const stat_job job = rows(k);
+          const tensor_desc d = desc(job.tensor);
+          const std::int64_t at = d.row_stat + job.index;
+          stats(at) = ::vitscale::kernels::detail::store_as<ST>(beta2 * static_cast<float>(stats(at)) +
+                                                                (1.0f - beta2) * (sum(at) / float(d.full_cols)));
+        });
+    Kokkos::parallel_for(
+        "vitscale::optim::adafactor_col_average", Kokkos::RangePolicy<ExecSpace>(space, 0, l.host_cols.size()),
+        KOKKOS_LAMBDA(std::size_t k) {
+          const stat_job job = cols(k);
+          const tensor_desc d = desc(job.tensor);
           const std::int64_t at = d.col_stat + job.index;
           stats(at) = ::vitscale::kernels::detail::store_as<ST>(beta2 * static_cast<float>(stats(at)) +
-                                                                (1.0f - beta2) * (s / float(d.rows)));
+                                                                (1.0f - beta2) * (sum(at) / float(d.full_rows)));
         });
-    const auto stat_mean = l.stat_mean;
+    const auto norm_sum = l.norm_sum;
     Kokkos::parallel_for(
         "vitscale::optim::adafactor_means", policy(space, int(l.host_desc.size()), Kokkos::AUTO),
         KOKKOS_LAMBDA(const typename policy::member_type& member) {
@@ -463,20 +599,21 @@ void adafactor_statistics(const ExecSpace& space, const layout<ExecSpace>& l, co
           const int n = int(d.normalize_rows ? d.rows : d.cols);
           const float s = ::vitscale::kernels::detail::row_sum<float>(
               member, n, [&](int j) { return static_cast<float>(stats(at + j)); });
-          Kokkos::single(Kokkos::PerTeam(member), [&]() { stat_mean(member.league_rank()) = s / float(n); });
+          Kokkos::single(Kokkos::PerTeam(member), [&]() { norm_sum(member.league_rank()) = s; });
         });
+    sum_over_axis(space, l, l.norm_partial, norm_sum);
   }
 }
 
 // Adafactor's scaled gradient g/√v̂ at element e (v of an unfactored tensor already updated).
-template <class S, class V, class Mean>
+template <class S, class V, class Sum>
 KOKKOS_INLINE_FUNCTION float adafactor_scaled(const tensor_desc& d, std::int64_t e, float gi, const S& stats,
-                                              const V& v, const Mean& stat_mean) {
+                                              const V& v, const Sum& norm_sum) {
   if (d.factored) {
     const std::int64_t local = e - d.offset;
     const std::int64_t i = local / d.cols, j = local - i * d.cols;
     const float r = static_cast<float>(stats(d.row_stat + i)), c = static_cast<float>(stats(d.col_stat + j));
-    const float mean = stat_mean(d.index);
+    const float mean = norm_sum(d.index) / float(d.normalize_rows ? d.full_rows : d.full_cols);
     // optax: the statistic along the smaller dimension is normalised by its mean.
     const float rf = d.normalize_rows ? 1.0f / ::vitscale::kmath::sqrt(r / mean) : 1.0f / ::vitscale::kmath::sqrt(r);
     const float cf = d.normalize_rows ? 1.0f / ::vitscale::kmath::sqrt(c) : 1.0f / ::vitscale::kmath::sqrt(c / mean);
@@ -504,17 +641,26 @@ template <class ExecSpace, class G, class S, class V>
 void adafactor_block_rms(const ExecSpace& space, const layout<ExecSpace>& l, const G& g, const S& stats, const V& v,
                          float global, double threshold) {
   const auto unit_scale = l.unit_scale;
-  const auto stat_mean = l.stat_mean;
+  const auto norm_sum = l.norm_sum;
   const auto partial = segment_sums(space, l, KOKKOS_LAMBDA(const tensor_desc& d, std::int64_t e) {
     const float gi = static_cast<float>(g(e)) * clip_factor(d, e, unit_scale, global);
-    const float u = adafactor_scaled(d, e, gi, stats, v, stat_mean);
+    const float u = adafactor_scaled(d, e, gi, stats, v, norm_sum);
     return u * u;
   });
   std::vector<double> sums(l.host_desc.size(), 0.0);
   for (std::size_t k = 0; k < partial.size(); ++k) sums[std::size_t(l.host_segments[k].tensor)] += double(partial[k]);
+  if (l.axis) {  // a split tensor's sum over the model axis, in table order
+    std::vector<float> split;
+    for (std::size_t t = 0; t < sums.size(); ++t)
+      if (l.host_desc[t].split) split.push_back(float(sums[t]));
+    l.axis->all_reduce(split.data(), split.data(), split.size());
+    std::size_t k = 0;
+    for (std::size_t t = 0; t < sums.size(); ++t)
+      if (l.host_desc[t].split) sums[t] = double(split[k++]);
+  }
   std::vector<float> scale(sums.size());
   for (std::size_t t = 0; t < sums.size(); ++t) {
-    const double rms = std::sqrt(sums[t] / double(l.host_desc[t].numel));
+    const double rms = std::sqrt(sums[t] / double(l.host_desc[t].full_numel));
     scale[t] = float(1.0 / std::max(1.0, rms / threshold));
   }
   auto host = Kokkos::create_mirror_view(l.tensor_scale);
@@ -529,11 +675,11 @@ void adafactor_update(const ExecSpace& space, const layout<ExecSpace>& l, const 
   using PT = typename P::non_const_value_type;
   using MT = typename M::non_const_value_type;
   const auto unit_scale = l.unit_scale;
-  const auto stat_mean = l.stat_mean;
+  const auto norm_sum = l.norm_sum;
   const auto tensor_scale = l.tensor_scale;
   for_each_element(space, "vitscale::optim::adafactor", l, KOKKOS_LAMBDA(const tensor_desc& d, std::int64_t e) {
     const float gi = static_cast<float>(g(e)) * clip_factor(d, e, unit_scale, global);
-    const float u = adafactor_scaled(d, e, gi, stats, v, stat_mean) * tensor_scale(d.index);
+    const float u = adafactor_scaled(d, e, gi, stats, v, norm_sum) * tensor_scale(d.index);
     const float mi = (1.0f - b1) * u + decayed<MT>(b1, m(e));
     m(e) = ::vitscale::kernels::detail::store_as<MT>(mi);
     const float pi = static_cast<float>(p(e));
@@ -542,14 +688,14 @@ void adafactor_update(const ExecSpace& space, const layout<ExecSpace>& l, const 
   });
 }
 
-// Ranks on the model axis a model is split over (1 for a whole model or a tensor_set).
+// The model axis a model is split over (null for a whole model or a tensor_set).
 template <class Model, class = void>
 struct model_axis_of {
-  static int size(const Model&) { return 1; }
+  static communicator* get(const Model&) { return nullptr; }
 };
 template <class Model>
-struct model_axis_of<Model, std::void_t<decltype(std::declval<const Model&>().shard().count)>> {
-  static int size(const Model& m) { return m.shard().count; }
+struct model_axis_of<Model, std::void_t<decltype(std::declval<const Model&>().model_axis())>> {
+  static communicator* get(const Model& m) { return m.model_axis(); }
 };
 
 template <class Model>
@@ -578,13 +724,9 @@ class optimizer_base {
  protected:
   optimizer_base(Model& model, const char* name, decay wd, clipping clip, std::int64_t min_dim)
       : model_(&model), name_(name), wd_(wd), clip_(clip),
-        layout_(make_layout<execution_space>(static_cast<const Model&>(model).parameters(), min_dim)) {
+        layout_(make_layout<execution_space>(static_cast<const Model&>(model).parameters(), min_dim,
+                                             model_axis_of<Model>::get(model))) {
     check_options(name, wd, clip);
-    // Elementwise updates are the same on a shard; norms over a split tensor or over all of them are not.
-    if (model_axis_of<Model>::size(model) > 1 && (clip.agc > 0 || clip.global_norm > 0))
-      ::vitscale::detail::fail(name, ": AGC and global-norm clipping need norms across the model axis, which "
-                               "are not implemented; the model is split over ", model_axis_of<Model>::size(model),
-                               " ranks");
   }
   // The clipped-gradient factor: AGC into the layout's unit scales, the global-norm factor returned.
   float clip_gradients() {
@@ -759,13 +901,7 @@ class adafactor : public detail::optimizer_base<Model> {
       : base(model, "optimizer::adafactor", o.weight_decay, o.clip, check(o).min_dim_size_to_factor), o_(o),
         m_("vitscale::optim::adafactor_m", this->size()),
         stats_("vitscale::optim::adafactor_factored", std::size_t(this->layout_.factored_stats)),
-        v_("vitscale::optim::adafactor_v", unfactored_elements()) {
-    // Its factored statistics are means over whole rows and columns, and its block clip an RMS over a whole
-    // tensor: on a shard they would be a different optimizer.
-    if (detail::model_axis_of<Model>::size(model) > 1)
-      ::vitscale::detail::fail("optimizer::adafactor: a model split over ", detail::model_axis_of<Model>::size(model),
-                               " ranks is not supported yet (factored statistics need sums across the model axis)");
-  }
+        v_("vitscale::optim::adafactor_v", unfactored_elements()) {}
 
   // One update from model.gradients(): p ← p − lr·m − wd_group·decay_scale·p.
   void step(double lr, double decay_scale = 1.0) {
