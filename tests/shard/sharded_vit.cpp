@@ -43,7 +43,7 @@ void check_meshes(test::optimizer_kind kind, int chunks) {
     });
     for (std::size_t r = 0; r < errors.size(); ++r) {
       const auto& e = errors[r];
-      INFO(test::name_of(kind) << ", mesh " << data << "x" << model << ", rank " << r << ", chunks " << chunks << ": logits " << e.logits
+      INFO(std::string(test::name_of(kind)) << ", mesh " << data << "x" << model << ", rank " << r << ", chunks " << chunks << ": logits " << e.logits
                    << ", gradients " << e.grads << " (" << e.worst_grad << "), parameters " << e.params << " ("
                    << e.worst_param << ")");
       CHECK(e.logits <= 1e-5);

@@ -30,7 +30,7 @@ TEST_CASE("sharded parallel block over MPI ranks equals the whole model on every
       const int data = p / model;
       const auto e = test::run_mesh<parallel_map, Space>(*world, data, model, 2, batch, whole, kind, 3, 3);
       INFO("mesh " << data << "x" << model << ", rank " << world->rank() << ", "
-                   << test::name_of(kind) << ": logits " << e.logits
+                   << std::string(test::name_of(kind)) << ": logits " << e.logits
                    << ", gradients " << e.grads << " (" << e.worst_grad << "), parameters " << e.params << " ("
                    << e.worst_param << ")");
       CHECK(e.logits <= 1e-5);
@@ -38,7 +38,7 @@ TEST_CASE("sharded parallel block over MPI ranks equals the whole model on every
       CHECK(e.params <= 1e-5);
       CHECK((e.collectives > 0) == (model > 1));
       if (world->rank() == 0)
-        MESSAGE("mesh " << data << "x" << model << ", " << test::name_of(kind) << ": logits " << e.logits << ", gradients " << e.grads
+        MESSAGE("mesh " << data << "x" << model << ", " << std::string(test::name_of(kind)) << ": logits " << e.logits << ", gradients " << e.grads
                         << ", parameters " << e.params << " (worst relative errors on rank 0)");
     }
   }
