@@ -7,7 +7,10 @@
 #include <support/spaces.hpp>
 #include <vitscale/shard/in_process.hpp>
 
+#include <algorithm>
+#include <cstddef>
 #include <mutex>
+#include <vector>
 
 using namespace vitscale;
 
@@ -22,16 +25,27 @@ using parallel_gap = vit_shape<1, 32, 4, 96, 4, options<parallel_block, pool_gap
 constexpr int steps = 3;
 
 template <class Shape, class Space>
-void check_meshes(test::optimizer_kind kind, int chunks) {
+void check_meshes(test::optimizer_kind kind, int chunks, regularization reg = {}) {
   const int images = 8;  // 2 per rank on 4 ranks: two chunks of one image each
   const auto batch = test::make_batch(images, Shape::resolution, Shape::num_classes, 7);
-  const auto whole = test::run_whole<Shape, Space>(batch, kind, steps, 3);
+  const auto whole = test::run_whole<Shape, Space>(batch, kind, steps, 3, reg);
   for (auto [data, model] : {std::pair{1, 1}, std::pair{1, 2}, std::pair{2, 1}, std::pair{2, 2}, std::pair{1, 4}}) {
     std::vector<test::mesh_errors> errors(static_cast<std::size_t>(data * model));
     shard::run_in_process(data * model, [&](communicator& world) {
       errors[static_cast<std::size_t>(world.rank())] =
-          test::run_mesh<Shape, Space>(world, data, model, chunks, batch, whole, kind, steps, 3);
+          test::run_mesh<Shape, Space>(world, data, model, chunks, batch, whole, kind, steps, 3, reg);
     });
+    if (reg.dropout > 0 || reg.drop_path > 0) {
+      test::mesh_errors worst;
+      for (const auto& e : errors) {
+        worst.logits = std::max(worst.logits, e.logits);
+        worst.grads = std::max(worst.grads, e.grads);
+        worst.params = std::max(worst.params, e.params);
+      }
+      MESSAGE("dropout " << reg.dropout << ", drop-path " << reg.drop_path << ", mesh " << data << "x" << model
+                         << ": logits " << worst.logits << ", gradients " << worst.grads << ", parameters "
+                         << worst.params << " (worst relative errors over the ranks)");
+    }
     for (std::size_t r = 0; r < errors.size(); ++r) {
       const auto& e = errors[r];
       INFO("mesh " << data << "x" << model << ", rank " << r << ", chunks " << chunks << ": logits " << e.logits
@@ -58,8 +72,56 @@ TEST_CASE_TEMPLATE_DEFINE("sharded parallel block equals the whole model on ever
   SUBCASE("GAP, QKV bias; AdamW; four chunks (two used)") {
     check_meshes<parallel_gap, Space>(test::optimizer_kind::adamw, 4);
   }
+  SUBCASE("MAP, QK-norm, MLP bias; dropout and drop-path; SGD-momentum; two chunks") {
+    // Every rank draws the whole model's masks: its images' by their global index, its MLP units' by theirs.
+    check_meshes<parallel_map, Space>(test::optimizer_kind::sgd_momentum, 2, regularization{0.1, 0.2, 11});
+  }
 }
 VITSCALE_ON_HOST_SPACES(sharded_vit_meshes);
+
+TEST_CASE("dropout and drop-path masks follow the global image index (regularization::first_image)") {
+  // The second data group of a 2x1 and of a 2x2 mesh (images 4 .. 7 of 8), one training forward: with
+  // first_image = 4 its logits are the whole model's for those images; left at 0 it draws the masks of
+  // images 0 .. 3 instead, and the logits differ by far more than rounding.
+  using Space = Kokkos::DefaultHostExecutionSpace;
+  const regularization reg{0.1, 0.2, 11};
+  const auto batch = test::make_batch(8, parallel_map::resolution, parallel_map::num_classes, 7);
+  const auto logits_of = [](auto& model, const auto& images) {
+    const auto h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), model.forward(images, 0));
+    return std::vector<float>(h.data(), h.data() + h.size());
+  };
+  std::vector<float> whole;
+  {
+    vit<parallel_map, precision::fp32, Space> model(init::timm{3}, parallel_map::resolution);
+    model.set_regularization(reg);
+    whole = logits_of(model, test::device_batch<Space>(batch, 0, 8).images);
+  }
+  const std::size_t classes = parallel_map::num_classes;
+  for (int model_ranks : {1, 2}) {
+    const int local = 4 / model_ranks;
+    std::vector<double> with(static_cast<std::size_t>(model_ranks)), without(with.size());
+    shard::run_in_process(model_ranks, [&](communicator& axis) {
+      const int j = axis.rank();
+      vit<parallel_map, precision::fp32, Space> model(init::timm{3}, parallel_map::resolution, Space(),
+                                                    model_parallel{&axis, 2});
+      const test::device_batch<Space> in(batch, 4 + j * local, local);
+      const std::vector<float> want(whole.begin() + static_cast<std::ptrdiff_t>((4 + j * local) * classes),
+                                    whole.begin() + static_cast<std::ptrdiff_t>((4 + (j + 1) * local) * classes));
+      regularization r = reg;
+      r.first_image = 4;
+      model.set_regularization(r);
+      with[static_cast<std::size_t>(j)] = test::relative_error(logits_of(model, in.images), want);
+      model.set_regularization(reg);
+      without[static_cast<std::size_t>(j)] = test::relative_error(logits_of(model, in.images), want);
+    });
+    for (std::size_t j = 0; j < with.size(); ++j) {
+      INFO("2x" << model_ranks << " mesh, data group 1, model rank " << j << ": logits with first_image "
+                << with[j] << ", without " << without[j]);
+      CHECK(with[j] <= 1e-5);
+      CHECK(without[j] > 1e-2);
+    }
+  }
+}
 
 TEST_CASE("what cannot be sharded says so") {
   using Space = Kokkos::DefaultHostExecutionSpace;
