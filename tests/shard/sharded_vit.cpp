@@ -1,6 +1,6 @@
 // ViT-22B's sharded parallel block on every mesh of up to 4 ranks, as threads of this process (the MPI run
 // of the same check is tests/shard/sharded_vit_mpi.cpp): logits, every gradient and the parameters after a
-// few optimizer steps equal the whole model's (sharded_check.hpp).
+// few optimizer steps equal the whole model's (sharded_check.hpp), with dropout and drop-path too.
 #include <doctest/doctest.h>
 #include <shard/sharded_check.hpp>
 #include <support/errors.hpp>
@@ -121,6 +121,23 @@ TEST_CASE("dropout and drop-path masks follow the global image index (regulariza
       CHECK(without[j] > 1e-2);
     }
   }
+  // A classic block (data parallel only) keys its sites, the MLP hidden activation included, the same way.
+  using classic = vit_shape<2, 32, 4, 64, 4, options<opt::classes<10>, opt::resolution<16>>>;
+  vit<classic, precision::fp32, Space> full(init::timm{3}, classic::resolution);
+  vit<classic, precision::fp32, Space> part(init::timm{3}, classic::resolution);
+  full.set_regularization(reg);
+  const std::vector<float> all = logits_of(full, test::device_batch<Space>(batch, 0, 8).images);
+  const std::vector<float> want(all.begin() + static_cast<std::ptrdiff_t>(4 * classes), all.end());
+  const test::device_batch<Space> in(batch, 4, 4);
+  regularization r = reg;
+  r.first_image = 4;
+  part.set_regularization(r);
+  const double with = test::relative_error(logits_of(part, in.images), want);
+  part.set_regularization(reg);
+  const double without = test::relative_error(logits_of(part, in.images), want);
+  INFO("classic block, data group 1 of 2: logits with first_image " << with << ", without " << without);
+  CHECK(with <= 1e-5);
+  CHECK(without > 1e-2);
 }
 
 TEST_CASE("what cannot be sharded says so") {
