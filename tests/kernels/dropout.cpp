@@ -1,15 +1,20 @@
 // The counter-based generator (Philox-4x32-10 against Random123's known answers), dropout and drop-path:
 // the mask is the documented function of (seed, step, stream, position), the keep rate is 1 − p within a
 // statistical bound, the same key gives the same mask and a different step, stream or seed another,
-// backward applies the forward's mask, p = 0 is the identity, and bad probabilities and shapes throw.
+// backward applies the forward's mask, p = 0 is the identity, and bad probabilities and shapes throw. A piece
+// of a tensor (rows, columns, rows gathered from ranks; a range of samples) placed by its dropout_index or
+// first_sample draws exactly the whole tensor's mask there.
 #include <support/testing.hpp>
 
 #include <vitscale/core/random.hpp>
 #include <vitscale/kernels/dropout.hpp>
 
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <random>
+#include <string>
+#include <utility>
 #include <vector>
 
 namespace vs = vitscale;
@@ -152,6 +157,147 @@ VITSCALE_ON_HOST_SPACES(dropout_args_id);
 
 namespace {
 
+// The whole tensor's row of gathered row i (chunk-major, then rank-major), written out the slow way:
+// chunk c holds rank 0's rows c·q .. c·q + q − 1, then rank 1's, ...
+std::size_t gathered_to_whole(std::size_t i, std::size_t ranks, std::size_t chunks, std::size_t rank_rows) {
+  const std::size_t q = rank_rows / chunks;
+  for (std::size_t c = 0; c < chunks; ++c)
+    for (std::size_t k = 0; k < ranks; ++k)
+      for (std::size_t r = 0; r < q; ++r, --i)
+        if (i == 0) return k * rank_rows + c * q + r;
+  return ~std::size_t(0);
+}
+
+// A piece of a [R, W] tensor — its rows whole_row(i) (given), columns c0 .. c0 + cols − 1 — dropped out with
+// the dropout_index that places it, by the public kernels (the host path) and by the device algorithm run on
+// the host space, equals the same elements of the whole tensor dropped out with the plain index: bit for bit,
+// forward and backward.
+template <class T, class Space>
+void check_piece(const char* what, const std::vector<std::size_t>& whole_rows, std::size_t c0, std::size_t cols,
+                 const vk::dropout_index& index) {
+  INFO(what << ", storage " << std::string(vs::test::type_name<T>()));
+  const std::size_t R = 37, W = 50;
+  const double p = 0.3;
+  std::mt19937 rng(5);
+  mat<T, Space> x("x", R, W), y("y", R, W), dx("dx", R, W);
+  vs::test::fill_random(x, rng, 0.25, 2.0);
+  const vs::rng_key key{77, 3, 12};
+  const Space space;
+  vk::dropout_forward(space, key, p, x, y);
+  vk::dropout_backward(space, key, p, x, dx);
+  space.fence();
+  const auto ys = vs::test::read(y), dxs = vs::test::read(dx);
+
+  const std::size_t rows = whole_rows.size();
+  mat<T, Space> piece("piece", rows, cols), out("out", rows, cols);
+  {
+    const auto xh = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), x);
+    auto ph = Kokkos::create_mirror_view(piece);
+    for (std::size_t i = 0; i < rows; ++i)
+      for (std::size_t j = 0; j < cols; ++j) ph(i, j) = xh(whole_rows[i], c0 + j);
+    Kokkos::deep_copy(piece, ph);
+  }
+  std::vector<double> want(rows * cols), want_back(rows * cols);
+  for (std::size_t i = 0; i < rows; ++i)
+    for (std::size_t j = 0; j < cols; ++j) {
+      want[i * cols + j] = ys[whole_rows[i] * W + c0 + j];
+      want_back[i * cols + j] = dxs[whole_rows[i] * W + c0 + j];
+    }
+  const auto resolved = vk::detail::checked_index("test", index, rows, cols);
+  for (int algorithm = 0; algorithm < 2; ++algorithm) {
+    CAPTURE(algorithm);  // 0: the kernels' host path; 1: the device algorithm, on this host space
+    for (int backward = 0; backward < 2; ++backward) {
+      CAPTURE(backward);
+      vs::test::poison(out);
+      if (algorithm == 1)
+        vk::detail::dropout_blocks(space, key, p, resolved, piece, out);
+      else if (backward == 1)
+        vk::dropout_backward(space, key, p, piece, out, index);
+      else
+        vk::dropout_forward(space, key, p, piece, out, index);
+      space.fence();
+      const auto got = vs::test::read(out);
+      std::size_t wrong = 0;
+      for (std::size_t k = 0; k < got.size(); ++k) wrong += !(got[k] == (backward ? want_back[k] : want[k]));
+      CHECK(wrong == 0);
+    }
+  }
+}
+
+std::vector<std::size_t> row_range(std::size_t first, std::size_t count) {
+  std::vector<std::size_t> r(count);
+  for (std::size_t i = 0; i < count; ++i) r[i] = first + i;
+  return r;
+}
+
+template <class T, class Space>
+void check_pieces() {
+  vk::dropout_index plain;
+  check_piece<T, Space>("the whole tensor", row_range(0, 37), 0, 50, plain);
+  vk::dropout_index rows;
+  rows.first_row = 5;
+  check_piece<T, Space>("rows 5 .. 15", row_range(5, 11), 0, 50, rows);
+  vk::dropout_index block = rows;
+  block.stride = 50;
+  block.col_offset = 7;
+  check_piece<T, Space>("rows 5 .. 15, columns 7 .. 19", row_range(5, 11), 7, 13, block);
+  vk::dropout_index last_cols;
+  last_cols.first_row = 36;
+  last_cols.stride = 50;
+  last_cols.col_offset = 25;
+  check_piece<T, Space>("row 36, columns 25 .. 49", row_range(36, 1), 25, 25, last_cols);
+  // Gathered rows, columns 7 .. 19: 3 ranks of 4 rows in 2 chunks from row 3 on, 2 ranks of 5 rows in one
+  // chunk, 4 ranks of 8 rows in 4 chunks from row 1 on.
+  using layout = std::array<std::size_t, 4>;  // ranks, chunks, rows per rank, first row
+  for (auto [ranks, chunks, rank_rows, first] : {layout{3, 2, 4, 3}, layout{2, 1, 5, 0}, layout{4, 4, 8, 1}}) {
+    vk::dropout_index g;
+    g.first_row = first;
+    g.stride = 50;
+    g.col_offset = 7;
+    g.ranks = ranks;
+    g.chunks = chunks;
+    g.rank_rows = rank_rows;
+    std::vector<std::size_t> whole(ranks * rank_rows);
+    for (std::size_t i = 0; i < whole.size(); ++i) {
+      whole[i] = first + gathered_to_whole(i, ranks, chunks, rank_rows);
+      CHECK(g.whole_row(i) + first == whole[i]);
+    }
+    const std::string what = "gathered rows of " + std::to_string(ranks) + " ranks × " + std::to_string(rank_rows) +
+                             " rows in " + std::to_string(chunks) + " chunks";
+    check_piece<T, Space>(what.c_str(), whole, 7, 13, g);
+  }
+}
+
+}  // namespace
+
+TEST_CASE_TEMPLATE_DEFINE("a piece of a tensor placed by a dropout_index draws the whole tensor's mask there", Space,
+                          dropout_index_id) {
+  check_pieces<float, Space>();
+  check_pieces<vs::bf16, Space>();
+  // Indices that do not fit the tensor are errors, not silently overlapping masks.
+  mat<float, Space> x("x", 6, 10), y("y", 6, 10);
+  const Space s;
+  vk::dropout_index narrow;
+  narrow.stride = 12;
+  narrow.col_offset = 3;
+  CHECK_THROWS_AS(vk::dropout_forward(s, vs::rng_key{}, 0.1, x, y, narrow), vs::error);
+  vk::dropout_index gathered;
+  gathered.ranks = 2;
+  gathered.chunks = 2;
+  gathered.rank_rows = 3;  // 3 rows do not split into 2 chunks
+  CHECK_THROWS_AS(vk::dropout_backward(s, vs::rng_key{}, 0.1, x, y, gathered), vs::error);
+  gathered.rank_rows = 4;  // 2 × 4 rows, the tensor has 6
+  gathered.chunks = 1;
+  CHECK_THROWS_AS(vk::dropout_forward(s, vs::rng_key{}, 0.1, x, y, gathered), vs::error);
+  gathered.ranks = 3;
+  gathered.rank_rows = 2;
+  vk::dropout_forward(s, vs::rng_key{}, 0.1, x, y, gathered);  // 3 × 2 rows: fits
+  s.fence();
+}
+VITSCALE_ON_HOST_SPACES(dropout_index_id);
+
+namespace {
+
 template <class T, class Space>
 void check_drop_path(std::size_t batch, std::size_t tokens, std::size_t cols, double p) {
   CAPTURE(batch);
@@ -206,6 +352,49 @@ TEST_CASE_TEMPLATE_DEFINE("drop-path keeps or drops whole samples, forward, fuse
   check_drop_path<float, Space>(1, 1, 768, 0.3);
 }
 VITSCALE_ON_HOST_SPACES(drop_path_id);
+
+TEST_CASE_TEMPLATE_DEFINE("drop-path on samples first_sample .. of a batch makes the whole batch's decisions", Space,
+                          drop_path_offset_id) {
+  const std::size_t B = 40, n = 3, d = 5, first = 17, b = 12;
+  const double p = 0.4;
+  std::mt19937 rng(3);
+  ten3<float, Space> x("x", B, n, d), r("r", B, n, d), y("y", B, n, d), sum("sum", B, n, d), dx("dx", B, n, d);
+  vs::test::fill_random(x, rng, 0.25, 2.0);
+  vs::test::fill_random(r, rng, -2.0, -0.25);
+  const vs::rng_key key{4, 8, 15};
+  const Space space;
+  vk::drop_path_forward(space, key, p, x, y);
+  vk::drop_path_add(space, key, p, x, r, sum);
+  vk::drop_path_backward(space, key, p, x, dx);
+  const std::pair<std::size_t, std::size_t> part{first, first + b};
+  ten3<float, Space> xp("xp", b, n, d), rp("rp", b, n, d), yp("yp", b, n, d), sump("sump", b, n, d),
+      dxp("dxp", b, n, d);
+  Kokkos::deep_copy(space, xp, Kokkos::subview(x, part, Kokkos::ALL(), Kokkos::ALL()));
+  Kokkos::deep_copy(space, rp, Kokkos::subview(r, part, Kokkos::ALL(), Kokkos::ALL()));
+  vk::drop_path_forward(space, key, p, xp, yp, first);
+  vk::drop_path_add(space, key, p, xp, rp, sump, first);
+  vk::drop_path_backward(space, key, p, xp, dxp, first);
+  space.fence();
+  const auto slice = [&](const ten3<float, Space>& whole) {
+    const auto all = vs::test::read(whole);
+    return std::vector<double>(all.begin() + static_cast<std::ptrdiff_t>(first * n * d),
+                               all.begin() + static_cast<std::ptrdiff_t>((first + b) * n * d));
+  };
+  CHECK(vs::test::read(yp) == slice(y));
+  CHECK(vs::test::read(sump) == slice(sum));
+  CHECK(vs::test::read(dxp) == slice(dx));
+  // Both decisions occur among the piece's samples, and they are not those of samples 0 .. b − 1.
+  std::size_t kept = 0, same_as_first = 0;
+  for (std::size_t s = 0; s < b; ++s) {
+    const bool keep = vk::drop_path_keeps(key, static_cast<float>(p), first + s);
+    kept += keep;
+    same_as_first += keep == vk::drop_path_keeps(key, static_cast<float>(p), s);
+  }
+  CHECK(kept > 0);
+  CHECK(kept < b);
+  CHECK(same_as_first < b);
+}
+VITSCALE_ON_HOST_SPACES(drop_path_offset_id);
 
 TEST_CASE_TEMPLATE_DEFINE("drop-path rejects bad probabilities and shapes", Space, drop_path_args_id) {
   ten3<float, Space> x("x", 2, 3, 4), y("y", 2, 3, 4), bad("bad", 2, 4, 4);

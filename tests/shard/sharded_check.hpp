@@ -140,9 +140,11 @@ struct device_batch {
 inline constexpr double learning_rate = 1e-2;
 
 template <class Shape, class Space>
-whole_run run_whole(const batch_data& b, optimizer_kind kind, int steps, std::uint64_t seed) {
+whole_run run_whole(const batch_data& b, optimizer_kind kind, int steps, std::uint64_t seed,
+                    regularization reg = {}) {
   using model_t = vit<Shape, precision::fp32, Space>;
   model_t model(init::timm{seed}, b.resolution);
+  model.set_regularization(reg);
   device_batch<Space> d(b, 0, b.images);
   auto opt = make_optimizer(model, kind);
   whole_run r;
@@ -221,9 +223,12 @@ clip_activity clipping_on(const whole_run& whole, int resolution) {
   return a;
 }
 
+// reg: the whole model's regularisation; each rank sets first_image to its data group's first image, so that
+// the mesh draws the whole model's dropout and drop-path masks.
 template <class Shape, class Space>
 mesh_errors run_mesh(communicator& world, int data, int model, int chunks, const batch_data& b,
-                     const whole_run& whole, optimizer_kind kind, int steps, std::uint64_t seed) {
+                     const whole_run& whole, optimizer_kind kind, int steps, std::uint64_t seed,
+                     regularization reg = {}) {
   using model_t = vit<Shape, precision::fp32, Space>;
   const int rank = world.rank(), size = world.size();
   if (size != data * model) detail::fail("run_mesh: ", size, " ranks for a ", data, "x", model, " mesh");
@@ -232,6 +237,8 @@ mesh_errors run_mesh(communicator& world, int data, int model, int chunks, const
   communicator* data_axis = mesh.data_axis.get();
   const int local = b.images / size;
   model_t m(init::timm{seed}, b.resolution, Space(), model_parallel{model_axis, chunks});
+  reg.first_image = static_cast<std::uint64_t>(mesh.data_index) * static_cast<std::uint64_t>(model * local);
+  m.set_regularization(reg);
   device_batch<Space> in(b, rank * local, local);
   auto opt = make_optimizer(m, kind);
   const auto full = tensor_table<Shape>(b.resolution);

@@ -314,6 +314,8 @@ training_state load_checkpoint(const std::string& path, Model& model, Optimizer&
   reg.dropout = read_meta.real("regularization.dropout");
   reg.drop_path = read_meta.real("regularization.drop_path");
   reg.seed = read_meta.unsigned_integer("regularization.seed");
+  // Where this rank's images sit in the global batch is the rank's, not the checkpoint's: kept as it was set.
+  reg.first_image = model.regularization_settings().first_image;
   const auto steps = std::int64_t(read_meta.unsigned_integer("optimizer.steps"));
   model.set_regularization(reg);  // validates the rates before anything else changes
 
