@@ -14,6 +14,10 @@
 // chunks) run on the communicator's own thread while the products compute. The time a rank spends blocked
 // waiting for them is the part that was not hidden. The same collectives are then replayed alone, with no
 // products between them: that is what they cost. hidden = 1 − waited / alone.
+//
+// Gradients. With --overlap-gradients 1 (the default) each block's gradients are summed over the mesh as soon
+// as backward has them (shard::gradient_reducer), and "gradient reduce" is the wait left after backward;
+// with 0 the whole sum runs after backward.
 #include <vitscale/explore/step_model.hpp>
 #include <vitscale/model/vit.hpp>
 #include <vitscale/shard/mesh.hpp>
@@ -54,6 +58,7 @@ double peak_rss_mib() {
 
 struct settings {
   int data = 1, model = 1, images = 4, steps = 5, warmup = 1, chunks = 4;
+  int overlap_gradients = 1;
   double gflops = 0;         // a rank's measured training throughput (from a 1x1 run): enables the prediction
   double peak_gflops = 270;  // one core's fp32 FMA peak here (DESIGN.md: ~540 GFLOP/s on 2 threads)
 };
@@ -115,6 +120,7 @@ step_result run(vs::communicator& world, const settings& s) {
 
   step_result r;
   const double scale = 1.0 / world.size();
+  vs::shard::gradient_reducer<model_t> reducer(model, world, data_axis, scale);
   for (int k = 0; k < s.warmup + s.steps; ++k) {
     if (k == s.warmup) {
       model.communication().reset();
@@ -126,10 +132,19 @@ step_result run(vs::communicator& world, const settings& s) {
     vs::loss::softmax_xent(space(), logits, labels, dlogits);
     space().fence();
     const auto t1 = clock_type::now();
-    model.backward(dlogits);
-    space().fence();
+    if (s.overlap_gradients) {  // the sums posted block by block during backward; "reduce" is what is left
+      model.backward(dlogits, &reducer);
+      space().fence();
+    } else {
+      model.backward(dlogits);
+      space().fence();
+    }
     const auto t2 = clock_type::now();
-    vs::shard::reduce_gradients(model, world, data_axis, scale);
+    if (s.overlap_gradients)
+      reducer.finish();
+    else
+      vs::shard::reduce_gradients(model, world, data_axis, scale);
+    space().fence();
     const auto t3 = clock_type::now();
     opt.step(1e-4);
     space().fence();
@@ -168,6 +183,8 @@ int main(int argc, char** argv) {
   app.add_option("--images", s.images, "images per rank");
   app.add_option("--steps", s.steps, "timed steps");
   app.add_option("--chunks", s.chunks, "pieces each model-axis collective is cut into");
+  app.add_option("--overlap-gradients", s.overlap_gradients,
+                 "1: sum the gradients over the mesh during backward, block by block; 0: after it");
   app.add_option("--gflops", s.gflops, "a rank's training GFLOP/s measured alone (the 1x1 run prints it): "
                                        "predicts this mesh's step with explore/step_model.hpp");
   app.add_option("--peak-gflops", s.peak_gflops, "a rank's nominal peak, for the MFU");
@@ -194,8 +211,9 @@ int main(int argc, char** argv) {
       std::printf("mesh %dx%d (data x model), %d images/rank, %d chunks, shape D=%d H=%d F=%d depth %d, %d tokens\n",
                   s.data, s.model, s.images, int(vs::model_detail::chunks_for(s.images, s.chunks)), shape::width,
                   shape::heads, shape::mlp_dim, shape::depth, int(shape::tokens(shape::resolution)));
-      std::printf("step %.3f s (forward %.3f, backward %.3f, gradient reduce %.3f, optimizer %.3f): %.1f images/s\n",
-                  worst(0), worst(1), worst(2), worst(3), worst(4), images / worst(0));
+      std::printf("step %.3f s (forward %.3f, backward %.3f, gradient reduce %.3f%s, optimizer %.3f): %.1f images/s\n",
+                  worst(0), worst(1), worst(2), worst(3), s.overlap_gradients ? " left after backward" : "",
+                  worst(4), images / worst(0));
       std::printf("model axis: %zu collectives, %.2f MiB sent per rank per step; waited %.4f s, alone %.4f s: "
                   "%.0f%% hidden\n",
                   r.collectives, r.model_bytes / 1048576.0, worst(5), worst(6), 100 * hidden);

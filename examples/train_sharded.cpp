@@ -7,8 +7,8 @@
 //
 // Every rank reads the data set and draws the same global batches (one seed); rank (d, j) of the mesh trains
 // on its quarter of each batch: images [(d·model + j)·local, ... + local) with local = batch / ranks. After
-// backward, shard::reduce_gradients averages the gradients over the mesh (the gradient of the global batch's
-// mean loss), and AdamW steps each rank's shard. Rank 0 prints the mean loss and the test accuracy.
+// backward, shard::gradient_reducer has averaged the gradients over the mesh (the gradient of the global
+// batch's mean loss; posted block by block during backward), and AdamW steps each rank's shard. Rank 0 prints the mean loss and the test accuracy.
 #include <vitscale/data/batches.hpp>
 #include <vitscale/data/idx.hpp>
 #include <vitscale/model/vit.hpp>
@@ -90,6 +90,7 @@ int run(vs::communicator& world, const settings& s) {
   typename vs::optimizer::adamw<model_t>::options o;
   o.weight_decay = {s.weight_decay, s.weight_decay};
   vs::optimizer::adamw<model_t> opt(model, o);
+  vs::shard::gradient_reducer<model_t> reducer(model, world, *mesh.data_axis, 1.0 / ranks);
   vs::schedule::warmup_cosine lr{s.lr, s.warmup, total};
   Kokkos::View<float**, Kokkos::LayoutRight, space::memory_space> dlogits("dlogits", local, shape::num_classes);
   if (lead)
@@ -104,8 +105,8 @@ int run(vs::communicator& world, const settings& s) {
     const auto labels = Kokkos::subview(b.labels, std::make_pair(first, first + local));
     const double loss = vs::loss::softmax_xent(space(), model.forward(rows(b.images, first, local), std::uint32_t(step)),
                                                labels, dlogits);
-    model.backward(dlogits);
-    vs::shard::reduce_gradients(model, world, *mesh.data_axis, 1.0 / ranks);
+    model.backward(dlogits, &reducer);  // each block's gradients are summed while the blocks before it run
+    reducer.finish();
     opt.step(lr(step), lr(step));
     loss_sum += loss;
     ++window;

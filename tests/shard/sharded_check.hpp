@@ -241,6 +241,7 @@ mesh_errors run_mesh(communicator& world, int data, int model, int chunks, const
   m.set_regularization(reg);
   device_batch<Space> in(b, rank * local, local);
   auto opt = make_optimizer(m, kind);
+  shard::gradient_reducer<model_t> reducer(m, world, *data_axis, 1.0 / size);
   const auto full = tensor_table<Shape>(b.resolution);
   const model_shard shard = m.shard();
   auto expected_shard = [&](int i, const std::vector<float>& whole_tensor) {
@@ -259,8 +260,15 @@ mesh_errors run_mesh(communicator& world, int data, int model, int chunks, const
                                   whole.logits[k].begin() + (rank + 1) * local * classes);
     e.logits = std::max(e.logits, relative_error(mine, want));
     loss::softmax_xent(Space(), logits, in.labels, in.dlogits);
-    m.backward(in.dlogits);
-    shard::reduce_gradients(m, world, *data_axis, 1.0 / size);
+    // Both ways of summing the gradients: overlapped with backward (even steps, the gradients checked below
+    // included) and after it.
+    if (k % 2 == 0) {
+      m.backward(in.dlogits, &reducer);
+      reducer.finish();
+    } else {
+      m.backward(in.dlogits);
+      shard::reduce_gradients(m, world, *data_axis, 1.0 / size);
+    }
     if (k == 0) {
       double scale = 0;  // the model's largest gradient
       for (int i = 0; i < n; ++i)

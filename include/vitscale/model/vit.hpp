@@ -74,6 +74,19 @@ struct model_parallel {
                    // local batch has fewer images)
 };
 
+// Told during backward which gradient tensors are final, so that they can be communicated while backward
+// computes the rest: gradients_ready(first, end) names the tensors [first, end) of the parameter table, called
+// once for the head (with the final norm), once per block from the last to the first, and once for the
+// embedding; together the calls cover the table once. The model has fenced its space before each call, so
+// the tensors may be read at once (shard::gradient_reducer sums them over a mesh this way).
+class gradient_listener {
+ public:
+  virtual void gradients_ready(int first, int end) = 0;
+
+ protected:
+  ~gradient_listener() = default;
+};
+
 // Training-time regularisation (see the top of this file). Rates must lie in [0, 1).
 struct regularization {
   double dropout = 0.0;
@@ -276,9 +289,9 @@ class vit {
   }
 
   // dlogits: [B, classes] float, the loss gradient for the last forward() -> every parameter gradient,
-  // overwritten in gradients().
+  // overwritten in gradients(). A listener hears of each group of tensors as its gradients are final.
   template <class DLogits>
-  void backward(const DLogits& dlogits) {
+  void backward(const DLogits& dlogits, gradient_listener* listener = nullptr) {
     static_assert(Kokkos::is_view<DLogits>::value && DLogits::rank == 2,
                   "vit::backward: dlogits must be a rank-2 Kokkos View [batch, classes]");
     if (saved_batch_ < 0 || !training_layout_)
@@ -286,7 +299,7 @@ class vit {
                    "first");
     detail::require_extents("vit::backward", "dlogits", dlogits,
                             {static_cast<std::size_t>(saved_batch_), static_cast<std::size_t>(Shape::num_classes)});
-    run_backward(dlogits);
+    run_backward(dlogits, listener);
   }
 
  private:
@@ -407,6 +420,20 @@ class vit {
         b.proj_w = f("attn_out_proj.weight"), b.proj_b = f("attn_out_proj.bias");
         b.fc2_w = f("mlp_out_proj.weight"), b.fc2_b = f("mlp_out_proj.bias");
       }
+    }
+    // Where each block's tensors begin in the table (and where the head's do: block_tensors_[depth]); the
+    // listener of backward is told of these ranges, so they must be contiguous and in this order.
+    block_tensors_.assign(depth + 1, -1);
+    for (int i = parameters_type::count - 1; i >= 0; --i)
+      if (p.info(i).block >= 0) block_tensors_[p.info(i).block] = i;  // ends at each block's first tensor
+    for (int i = 0; i < parameters_type::count; ++i)
+      if (p.info(i).block == depth - 1) block_tensors_[depth] = i + 1;
+    for (int i = 0; i < parameters_type::count; ++i) {
+      const int b = p.info(i).block;
+      const bool in_place = b >= 0 ? i >= block_tensors_[b] && i < block_tensors_[b + 1]
+                                   : i < block_tensors_[0] || i >= block_tensors_[depth];
+      if (!in_place)
+        detail::fail("vit: tensor '", p.info(i).full_name(), "' breaks the table's [embedding | blocks | head] order");
     }
   }
 
@@ -888,17 +915,26 @@ class vit {
   // backward
 
   template <class DLogits>
-  void run_backward(const DLogits& dlogits) {
+  void run_backward(const DLogits& dlogits, gradient_listener* listener) {
     train_ = true;
     step_ = saved_step_;
+    // The table is [embedding | block 0 | ... | block depth−1 | final norm and head] (config/tensors.hpp).
+    const auto ready = [&](int first, int end) {
+      if (!listener) return;
+      space_.fence();
+      listener->gradients_ready(first, end);
+    };
     head_backward(dlogits);  // leaves the gradient of the last block's output in s_.dx
+    ready(block_tensors_[depth], parameters_type::count);
     for (int l = depth - 1; l >= 0; --l) {
       if constexpr (parallel)
         parallel_block_backward(l);
       else
         classic_block_backward(l);
+      ready(block_tensors_[l], block_tensors_[l + 1]);
     }
     embed_backward();
+    ready(0, block_tensors_[0]);
   }
 
   template <class DLogits>
@@ -1181,6 +1217,7 @@ class vit {
   bool weights_stale_ = true;
   regularization reg_;
   model_index idx_;
+  std::vector<int> block_tensors_;  // [depth + 1]: first tensor of each block, then of the head
   arena<memory_space> activations_{"vitscale::activations"};
   buffers s_;
   std::size_t tokens_ = 0, patches_ = 0;
