@@ -132,13 +132,9 @@ step_result run(vs::communicator& world, const settings& s) {
     vs::loss::softmax_xent(space(), logits, labels, dlogits);
     space().fence();
     const auto t1 = clock_type::now();
-    if (s.overlap_gradients) {  // the sums posted block by block during backward; "reduce" is what is left
-      model.backward(dlogits, &reducer);
-      space().fence();
-    } else {
-      model.backward(dlogits);
-      space().fence();
-    }
+    // overlapped: the sums posted block by block during backward, and "reduce" is what is left after it
+    model.backward(dlogits, s.overlap_gradients ? &reducer : nullptr);
+    space().fence();
     const auto t2 = clock_type::now();
     if (s.overlap_gradients)
       reducer.finish();

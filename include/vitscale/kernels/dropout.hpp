@@ -65,9 +65,6 @@ struct dropout_index {
     if (r.stride == 0) r.stride = cols;
     return r;
   }
-  // Whether the rows follow each other without a gap (whole rows, not gathered): the tensor is then one run
-  // of consecutive indices from first_row·stride.
-  bool contiguous(std::uint64_t cols) const { return ranks <= 1 && col_offset == 0 && resolved(cols).stride == cols; }
 };
 
 namespace detail {
@@ -129,9 +126,8 @@ void dropout_rows(const ExecSpace& space, const rng_key& key, double p, const dr
   });
 }
 
-// Devices: one thread per Philox block, i.e. per four elements with consecutive indices. When the tensor is
-// one run of indices (the plain layout, possibly offset by first_row), the threads cover that run; otherwise
-// each row's run separately: row i's elements lie in the blocks base(i)/4 .. base(i)/4 + cols/4 + 1, and a
+// Devices: one thread per Philox block, i.e. per four elements with consecutive indices, row by row: row i's
+// elements are the indices [base(i), base(i) + cols), in the blocks base(i)/4 .. base(i)/4 + cols/4 + 1, and a
 // thread whose block holds none of them does nothing. Used on host spaces only by the tests. `index` is
 // resolved.
 template <class ExecSpace, class In, class Out>
@@ -143,24 +139,6 @@ void dropout_blocks(const ExecSpace& space, const rng_key& key, double p, const 
   const float threshold = static_cast<float>(p);
   const A scale = static_cast<A>(1.0 / (1.0 - p));
   const std::uint64_t rows = in.extent(0), n = in.extent(1);
-  if (index.contiguous(n)) {
-    const std::uint64_t e0 = index.first_row * n, total = rows * n;  // the run [e0, e0 + total)
-    const std::uint64_t b0 = e0 / 4;
-    const auto blocks = static_cast<std::int64_t>((e0 + total + 3) / 4 - b0);
-    Kokkos::parallel_for(
-        "vitscale::dropout", policy(space, 0, blocks), KOKKOS_LAMBDA(std::int64_t block) {
-          const std::uint64_t b = b0 + static_cast<std::uint64_t>(block);
-          const philox_block words = random_block(key, b);
-          for (int k = 0; k < 4; ++k) {
-            const std::uint64_t e = 4 * b + static_cast<std::uint64_t>(k);
-            if (e < e0 || e >= e0 + total) continue;
-            const auto i = static_cast<int>((e - e0) / n), j = static_cast<int>((e - e0) % n);
-            const bool keep = uniform_from_bits(words.word[k]) >= threshold;
-            out(i, j) = store_as<T>(keep ? static_cast<A>(in(i, j)) * scale : A(0));
-          }
-        });
-    return;
-  }
   const std::uint64_t per_row = (n + 3) / 4 + 1;  // blocks a row of n consecutive indices can touch
   const auto threads = static_cast<std::int64_t>(rows * per_row);
   Kokkos::parallel_for(
@@ -256,23 +234,15 @@ void apply_drop_path(const char* function, const ExecSpace& space, const rng_key
 // `index` places x in a whole tensor whose mask it takes (dropout_index above; default: x is the whole tensor).
 template <class ExecSpace, class X, class Y>
 void dropout_forward(const ExecSpace& space, const rng_key& key, double p, const X& x, const Y& y,
-                     const dropout_index& index) {
+                     const dropout_index& index = {}) {
   detail::apply_dropout("dropout_forward", space, key, p, x, y, index);
-}
-template <class ExecSpace, class X, class Y>
-void dropout_forward(const ExecSpace& space, const rng_key& key, double p, const X& x, const Y& y) {
-  dropout_forward(space, key, p, x, y, dropout_index{});
 }
 
 // dy: [rows, D] -> dx: [rows, D] = dy·mask/(1 − p), the forward's mask regenerated from the same key and index
 template <class ExecSpace, class DY, class DX>
 void dropout_backward(const ExecSpace& space, const rng_key& key, double p, const DY& dy, const DX& dx,
-                      const dropout_index& index) {
+                      const dropout_index& index = {}) {
   detail::apply_dropout("dropout_backward", space, key, p, dy, dx, index);
-}
-template <class ExecSpace, class DY, class DX>
-void dropout_backward(const ExecSpace& space, const rng_key& key, double p, const DY& dy, const DX& dx) {
-  dropout_backward(space, key, p, dy, dx, dropout_index{});
 }
 
 // x: [B, N, D] -> y: [B, N, D] = x·keep_b/(1 − p), one keep decision per sample b, drawn as sample

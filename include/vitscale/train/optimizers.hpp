@@ -571,23 +571,17 @@ void adafactor_statistics(const ExecSpace& space, const layout<ExecSpace>& l, co
     // On a model axis the sums along a split dimension are partial; the moving averages take the whole ones,
     // as means over the unsharded dimension.
     sum_over_axis(space, l, l.stat_partial, sum);
+    const std::size_t n_rows = l.host_rows.size();
     Kokkos::parallel_for(
-        "vitscale::optim::adafactor_row_average", Kokkos::RangePolicy<ExecSpace>(space, 0, l.host_rows.size()),
+        "vitscale::optim::adafactor_average", Kokkos::RangePolicy<ExecSpace>(space, 0, n_rows + l.host_cols.size()),
         KOKKOS_LAMBDA(std::size_t k) {
-          const stat_job job = rows(k);
+          const bool row = k < n_rows;  // a row statistic (a mean over the columns) or a column one
+          const stat_job job = row ? rows(k) : cols(k - n_rows);
           const tensor_desc d = desc(job.tensor);
-          const std::int64_t at = d.row_stat + job.index;
+          const std::int64_t at = (row ? d.row_stat : d.col_stat) + job.index;
+          const float count = float(row ? d.full_cols : d.full_rows);
           stats(at) = ::vitscale::kernels::detail::store_as<ST>(beta2 * static_cast<float>(stats(at)) +
-                                                                (1.0f - beta2) * (sum(at) / float(d.full_cols)));
-        });
-    Kokkos::parallel_for(
-        "vitscale::optim::adafactor_col_average", Kokkos::RangePolicy<ExecSpace>(space, 0, l.host_cols.size()),
-        KOKKOS_LAMBDA(std::size_t k) {
-          const stat_job job = cols(k);
-          const tensor_desc d = desc(job.tensor);
-          const std::int64_t at = d.col_stat + job.index;
-          stats(at) = ::vitscale::kernels::detail::store_as<ST>(beta2 * static_cast<float>(stats(at)) +
-                                                                (1.0f - beta2) * (sum(at) / float(d.full_rows)));
+                                                                (1.0f - beta2) * (sum(at) / count));
         });
     const auto norm_sum = l.norm_sum;
     Kokkos::parallel_for(
