@@ -14,6 +14,21 @@ find_package(Eigen3 3.4 REQUIRED NO_MODULE)
 # safetensors headers (io/) are parsed with nlohmann-json.
 find_package(nlohmann_json 3 REQUIRED)
 
+# Google Highway: the hand-vectorised host kernels, compiled for every SIMD target and dispatched at run time
+# (core/simd.hpp). AUTO uses it where found; without it those kernels run their portable loops.
+set(VITSCALE_HAVE_HWY OFF)
+if(NOT VITSCALE_ENABLE_HIGHWAY STREQUAL "OFF")
+  find_package(hwy 1.0 QUIET CONFIG)
+  if(TARGET hwy::hwy)
+    set(VITSCALE_HAVE_HWY ON)
+    message(STATUS "vitscale: Highway ${hwy_VERSION} for the host SIMD kernels (run-time dispatch)")
+  elseif(VITSCALE_ENABLE_HIGHWAY STREQUAL "ON")
+    message(FATAL_ERROR "VITSCALE_ENABLE_HIGHWAY=ON but Highway >= 1.0 was not found; install libhwy-dev or set hwy_DIR")
+  else()
+    message(STATUS "vitscale: Highway not found; the host SIMD kernels will run their portable loops")
+  endif()
+endif()
+
 set(VITSCALE_HAVE_ONEDNN OFF)
 if(NOT VITSCALE_ENABLE_ONEDNN STREQUAL "OFF")
   include(vitscale_find_onednn)

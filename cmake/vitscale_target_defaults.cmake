@@ -38,6 +38,10 @@ function(vitscale_target_defaults target)
     if(VITSCALE_NATIVE_ARCH)
       target_compile_options(${target} PRIVATE -march=native)
     endif()
+    # Every SIMD target the compiler can build, not only those at or above -march's baseline: the tests run
+    # each one the CPU supports (an AVX-512 machine checks the AVX2, SSE4 and portable code too), and a
+    # benchmark can be capped to any of them (VITSCALE_SIMD_TARGET).
+    target_compile_definitions(${target} PRIVATE HWY_COMPILE_ALL_ATTAINABLE)
     if(_vitscale_sanitize_flags)
       target_compile_options(${target} PRIVATE ${_vitscale_sanitize_flags})
       target_link_options(${target} PRIVATE ${_vitscale_sanitize_flags})

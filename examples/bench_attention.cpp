@@ -168,15 +168,8 @@ int main(int argc, char** argv) {
   const double peak = vitscale::bench::fma_peak_gflops();
   std::printf("vitscale attention benchmark: %s, %d OpenMP thread(s), Kokkos %d, median of %d runs\n",
               space::name(), threads, KOKKOS_VERSION, repeats);
-  std::printf("fp32 FMA peak measured here: %.0f GFLOP/s (%s)\n", peak,
-#if defined(__AVX512F__)
-              "AVX-512"
-#elif defined(__AVX2__)
-              "AVX2"
-#else
-              "scalar"
-#endif
-  );
+  std::printf("fp32 FMA peak measured here: %.0f GFLOP/s; SIMD target %s\n", peak,
+              vitscale::bench::simd_target().c_str());
   std::printf("FLOPs: forward 4*B*H*N*N*d, backward 2.5x forward\n\n");
   std::printf("| B | H | N | d | pass | implementation | ms | GFLOP/s | %% of peak | vs Eigen |\n");
   std::printf("|---|---|---|---|---|---|---:|---:|---:|---:|\n");

@@ -137,14 +137,7 @@ int main(int argc, char** argv) {
   const double peak = vitscale::bench::fma_peak_gflops(threads);
   std::printf("vitscale GEMM benchmark: %s, %d thread(s), oneDNN %s, median of %d after 2 warm-up calls\n",
               space::name(), threads, vk::gemm_has_onednn ? "yes" : "no", reps);
-  std::printf("fp32 FMA peak (%s, %d thread(s)): %.1f GFLOP/s\n\n",
-#if defined(__AVX512F__)
-              "AVX-512",
-#elif defined(__AVX2__)
-              "AVX2/FMA",
-#else
-              "scalar",
-#endif
+  std::printf("fp32 FMA peak (%s, %d thread(s)): %.1f GFLOP/s\n\n", vitscale::bench::simd_target().c_str(),
               threads, peak);
 
   const shape shapes[] = {{"ViT-B/16 qkv", 1576, 768, 2304}, {"ViT-B/16 fc1", 1576, 768, 3072},

@@ -2,25 +2,27 @@
 // What the kernel benchmarks share: the machine's fp32 FMA peak, measured in the same program as the
 // kernels so that every "% of peak" is against this machine at this moment.
 
+#include <vitscale/kernels/detail/host_simd.hpp>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
+#include <string>
 
-#if defined(__AVX2__) || defined(__AVX512F__)
-#include <immintrin.h>
-#endif
 #if defined(_OPENMP)
 #include <omp.h>
 #endif
 
 namespace vitscale::bench {
 
-// fp32 FMA peak: every thread runs independent chains of fused multiply-adds, enough of them to cover the
-// FMA latency on every FMA port.
+// fp32 FMA peak of `threads` threads: each runs 12 independent chains of vector FMAs on the SIMD target the
+// kernels run (kernels/detail/fma_peak-inl.hpp; VITSCALE_SIMD_TARGET caps both alike), enough chains to
+// cover the FMA latency on every FMA port and few enough to stay in AVX2's 16 registers. Best of 3.
 inline double fma_peak_gflops(int threads) {
   (void)threads;  // without OpenMP the loop runs on the calling thread
-  constexpr long iterations = 20'000'000;
+  constexpr std::int64_t iterations = 20'000'000;
   double best = 0;
   for (int attempt = 0; attempt < 3; ++attempt) {
     double flops = 0;
@@ -29,48 +31,33 @@ inline double fma_peak_gflops(int threads) {
 #pragma omp parallel num_threads(threads) reduction(+ : flops)
 #endif
     {
-#if defined(__AVX512F__)
-      constexpr int chains = 16, lanes = 16;
-      __m512 acc[chains];
-      for (int c = 0; c < chains; ++c) acc[c] = _mm512_set1_ps(0.001f * static_cast<float>(c));
-      const __m512 a = _mm512_set1_ps(0.999999f), b = _mm512_set1_ps(1e-7f);
-      for (long i = 0; i < iterations / 4; ++i)
-        for (int c = 0; c < chains; ++c) acc[c] = _mm512_fmadd_ps(acc[c], a, b);
       float sink = 0;
-      alignas(64) float out[16];  // a store, not _mm512_reduce_add_ps, which trips GCC 12's -Wuninitialized
-      for (int c = 0; c < chains; ++c) {
-        _mm512_store_ps(out, acc[c]);
-        for (float x : out) sink += x;
-      }
-#elif defined(__AVX2__) && defined(__FMA__)
-      constexpr int chains = 16, lanes = 8;
-      __m256 acc[chains];
-      for (int c = 0; c < chains; ++c) acc[c] = _mm256_set1_ps(0.001f * static_cast<float>(c));
-      const __m256 a = _mm256_set1_ps(0.999999f), b = _mm256_set1_ps(1e-7f);
-      for (long i = 0; i < iterations / 4; ++i)
-        for (int c = 0; c < chains; ++c) acc[c] = _mm256_fmadd_ps(acc[c], a, b);
-      float sink = 0;
-      alignas(32) float out[8];
-      for (int c = 0; c < chains; ++c) {
-        _mm256_store_ps(out, acc[c]);
-        for (float x : out) sink += x;
-      }
+#if VITSCALE_HOST_SIMD
+      flops += ::vitscale::kernels::detail::fma_peak::call_fma_chains(iterations, &sink);
 #else
-      constexpr int chains = 16, lanes = 1;
-      float acc[chains];
-      for (int c = 0; c < chains; ++c) acc[c] = 0.001f * static_cast<float>(c);
-      for (long i = 0; i < iterations / 4; ++i)
-        for (int c = 0; c < chains; ++c) acc[c] = std::fma(acc[c], 0.999999f, 1e-7f);
-      float sink = 0;
+      float acc[12];
+      for (int c = 0; c < 12; ++c) acc[c] = 0.001f * static_cast<float>(c);
+      for (std::int64_t i = 0; i < iterations; ++i)
+        for (int c = 0; c < 12; ++c) acc[c] = std::fma(acc[c], 0.999999f, 1e-7f);
       for (float x : acc) sink += x;
+      flops += 2.0 * 12 * static_cast<double>(iterations);
 #endif
       if (sink == 12345.0f) std::printf(" ");  // keeps the chains alive
-      flops += 2.0 * lanes * chains * static_cast<double>(iterations / 4);
     }
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     best = std::max(best, flops / seconds * 1e-9);
   }
   return best;
+}
+
+// The SIMD target the host kernels run (Highway's name) and its float lanes, for the benchmarks' headers.
+inline std::string simd_target() {
+#if VITSCALE_HOST_SIMD
+  return ::vitscale::simd::target_name(::vitscale::kernels::detail::host_simd::call_target()) + " (" +
+         std::to_string(::vitscale::kernels::detail::fma_peak::call_float_lanes()) + " float lanes)";
+#else
+  return "portable loops (no Highway)";
+#endif
 }
 
 // The OpenMP pool's size (1 without OpenMP).

@@ -126,8 +126,9 @@ int main(int argc, char** argv) {
   Kokkos::ScopeGuard kokkos(argc, argv);
   const double peak = vitscale::bench::fma_peak_gflops();
   const bool single = o.models.size() * o.precisions.size() * o.modes.size() * std::max<std::size_t>(o.batches.size(), 1) == 1;
-  std::printf("vitscale %d.%d, Kokkos %s, %d threads, fp32 FMA peak %.1f GFLOP/s (measured now)\n",
-              VITSCALE_VERSION_MAJOR, VITSCALE_VERSION_MINOR, space::name(), space().concurrency(), peak);
+  std::printf("vitscale %d.%d, Kokkos %s, %d threads, fp32 FMA peak %.1f GFLOP/s (measured now, SIMD target %s)\n",
+              VITSCALE_VERSION_MAJOR, VITSCALE_VERSION_MINOR, space::name(), space().concurrency(), peak,
+              vitscale::bench::simd_target().c_str());
   std::printf("%-9s %-9s %-5s %-8s %5s %9s %9s %8s %7s%s\n", "engine", "model", "prec", "mode", "batch", "images/s",
               "ms/iter", "GFLOP/s", "MFU", single ? "  peakΔMiB  peak MiB" : "");
   try {

@@ -3,7 +3,8 @@
 // each epoch, a CSV of metrics and, at the end, a safetensors file of the parameters under timm's names.
 //
 //   ./train                                  the defaults: 90.1% test accuracy in 13.6 minutes on 2 cores
-//                                            (bf16_mixed, AdamW lr 2e-3, 14 epochs, label smoothing 0.1,
+//                                            (bf16_mixed where the CPU has AVX-512 bf16, else fp32; AdamW lr
+//                                            2e-3, 14 epochs, label smoothing 0.1,
 //                                            flips and ±1-pixel shifts; benchmarks/RESULTS.md)
 //   ./train --optimizer adafactor --schedule rsqrt --epochs 3 --threads 2 --csv run.csv
 //   ./train --save-every 500                 a training checkpoint (train_state.safetensors) every 500 steps
@@ -56,7 +57,7 @@ struct run_options {
   double dropout = 0.0;
   std::string optimizer = "adamw";
   std::string schedule = "cosine";
-  std::string precision = "bf16";
+  std::string precision = "auto";
   std::uint64_t seed = 0;
   int threads = 0;
   std::string data = vs::data::fashion_mnist_default_dir;
@@ -302,7 +303,8 @@ int main(int argc, char** argv) {
   app.add_option("--dropout", o.dropout, "dropout rate");
   app.add_option("--optimizer", o.optimizer, "adamw, adam-bf16, adafactor, sgd");
   app.add_option("--schedule", o.schedule, "cosine, linear, rsqrt (with a cooldown), constant (with a cooldown)");
-  app.add_option("--precision", o.precision, "fp32 or bf16 (bf16_mixed)");
+  app.add_option("--precision", o.precision, "fp32, bf16 (bf16_mixed) or auto: bf16 where the CPU multiplies bf16 "
+                                             "natively (AVX-512 bf16), else fp32, which is faster there");
   app.add_option("--seed", o.seed, "initialisation, shuffling and dropout seed");
   app.add_option("--threads", o.threads, "threads (default: OMP_NUM_THREADS or all cores)");
   app.add_option("--data", o.data, "folder with Fashion-MNIST's IDX files");
@@ -329,9 +331,14 @@ int main(int argc, char** argv) {
   int kokkos_argc = 1;
   Kokkos::ScopeGuard kokkos(kokkos_argc, argv);
   try {
+    if (o.precision == "auto") {
+      o.precision = vs::kernels::host_bf16_gemm_is_native() ? "bf16" : "fp32";
+      std::printf("precision: %s (auto: this CPU %s bf16 products natively)\n", o.precision.c_str(),
+                  o.precision == "bf16" ? "runs" : "does not run");
+    }
     if (o.precision == "fp32") return train_with_optimizer<vs::precision::fp32>(o);
     if (o.precision == "bf16") return train_with_optimizer<vs::precision::bf16_mixed>(o);
-    vs::detail::fail("unknown precision '", o.precision, "' (fp32, bf16)");
+    vs::detail::fail("unknown precision '", o.precision, "' (fp32, bf16, auto)");
   } catch (const vitscale::error& e) {
     std::fprintf(stderr, "\ntrain: %s\n", e.what());
     return 1;

@@ -3,7 +3,7 @@
 #
 #   scripts/setup.sh [--cache-file FILE] [--fuzz-tools]
 #
-# 1. Debian packages (apt-get, only those not installed yet): compiler and CMake, Eigen 3.4, doctest,
+# 1. Debian packages (apt-get, only those not installed yet): compiler and CMake, Eigen 3.4, doctest, Highway,
 #    oneDNN, nlohmann-json, CLI11, stb, zlib (the IDX reader's gzip), OpenMPI (the MPI communicator and
 #    its tests), and the Fashion-MNIST data set
 #    (dataset-fashion-mnist: /usr/share/datasets/fashion-mnist, which the data tests and examples read).
@@ -49,7 +49,7 @@ as_root() {
 
 # ---------------------------------------------------------------- 1. Debian packages
 packages=(g++ cmake make ninja-build xz-utils
-          libeigen3-dev doctest-dev libdnnl-dev nlohmann-json3-dev libcli11-dev libstb-dev zlib1g-dev
+          libeigen3-dev doctest-dev libdnnl-dev libhwy-dev nlohmann-json3-dev libcli11-dev libstb-dev zlib1g-dev
           libopenmpi-dev openmpi-bin dataset-fashion-mnist)
 [ "$fuzz_tools" -eq 0 ] || packages+=(clang libclang-rt-14-dev libomp-14-dev)
 missing=()

@@ -1,12 +1,15 @@
 // Fused attention: forward (o, lse) and backward (dq, dk, dv) against a naive double-precision softmax
 // attention and its analytic gradient, on every host execution space, float and bf16, plain views and views
-// into a fused qkv buffer, odd token counts, MAP pooling's single query; determinism and shape errors.
+// into a fused qkv buffer, odd token counts, MAP pooling's single query; determinism and shape errors. The
+// numerical checks run once per SIMD target the CPU supports (support/simd_targets.hpp).
 #include <doctest/doctest.h>
+#include <support/simd_targets.hpp>
 #include <support/spaces.hpp>
 #include <vitscale/kernels/attention.hpp>
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <limits>
 #include <random>
@@ -258,29 +261,33 @@ std::vector<unsigned char> bytes_of(const View& view) {
 }  // namespace
 
 TEST_CASE_TEMPLATE_DEFINE("attention forward and backward match double softmax attention, fp32", Space, att_f32) {
-  check_attention<Space, float, 64>({2, 3, 197, 197}, /*fused*/ true, 1);
-  check_attention<Space, float, 64>({2, 2, 50, 50}, false, 2);
-  check_attention<Space, float, 64>({2, 3, 1, 197}, false, 3);  // MAP pooling: one query over all tokens
-  check_attention<Space, float, 64>({3, 2, 1, 1}, false, 4);
-  check_attention<Space, float, 16>({1, 2, 257, 257}, true, 5);
-  check_attention<Space, float, 16>({2, 2, 197, 50}, false, 6);
-  check_attention<Space, float, 16>({1, 3, 50, 257}, false, 7);
-  // The single-tile backward (nq, nk <= 64 on the host) at its edge, and one key past it.
-  check_attention<Space, float, 32>({3, 2, 64, 64}, false, 9);
-  check_attention<Space, float, 32>({2, 2, 49, 65}, false, 10);
-  check_attention<Space, float, 32>({2, 4, 33, 33}, true, 16);
-  check_attention<Space, float, 32>({2, 4, 17, 33}, false, 17);
-  // A head dimension that is not a multiple of 16: the last column chunk of the accumulations is 8 wide.
-  check_attention<Space, float, 24>({2, 2, 70, 41}, false, 8);
+  vitscale::test::for_each_simd_target([](const std::string&) {
+    check_attention<Space, float, 64>({2, 3, 197, 197}, /*fused*/ true, 1);
+    check_attention<Space, float, 64>({2, 2, 50, 50}, false, 2);
+    check_attention<Space, float, 64>({2, 3, 1, 197}, false, 3);  // MAP pooling: one query over all tokens
+    check_attention<Space, float, 64>({3, 2, 1, 1}, false, 4);
+    check_attention<Space, float, 16>({1, 2, 257, 257}, true, 5);
+    check_attention<Space, float, 16>({2, 2, 197, 50}, false, 6);
+    check_attention<Space, float, 16>({1, 3, 50, 257}, false, 7);
+    // The single-tile backward (nq, nk <= 64 on the host) at its edge, and one key past it.
+    check_attention<Space, float, 32>({3, 2, 64, 64}, false, 9);
+    check_attention<Space, float, 32>({2, 2, 49, 65}, false, 10);
+    check_attention<Space, float, 32>({2, 4, 33, 33}, true, 16);
+    check_attention<Space, float, 32>({2, 4, 17, 33}, false, 17);
+    // A head dimension that is not a multiple of 16: the last column chunk of the accumulations is 8 wide.
+    check_attention<Space, float, 24>({2, 2, 70, 41}, false, 8);
+  });
 }
 VITSCALE_ON_HOST_SPACES(att_f32);
 
 TEST_CASE_TEMPLATE_DEFINE("attention forward and backward match double softmax attention, bf16", Space, att_bf16) {
-  check_attention<Space, bf16, 64>({2, 3, 197, 197}, true, 11);
-  check_attention<Space, bf16, 64>({2, 2, 1, 197}, false, 12);
-  check_attention<Space, bf16, 64>({1, 1, 1, 1}, false, 13);
-  check_attention<Space, bf16, 16>({1, 2, 257, 257}, false, 14);
-  check_attention<Space, bf16, 16>({2, 3, 50, 50}, true, 15);
+  vitscale::test::for_each_simd_target([](const std::string&) {
+    check_attention<Space, bf16, 64>({2, 3, 197, 197}, true, 11);
+    check_attention<Space, bf16, 64>({2, 2, 1, 197}, false, 12);
+    check_attention<Space, bf16, 64>({1, 1, 1, 1}, false, 13);
+    check_attention<Space, bf16, 16>({1, 2, 257, 257}, false, 14);
+    check_attention<Space, bf16, 16>({2, 3, 50, 50}, true, 15);
+  });
 }
 VITSCALE_ON_HOST_SPACES(att_bf16);
 

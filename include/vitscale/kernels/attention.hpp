@@ -17,6 +17,7 @@
 #include <vitscale/core/error.hpp>
 #include <vitscale/core/kokkos_compat.hpp>
 #include <vitscale/core/views.hpp>
+#include <vitscale/kernels/detail/host_simd.hpp>
 
 #include <cstddef>
 #include <cstdint>
@@ -89,73 +90,41 @@ struct alignas(64) attention_local {
 };
 KOKKOS_FORCEINLINE_FUNCTION float fmaxf_(float a, float b) { return a > b ? a : b; }
 
-// The tile products below are the whole cost of attention. On host compilers with GNU vector extensions
-// they are written on explicit 16-float vectors held in registers across the reduction (the auto-vectorized
-// loops keep the accumulators in memory and run at a third of the speed); elsewhere (CUDA, HIP, SYCL device
-// code, other compilers) they are plain loops. Both sum in the same order.
-// Defining VITSCALE_ATTENTION_PORTABLE_ONLY forces the plain loops on the host too (to test them there).
-#if defined(__GNUC__) && !defined(__CUDA_ARCH__) && !defined(__HIP_DEVICE_COMPILE__) && \
-    !defined(__SYCL_DEVICE_ONLY__) && !defined(VITSCALE_ATTENTION_PORTABLE_ONLY)
-#define VITSCALE_ATTENTION_VECTOR_EXTENSIONS 1
-typedef float attention_vec16 __attribute__((vector_size(64)));
-typedef float attention_vec16_u __attribute__((vector_size(64), aligned(4), may_alias));
-typedef float attention_vec8 __attribute__((vector_size(32)));
-typedef float attention_vec8_u __attribute__((vector_size(32), aligned(4), may_alias));
-typedef int attention_ivec16 __attribute__((vector_size(64)));
-
-// vitscale::fast::exp2_flush on 16 lanes, the same operations.
-inline attention_vec16 exp2_flush_lanes(attention_vec16 x) {
-  const attention_vec16 zero{}, lo = zero - 127.0f, hi = zero + 127.0f;
-  attention_vec16 xc = x < lo ? lo : x;
-  xc = xc > hi ? hi : xc;
-  const attention_ivec16 n = __builtin_convertvector(xc + 127.5f, attention_ivec16) - 127;
-  const attention_vec16 f = xc - __builtin_convertvector(n, attention_vec16);
-  attention_vec16 p = zero + 1.535336188319500e-4f;
-  p = p * f + 1.339887440266574e-3f;
-  p = p * f + 9.618437357674640e-3f;
-  p = p * f + 5.550332471162809e-2f;
-  p = p * f + 2.402264791363012e-1f;
-  p = p * f + 6.931472028550421e-1f;
-  p = p * f + 1.0f;
-  const attention_vec16 two_n = (attention_vec16)((n + 127) << 23);  // a bit cast between same-size vectors
-  return x < zero - 126.0f ? zero : p * two_n;
-}
-
-KOKKOS_FORCEINLINE_FUNCTION attention_vec16 attention_load(const float* p) {
-  return *reinterpret_cast<const attention_vec16_u*>(p);
-}
-KOKKOS_FORCEINLINE_FUNCTION void attention_store(float* p, attention_vec16 x) {
-  *reinterpret_cast<attention_vec16_u*>(p) = x;
-}
+// The tile operations below are the whole cost of attention. On the host they run Highway code compiled
+// for every SIMD target and chosen at run time (detail/attention_simd-inl.hpp, core/simd.hpp); on devices,
+// and on the host where Highway is absent or VITSCALE_ATTENTION_PORTABLE_ONLY is defined (to test them
+// there), they are the plain loops below. Both sum in the same order.
+#if VITSCALE_HOST_SIMD && !defined(VITSCALE_ATTENTION_PORTABLE_ONLY)
+template <class ExecSpace>
+inline constexpr bool attention_simd_v = attention_on_host_v<ExecSpace>;
+#else
+template <class ExecSpace>
+inline constexpr bool attention_simd_v = false;
 #endif
 
 // out[j * 16 + l] = sum_c rows[j * D + c] * t[c * 16 + l] for J rows (row-major, stride D) and a transposed
 // group t [D][16]: J score rows of 16 lanes, summed over c in increasing order.
 template <int D, int J>
 KOKKOS_FORCEINLINE_FUNCTION void attention_lane_product(const float* rows, const float* t, float* out) {
-#if defined(VITSCALE_ATTENTION_VECTOR_EXTENSIONS)
-  attention_vec16 acc[J];
-  for (int j = 0; j < J; ++j) acc[j] = attention_vec16{};
-  for (int c = 0; c < D; ++c) {
-    const attention_vec16 tv = attention_load(t + 16 * c);
-    for (int j = 0; j < J; ++j) acc[j] += rows[j * D + c] * tv;
-  }
-  for (int j = 0; j < J; ++j) attention_store(out + 16 * j, acc[j]);
-#else
   for (int x = 0; x < 16 * J; ++x) out[x] = 0.0f;
   for (int c = 0; c < D; ++c)
     for (int j = 0; j < J; ++j) {
       const float a = rows[j * D + c];
       for (int l = 0; l < 16; ++l) out[16 * j + l] += a * t[16 * c + l];
     }
-#endif
 }
 
 // attention_lane_product over n rows (n >= 0): whole blocks of 16, then the rest in blocks of 8, 4, 2 and 1,
 // so that a tile's last few keys (or queries) cost what they are, not a whole padded block of 16. Each output
 // element is the same sum, in the same order, whatever block computed it.
-template <int D>
+template <int D, bool Simd>
 KOKKOS_FORCEINLINE_FUNCTION void attention_lane_products(const float* rows, const float* t, float* out, int n) {
+#if VITSCALE_HOST_SIMD
+  if constexpr (Simd) {
+    attention_simd::call_lane_products(rows, t, out, n, D);
+    return;
+  }
+#endif
   int j = 0;
   for (; j + 16 <= n; j += 16) attention_lane_product<D, 16>(rows + j * D, t, out + 16 * j);
   if (n - j >= 8) {
@@ -177,40 +146,14 @@ KOKKOS_FORCEINLINE_FUNCTION void attention_lane_products(const float* rows, cons
 // and sum z move to the tile's, s becomes 2^(s - m), and alpha = 2^(m_old - m) is what the output
 // accumulated so far must be scaled by. The maximum and the sum run as two interleaved chains (even and odd
 // rows, summed at the end) so that neither is one long serial dependency.
+template <bool Simd>
 KOKKOS_FORCEINLINE_FUNCTION void attention_softmax_step(float* s, int n, float* m, float* z, float* alpha) {
-#if defined(VITSCALE_ATTENTION_VECTOR_EXTENSIONS)
-  const attention_vec16 m_old = attention_load(m);
-  attention_vec16 m0 = m_old, m1 = m_old;
-  int j = 0;
-  for (; j + 2 <= n; j += 2) {
-    const attention_vec16 a = attention_load(s + 16 * j), b = attention_load(s + 16 * j + 16);
-    m0 = m0 > a ? m0 : a;
-    m1 = m1 > b ? m1 : b;
+#if VITSCALE_HOST_SIMD
+  if constexpr (Simd) {
+    attention_simd::call_softmax_step(s, n, m, z, alpha);
+    return;
   }
-  if (j < n) {
-    const attention_vec16 a = attention_load(s + 16 * j);
-    m0 = m0 > a ? m0 : a;
-  }
-  const attention_vec16 m_new = m0 > m1 ? m0 : m1;
-  attention_vec16 z0{}, z1{};
-  for (j = 0; j + 2 <= n; j += 2) {
-    const attention_vec16 a = exp2_flush_lanes(attention_load(s + 16 * j) - m_new);
-    const attention_vec16 b = exp2_flush_lanes(attention_load(s + 16 * j + 16) - m_new);
-    attention_store(s + 16 * j, a);
-    attention_store(s + 16 * j + 16, b);
-    z0 += a;
-    z1 += b;
-  }
-  if (j < n) {
-    const attention_vec16 a = exp2_flush_lanes(attention_load(s + 16 * j) - m_new);
-    attention_store(s + 16 * j, a);
-    z0 += a;
-  }
-  const attention_vec16 a = exp2_flush_lanes(m_old - m_new);
-  attention_store(alpha, a);
-  attention_store(z, attention_load(z) * a + (z0 + z1));
-  attention_store(m, m_new);
-#else
+#endif
   for (int l = 0; l < 16; ++l) {
     float m0 = m[l], m1 = m[l];
     int j = 0;
@@ -230,49 +173,31 @@ KOKKOS_FORCEINLINE_FUNCTION void attention_softmax_step(float* s, int n, float* 
     z[l] = z[l] * alpha[l] + (z0 + z1);
     m[l] = m_new;
   }
-#endif
 }
 
-// Backward, one row of 16 lanes: p = 2^(p - shift), ds = p · (ds - delta) · factor, with shift and delta
-// either per lane (pointers) or one value for the row.
-KOKKOS_FORCEINLINE_FUNCTION float attention_lane_at(const float* x, int l) { return x[l]; }
-KOKKOS_FORCEINLINE_FUNCTION float attention_lane_at(float x, int) { return x; }
-#if defined(VITSCALE_ATTENTION_VECTOR_EXTENSIONS)
-KOKKOS_FORCEINLINE_FUNCTION attention_vec16 attention_lanes_of(const float* x) { return attention_load(x); }
-KOKKOS_FORCEINLINE_FUNCTION attention_vec16 attention_lanes_of(float x) { return attention_vec16{} + x; }
-#endif
-template <class Shift, class Delta>
-KOKKOS_FORCEINLINE_FUNCTION void attention_ds_lanes(float* p, float* ds, Shift shift, Delta delta, float factor) {
-#if defined(VITSCALE_ATTENTION_VECTOR_EXTENSIONS)
-  const attention_vec16 pv = exp2_flush_lanes(attention_load(p) - attention_lanes_of(shift));
-  attention_store(p, pv);
-  attention_store(ds, pv * (attention_load(ds) - attention_lanes_of(delta)) * factor);
-#else
-  for (int l = 0; l < 16; ++l) {
-    p[l] = ::vitscale::fast::exp2_flush(p[l] - attention_lane_at(shift, l));
-    ds[l] = p[l] * (ds[l] - attention_lane_at(delta, l)) * factor;
+// Backward, n rows of 16 lanes: p = 2^(p - shift), ds = p · (ds - delta) · factor, with shift and delta
+// either per row (shift[i], delta[i]) or, with PerLane, per lane (shift[l], delta[l]) for every row.
+template <bool PerLane, bool Simd>
+KOKKOS_FORCEINLINE_FUNCTION void attention_ds_rows(float* p, float* ds, int n, const float* shift, const float* delta,
+                                                   float factor) {
+#if VITSCALE_HOST_SIMD
+  if constexpr (Simd) {
+    attention_simd::call_ds_rows(p, ds, n, shift, delta, PerLane, factor);
+    return;
   }
 #endif
+  for (int i = 0; i < n; ++i)
+    for (int l = 0; l < 16; ++l) {
+      const float sh = PerLane ? shift[l] : shift[i], de = PerLane ? delta[l] : delta[i];
+      p[16 * i + l] = ::vitscale::fast::exp2_flush(p[16 * i + l] - sh);
+      ds[16 * i + l] = p[16 * i + l] * (ds[16 * i + l] - de) * factor;
+    }
 }
 
 // C columns [c0, c0 + C) of attention_lane_accumulate.
 template <int D, int C, bool Scale>
 KOKKOS_FORCEINLINE_FUNCTION void attention_lane_accumulate_chunk(float* acc, const float* rows, const float* w,
                                                                  int n, const float* alpha) {
-#if defined(VITSCALE_ATTENTION_VECTOR_EXTENSIONS)
-  attention_vec16 o[C];
-  for (int c = 0; c < C; ++c) o[c] = attention_load(acc + 16 * c);
-  if constexpr (Scale) {
-    const attention_vec16 a = attention_load(alpha);
-    for (int c = 0; c < C; ++c) o[c] *= a;
-  }
-  for (int j = 0; j < n; ++j) {
-    const attention_vec16 wv = attention_load(w + 16 * j);
-    const float* r = rows + j * D;
-    for (int c = 0; c < C; ++c) o[c] += r[c] * wv;
-  }
-  for (int c = 0; c < C; ++c) attention_store(acc + 16 * c, o[c]);
-#else
   if constexpr (Scale)
     for (int c = 0; c < C; ++c)
       for (int l = 0; l < 16; ++l) acc[16 * c + l] *= alpha[l];
@@ -281,15 +206,20 @@ KOKKOS_FORCEINLINE_FUNCTION void attention_lane_accumulate_chunk(float* acc, con
     for (int c = 0; c < C; ++c)
       for (int l = 0; l < 16; ++l) acc[16 * c + l] += r[c] * w[16 * j + l];
   }
-#endif
 }
 
 // acc[c * 16 + l] = acc[c * 16 + l] (· alpha[l] if Scale) + sum_{j < n} rows[j * D + c] · w[j * 16 + l], in
 // increasing j: a transposed group [D][16] accumulating n rows (row-major, stride D) weighted by 16 lanes.
 // Columns go in chunks of 16 (and a last one of 8) so that the chunk's accumulators stay in registers.
-template <int D, bool Scale>
+template <int D, bool Scale, bool Simd>
 KOKKOS_FORCEINLINE_FUNCTION void attention_lane_accumulate(float* acc, const float* rows, const float* w, int n,
                                                            const float* alpha) {
+#if VITSCALE_HOST_SIMD
+  if constexpr (Simd) {
+    attention_simd::call_lane_accumulate(acc, rows, w, n, D, Scale ? alpha : nullptr);
+    return;
+  }
+#endif
   constexpr int full = D / 16;
   for (int k = 0; k < full; ++k)
     attention_lane_accumulate_chunk<D, 16, Scale>(acc + 16 * 16 * k, rows + 16 * k, w, n, alpha);
@@ -357,6 +287,7 @@ template <int HeadDim, class ExecSpace, class QView, class KView, class VView, c
 void attention_forward(const ExecSpace& space, const QView& q, const KView& k, const VView& v, const OView& o,
                        const LseView& lse, float scale) {
   using tiling = detail::attention_tiling<HeadDim, detail::attention_on_host_v<ExecSpace>>;
+  constexpr bool simd = detail::attention_simd_v<ExecSpace>;
   detail::static_check_attention_view<ExecSpace, QView, 4, false>();
   detail::static_check_attention_view<ExecSpace, KView, 4, false>();
   detail::static_check_attention_view<ExecSpace, VView, 4, false>();
@@ -431,11 +362,11 @@ void attention_forward(const ExecSpace& space, const QView& q, const KView& k, c
           Kokkos::parallel_for(Kokkos::TeamThreadRange(team, groups), [&](int g) {
             detail::attention_local<tiling::block_k * tiling::lanes> s_local;
             float* const s = s_local.x;
-            detail::attention_lane_products<D>(ks, qt + g * D * L, s, n_keys);
+            detail::attention_lane_products<D, simd>(ks, qt + g * D * L, s, n_keys);
             detail::attention_local<tiling::lanes> alpha_local;
             float* const alpha = alpha_local.x;
-            detail::attention_softmax_step(s, n_keys, row_max + g * L, row_sum + g * L, alpha);
-            detail::attention_lane_accumulate<D, true>(ot + g * D * L, vs, s, n_keys, alpha);
+            detail::attention_softmax_step<simd>(s, n_keys, row_max + g * L, row_sum + g * L, alpha);
+            detail::attention_lane_accumulate<D, true, simd>(ot + g * D * L, vs, s, n_keys, alpha);
           });
         }
         team.team_barrier();
@@ -457,6 +388,7 @@ void attention_backward(const ExecSpace& space, const QView& q, const KView& k, 
                         const DOView& dout, const LseView& lse, const DeltaView& delta, const DQView& dq,
                         const DKView& dk, const DVView& dv, float scale) {
   using tiling = detail::attention_tiling<HeadDim, detail::attention_on_host_v<ExecSpace>>;
+  constexpr bool simd = detail::attention_simd_v<ExecSpace>;
   detail::static_check_attention_view<ExecSpace, QView, 4, false>();
   detail::static_check_attention_view<ExecSpace, KView, 4, false>();
   detail::static_check_attention_view<ExecSpace, VView, 4, false>();
@@ -573,12 +505,12 @@ void attention_backward(const ExecSpace& space, const QView& q, const KView& k, 
             float* const p = p_local.x;
             detail::attention_local<tiling::block_q * tiling::lanes> ds_local;
             float* const ds = ds_local.x;
-            detail::attention_lane_products<D>(qs, kt + g * D * L, p, nq);
-            detail::attention_lane_products<D>(dos, vt + g * D * L, ds, nq);
-            for (int i = 0; i < nq; ++i) detail::attention_ds_lanes(p + i * L, ds + i * L, lse2[i], dl[i], dk_factor);
+            detail::attention_lane_products<D, simd>(qs, kt + g * D * L, p, nq);
+            detail::attention_lane_products<D, simd>(dos, vt + g * D * L, ds, nq);
+            detail::attention_ds_rows<false, simd>(p, ds, nq, lse2, dl, dk_factor);
             for (int x = 0; x < D * L; ++x) dkt[g * D * L + x] = dvt[g * D * L + x] = 0.0f;
-            detail::attention_lane_accumulate<D, false>(dvt + g * D * L, dos, p, nq, nullptr);
-            detail::attention_lane_accumulate<D, false>(dkt + g * D * L, qs, ds, nq, nullptr);
+            detail::attention_lane_accumulate<D, false, simd>(dvt + g * D * L, dos, p, nq, nullptr);
+            detail::attention_lane_accumulate<D, false, simd>(dkt + g * D * L, qs, ds, nq, nullptr);
             for (int i = 0; i < nq; ++i) {
               float* const col = dst + (i / L) * BK * L + (g * L) * L + i % L;
               for (int l = 0; l < L; ++l) col[l * L] = ds[i * L + l] * dq_factor;
@@ -591,7 +523,7 @@ void attention_backward(const ExecSpace& space, const QView& q, const KView& k, 
           float* const dqt = qs;
           Kokkos::parallel_for(Kokkos::TeamThreadRange(team, q_groups), [&](int g) {
             for (int x = 0; x < D * L; ++x) dqt[g * D * L + x] = 0.0f;
-            detail::attention_lane_accumulate<D, false>(dqt + g * D * L, ks, dst + g * BK * L, nk, nullptr);
+            detail::attention_lane_accumulate<D, false, simd>(dqt + g * D * L, ks, dst + g * BK * L, nk, nullptr);
           });
           team.team_barrier();
           detail::attention_unstage<D>(team, dqt, nq, dq, b, h, 0);
@@ -645,12 +577,11 @@ void attention_backward(const ExecSpace& space, const QView& q, const KView& k, 
               float* const p = p_local.x;
               detail::attention_local<tiling::block_q * tiling::lanes> ds_local;
               float* const ds = ds_local.x;
-              detail::attention_lane_products<D>(qs, kt + g * D * L, p, n_rows);
-              detail::attention_lane_products<D>(dos, vt + g * D * L, ds, n_rows);
-              for (int i = 0; i < n_rows; ++i)
-                detail::attention_ds_lanes(p + i * L, ds + i * L, lse2[i], dl[i], dk_factor);
-              detail::attention_lane_accumulate<D, false>(dvt + g * D * L, dos, p, n_rows, nullptr);
-              detail::attention_lane_accumulate<D, false>(dkt + g * D * L, qs, ds, n_rows, nullptr);
+              detail::attention_lane_products<D, simd>(qs, kt + g * D * L, p, n_rows);
+              detail::attention_lane_products<D, simd>(dos, vt + g * D * L, ds, n_rows);
+              detail::attention_ds_rows<false, simd>(p, ds, n_rows, lse2, dl, dk_factor);
+              detail::attention_lane_accumulate<D, false, simd>(dvt + g * D * L, dos, p, n_rows, nullptr);
+              detail::attention_lane_accumulate<D, false, simd>(dkt + g * D * L, qs, ds, n_rows, nullptr);
             });
           }
           team.team_barrier();
@@ -701,12 +632,12 @@ void attention_backward(const ExecSpace& space, const QView& q, const KView& k, 
               float* const p = p_local.x;
               detail::attention_local<tiling::block_k * tiling::lanes> ds_local;
               float* const ds = ds_local.x;
-              detail::attention_lane_products<D>(ks, qt + g * D * L, p, n_keys);
-              detail::attention_lane_products<D>(vs, dot + g * D * L, ds, n_keys);
+              detail::attention_lane_products<D, simd>(ks, qt + g * D * L, p, n_keys);
+              detail::attention_lane_products<D, simd>(vs, dot + g * D * L, ds, n_keys);
               const float* const lse2_g = lse2 + g * L;
               const float* const dl_g = dl + g * L;
-              for (int j = 0; j < n_keys; ++j) detail::attention_ds_lanes(p + j * L, ds + j * L, lse2_g, dl_g, scale);
-              detail::attention_lane_accumulate<D, false>(dqt + g * D * L, ks, ds, n_keys, nullptr);
+              detail::attention_ds_rows<true, simd>(p, ds, n_keys, lse2_g, dl_g, scale);
+              detail::attention_lane_accumulate<D, false, simd>(dqt + g * D * L, ks, ds, n_keys, nullptr);
             });
           }
           team.team_barrier();

@@ -28,6 +28,8 @@
 //             f32 accumulation. Primitives are created once per (shape, strides, types, ops, epilogue,
 //             alpha, beta, threads) and cached for the life of the program (thread-safe); the scratchpad is
 //             the calling thread's, grown once, so the same primitive may run on several threads at once.
+//             On a CPU where oneDNN has no bf16 matmul (x86 without AVX-512, Arm) bf16 operands are widened
+//             to float first (exact; the same float accumulation): bf16 runs everywhere, never an error.
 //   eigen     Eigen's GEMM on Eigen::Map of the Views (host spaces). float inputs are mapped without copies;
 //             bf16 inputs are converted once per call into float buffers owned by the calling thread, which
 //             grow to the largest size seen and are then reused (one-time allocation, never per call after
@@ -230,7 +232,7 @@ struct resolve_backend<ExecSpace, gemm_backend::automatic> {
 
 // Per-thread float buffers that grow to the largest request and are then reused (see the file's top).
 inline float* thread_buffer(int slot, std::size_t elements) {
-  thread_local std::array<std::vector<float>, 3> buffers;
+  thread_local std::array<std::vector<float>, 5> buffers;
   auto& b = buffers[static_cast<std::size_t>(slot)];
   if (b.size() < elements) b.resize(elements);
   return b.data();
@@ -480,8 +482,54 @@ inline const onednn_entry& onednn_primitive(const problem& p, dnnl::memory::data
   return cache.emplace(key, std::move(e)).first->second;
 }
 
+// Whether oneDNN runs a bf16 matmul on this CPU: oneDNN 2.x needs AVX-512 (avx512_core, where bf16 is
+// emulated, or avx512_core_bf16); on AVX2-only x86 and on Arm it builds no bf16 primitive. Read once, after
+// ONEDNN_MAX_CPU_ISA has capped the ISA (so a capped run takes the same path as a machine without AVX-512).
+inline bool onednn_has_bf16_matmul() {
+  static const bool has = [] {
+#if defined(__x86_64__) || defined(_M_X64)
+    const unsigned isa = static_cast<unsigned>(dnnl::get_effective_cpu_isa());
+    const unsigned core = static_cast<unsigned>(dnnl::cpu_isa::avx512_core);
+    return (isa & core) == core;
+#else
+    return false;
+#endif
+  }();
+  return has;
+}
+
 template <class ExecSpace, class TA, class TBias, class TC>
 void run_onednn(const ExecSpace& space, const problem& p, const TA* a, const TA* b, const TBias* bias, TC* c) {
+  if constexpr (std::is_same<TA, ::vitscale::bf16>::value) {
+    if (!onednn_has_bf16_matmul()) {
+      // No bf16 matmul on this CPU: the operands are widened to float (exact) and multiplied in float, which
+      // is the same product with the same float accumulation, so the result differs only in summation order.
+      space.fence();
+      const std::int64_t a_rows = p.op_a == gemm_op::n ? p.m : p.k, a_cols = p.op_a == gemm_op::n ? p.k : p.m;
+      const std::int64_t b_rows = p.op_b == gemm_op::n ? p.k : p.n, b_cols = p.op_b == gemm_op::n ? p.n : p.k;
+      float* aw = thread_buffer(3, static_cast<std::size_t>(p.batch * a_rows * a_cols));
+      float* bw = thread_buffer(4, static_cast<std::size_t>(p.batch * b_rows * b_cols));
+      widen(space, a, p.batch, a_rows, a_cols, p.lda, p.sa, aw);
+      widen(space, b, p.batch, b_rows, b_cols, p.ldb, p.sb, bw);
+      problem wide = p;
+      wide.lda = a_cols;
+      wide.sa = a_rows * a_cols;
+      wide.ldb = b_cols;
+      wide.sb = b_rows * b_cols;
+      if constexpr (std::is_same<TBias, ::vitscale::bf16>::value) {
+        if (bias != nullptr) {
+          float* biasw = thread_buffer(1, static_cast<std::size_t>(p.n));
+          widen(space, bias, 1, 1, p.n, p.n, p.n, biasw);
+          space.fence();
+          run_onednn(space, wide, aw, bw, static_cast<const float*>(biasw), c);
+          return;
+        }
+      }
+      space.fence();
+      run_onednn(space, wide, aw, bw, bias, c);
+      return;
+    }
+  }
   if constexpr (std::is_same<TA, float>::value && std::is_same<TC, ::vitscale::bf16>::value) {
     // oneDNN has no f32 × f32 -> bf16 matmul: the product and the activation go to a float buffer, and a
     // second pass adds beta·C and rounds once.
@@ -810,6 +858,22 @@ void dispatch(const ExecSpace& space, gemm_op op_a, gemm_op op_b, float alpha, c
 }
 
 }  // namespace gemm_detail
+
+// Whether bf16 GEMM operands run natively on this host: oneDNN on a CPU with AVX-512 bf16 dot products (or
+// AMX). Elsewhere they are widened to float before the product (oneDNN on AVX-512 without bf16 emulates it),
+// so a bf16 policy saves memory but not time there; the examples pick fp32 then (benchmarks/RESULTS.md).
+inline bool host_bf16_gemm_is_native() {
+#if VITSCALE_GEMM_ONEDNN && (defined(__x86_64__) || defined(_M_X64))
+  static const bool native = [] {
+    const unsigned isa = static_cast<unsigned>(dnnl::get_effective_cpu_isa());
+    const unsigned bf16 = static_cast<unsigned>(dnnl::cpu_isa::avx512_core_bf16);
+    return (isa & bf16) == bf16;
+  }();
+  return native;
+#else
+  return false;
+#endif
+}
 
 // C = alpha·op(A)·op(B) + beta·C. A: op(A) [M, K], B: op(B) [K, N], C: [M, N]; or all three rank 3 with a
 // leading batch extent. With beta == 0, C is not read.
