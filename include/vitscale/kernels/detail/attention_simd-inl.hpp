@@ -25,11 +25,19 @@ namespace hn = hwy::HWY_NAMESPACE;
 using lanes_tag = hn::CappedTag<float, 16>;
 using lanes_vec = hn::Vec<lanes_tag>;
 
-#if HWY_ARCH_X86 && (HWY_TARGET == HWY_AVX2 || HWY_TARGET == HWY_SSE4 || HWY_TARGET == HWY_SSSE3)
-inline constexpr int max_accumulators = 8;  // 16 registers: 8 sums, the streamed vector, the broadcasts
+// A 16-lane group is `vectors` vectors. A product keeps rows × vectors accumulators in registers, with each
+// broadcast row element used for all of a group's vectors: 12 accumulators where there are 16 vector registers
+// (x86 before AVX-512: 6 rows × 2 vectors on AVX2), 24 where there are 32 (16 rows × 1 on AVX-512, 6 × 4 on
+// NEON). On AVX2 that is 2 loads and 6 broadcasts per 12 FMAs, so the two FMA ports, not the loads, set the pace.
+inline constexpr int vectors = static_cast<int>(16 / hn::MaxLanes(lanes_tag()));
+#if HWY_ARCH_X86 && (HWY_TARGET == HWY_AVX2 || HWY_TARGET == HWY_SSE4 || HWY_TARGET == HWY_SSSE3 || \
+                     HWY_TARGET == HWY_EMU128 || HWY_TARGET == HWY_SCALAR)
+inline constexpr int accumulator_registers = 12;
 #else
-inline constexpr int max_accumulators = 16;
+inline constexpr int accumulator_registers = 24;
 #endif
+inline constexpr int max_rows = accumulator_registers / vectors >= 16 ? 16
+                                : accumulator_registers / vectors >= 1 ? accumulator_registers / vectors : 1;
 
 // vitscale::fast::exp2_flush on a vector, the same operations (the integer conversion truncates a positive
 // sum, so it floors it).
@@ -50,43 +58,76 @@ HWY_INLINE lanes_vec exp2_flush(lanes_vec x) {
   return hn::IfThenZeroElse(hn::Lt(x, hn::Set(df, -126.0f)), hn::Mul(p, two_n));
 }
 
+// The products below take the head dimension as a template argument D where it is one of the presets' (and
+// the Fashion-MNIST model's), so that the R streamed rows are addressed as one base plus constant offsets
+// (a runtime stride costs a register per row, which AVX-512's 16 accumulators cannot spare: 10% slower);
+// D = 0 is any other multiple of 8, read from d. Same sums, same order, either way.
+#define VITSCALE_ATTENTION_SIMD_HEAD_DIMS(X) X(32) X(64) X(80) X(88) X(104) X(112) X(128)
+
 // out[j * 16 + l] = sum_c rows[j * d + c] * t[c * 16 + l] for R rows.
-template <int R>
+template <int D, int R>
 HWY_INLINE void product_rows(const float* HWY_RESTRICT rows, const float* HWY_RESTRICT t, float* HWY_RESTRICT out,
-                             int d) {
+                             int d_runtime) {
+  const int d = D > 0 ? D : d_runtime;
   const lanes_tag df;
-  const int step = static_cast<int>(hn::Lanes(df));
-  for (int l0 = 0; l0 < 16; l0 += step) {
-    lanes_vec acc[R];
-    for (int j = 0; j < R; ++j) acc[j] = hn::Zero(df);
-    for (int c = 0; c < d; ++c) {
-      const lanes_vec tv = hn::LoadU(df, t + 16 * c + l0);
-      for (int j = 0; j < R; ++j) acc[j] = hn::MulAdd(hn::Set(df, rows[j * d + c]), tv, acc[j]);
+  constexpr int V = vectors;
+  constexpr int N = 16 / V;
+  lanes_vec acc[R][V];
+  for (int j = 0; j < R; ++j)
+    for (int v = 0; v < V; ++v) acc[j][v] = hn::Zero(df);
+  for (int c = 0; c < d; ++c) {
+    lanes_vec tv[V];
+    for (int v = 0; v < V; ++v) tv[v] = hn::LoadU(df, t + 16 * c + N * v);
+    for (int j = 0; j < R; ++j) {
+      const lanes_vec a = hn::Set(df, rows[j * d + c]);
+      for (int v = 0; v < V; ++v) acc[j][v] = hn::MulAdd(a, tv[v], acc[j][v]);
     }
-    for (int j = 0; j < R; ++j) hn::StoreU(acc[j], df, out + 16 * j + l0);
   }
+  for (int j = 0; j < R; ++j)
+    for (int v = 0; v < V; ++v) hn::StoreU(acc[j][v], df, out + 16 * j + N * v);
 }
 
-// attention_lane_products: n rows, in blocks of max_accumulators, then 8, 4, 2, 1.
-inline HWY_NOINLINE void lane_products(const float* rows, const float* t, float* out, int n, int d) {
-  constexpr int big = max_accumulators;
+// attention_lane_products: n rows, in blocks of max_rows, then 8, 4, 2, 1 (those smaller than max_rows).
+template <int D>
+HWY_INLINE void lane_products_d(const float* rows, const float* t, float* out, int n, int d_runtime) {
+  const int d = D > 0 ? D : d_runtime;
+  constexpr int big = max_rows;
   int j = 0;
-  for (; j + big <= n; j += big) product_rows<big>(rows + j * d, t, out + 16 * j, d);
+  for (; j + big <= n; j += big) product_rows<D, big>(rows + j * d, t, out + 16 * j, d);
   if constexpr (big > 8) {
     if (n - j >= 8) {
-      product_rows<8>(rows + j * d, t, out + 16 * j, d);
+      product_rows<D, 8>(rows + j * d, t, out + 16 * j, d);
       j += 8;
     }
   }
-  if (n - j >= 4) {
-    product_rows<4>(rows + j * d, t, out + 16 * j, d);
-    j += 4;
+  if constexpr (big > 4) {
+    if (n - j >= 4) {
+      product_rows<D, 4>(rows + j * d, t, out + 16 * j, d);
+      j += 4;
+    }
   }
-  if (n - j >= 2) {
-    product_rows<2>(rows + j * d, t, out + 16 * j, d);
-    j += 2;
+  if constexpr (big > 2) {
+    while (n - j >= 2) {
+      product_rows<D, 2>(rows + j * d, t, out + 16 * j, d);
+      j += 2;
+    }
   }
-  if (n - j >= 1) product_rows<1>(rows + j * d, t, out + 16 * j, d);
+  while (n - j >= 1) {
+    product_rows<D, 1>(rows + j * d, t, out + 16 * j, d);
+    j += 1;
+  }
+}
+
+inline HWY_NOINLINE void lane_products(const float* rows, const float* t, float* out, int n, int d) {
+  switch (d) {
+#define VITSCALE_CASE(D) \
+  case D:                \
+    return lane_products_d<D>(rows, t, out, n, d);
+    VITSCALE_ATTENTION_SIMD_HEAD_DIMS(VITSCALE_CASE)
+#undef VITSCALE_CASE
+    default:
+      return lane_products_d<0>(rows, t, out, n, d);
+  }
 }
 
 // attention_softmax_step: the online softmax of 16 lanes over n >= 1 score rows s [n][16]; the maximum and
@@ -143,36 +184,80 @@ inline HWY_NOINLINE void ds_rows(float* p, float* ds, int n, const float* shift,
   }
 }
 
-// C columns of lane_accumulate, one lane vector at a time.
-template <int C>
+// C columns of lane_accumulate: C × vectors accumulators, each row element broadcast once for all vectors.
+template <int D, int C>
 HWY_INLINE void accumulate_columns(float* HWY_RESTRICT acc, const float* HWY_RESTRICT rows,
-                                   const float* HWY_RESTRICT w, int n, int d, const float* HWY_RESTRICT alpha) {
+                                   const float* HWY_RESTRICT w, int n, int d_runtime, const float* HWY_RESTRICT alpha) {
+  const int d = D > 0 ? D : d_runtime;
   const lanes_tag df;
-  const int step = static_cast<int>(hn::Lanes(df));
-  for (int l0 = 0; l0 < 16; l0 += step) {
-    lanes_vec o[C];
-    for (int c = 0; c < C; ++c) o[c] = hn::LoadU(df, acc + 16 * c + l0);
-    if (alpha != nullptr) {
-      const lanes_vec a = hn::LoadU(df, alpha + l0);
-      for (int c = 0; c < C; ++c) o[c] = hn::Mul(o[c], a);
+  constexpr int V = vectors;
+  constexpr int N = 16 / V;
+  lanes_vec o[C][V];
+  for (int c = 0; c < C; ++c)
+    for (int v = 0; v < V; ++v) o[c][v] = hn::LoadU(df, acc + 16 * c + N * v);
+  if (alpha != nullptr) {
+    for (int v = 0; v < V; ++v) {
+      const lanes_vec a = hn::LoadU(df, alpha + N * v);
+      for (int c = 0; c < C; ++c) o[c][v] = hn::Mul(o[c][v], a);
     }
-    for (int j = 0; j < n; ++j) {
-      const lanes_vec wv = hn::LoadU(df, w + 16 * j + l0);
-      const float* r = rows + j * d;
-      for (int c = 0; c < C; ++c) o[c] = hn::MulAdd(hn::Set(df, r[c]), wv, o[c]);
-    }
-    for (int c = 0; c < C; ++c) hn::StoreU(o[c], df, acc + 16 * c + l0);
   }
+  for (int j = 0; j < n; ++j) {
+    lanes_vec wv[V];
+    for (int v = 0; v < V; ++v) wv[v] = hn::LoadU(df, w + 16 * j + N * v);
+    const float* r = rows + j * d;
+    for (int c = 0; c < C; ++c) {
+      const lanes_vec a = hn::Set(df, r[c]);
+      for (int v = 0; v < V; ++v) o[c][v] = hn::MulAdd(a, wv[v], o[c][v]);
+    }
+  }
+  for (int c = 0; c < C; ++c)
+    for (int v = 0; v < V; ++v) hn::StoreU(o[c][v], df, acc + 16 * c + N * v);
 }
 
 // attention_lane_accumulate: acc[c * 16 + l] = acc[c * 16 + l] (· alpha[l] unless alpha is null)
-// + sum_{j < n} rows[j * d + c] · w[j * 16 + l], j increasing; d is a multiple of 8.
-inline HWY_NOINLINE void lane_accumulate(float* acc, const float* rows, const float* w, int n, int d, const float* alpha) {
-  constexpr int big = max_accumulators;
+// + sum_{j < n} rows[j * d + c] · w[j * 16 + l], j increasing; d is a multiple of 8. Columns in blocks of
+// max_rows, then 8, 4, 2, 1 (those smaller than max_rows).
+template <int D>
+HWY_INLINE void lane_accumulate_d(float* acc, const float* rows, const float* w, int n, int d_runtime,
+                                  const float* alpha) {
+  const int d = D > 0 ? D : d_runtime;
+  constexpr int big = max_rows;
   int c = 0;
-  for (; c + big <= d; c += big) accumulate_columns<big>(acc + 16 * c, rows + c, w, n, d, alpha);
+  for (; c + big <= d; c += big) accumulate_columns<D, big>(acc + 16 * c, rows + c, w, n, d, alpha);
   if constexpr (big > 8) {
-    if (d - c >= 8) accumulate_columns<8>(acc + 16 * c, rows + c, w, n, d, alpha);
+    if (d - c >= 8) {
+      accumulate_columns<D, 8>(acc + 16 * c, rows + c, w, n, d, alpha);
+      c += 8;
+    }
+  }
+  if constexpr (big > 4) {
+    if (d - c >= 4) {
+      accumulate_columns<D, 4>(acc + 16 * c, rows + c, w, n, d, alpha);
+      c += 4;
+    }
+  }
+  if constexpr (big > 2) {
+    while (d - c >= 2) {
+      accumulate_columns<D, 2>(acc + 16 * c, rows + c, w, n, d, alpha);
+      c += 2;
+    }
+  }
+  while (d - c >= 1) {
+    accumulate_columns<D, 1>(acc + 16 * c, rows + c, w, n, d, alpha);
+    c += 1;
+  }
+}
+
+inline HWY_NOINLINE void lane_accumulate(float* acc, const float* rows, const float* w, int n, int d,
+                                         const float* alpha) {
+  switch (d) {
+#define VITSCALE_CASE(D) \
+  case D:                \
+    return lane_accumulate_d<D>(acc, rows, w, n, d, alpha);
+    VITSCALE_ATTENTION_SIMD_HEAD_DIMS(VITSCALE_CASE)
+#undef VITSCALE_CASE
+    default:
+      return lane_accumulate_d<0>(acc, rows, w, n, d, alpha);
   }
 }
 
