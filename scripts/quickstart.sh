@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The README's two commands:
 #   scripts/quickstart.sh example [ARGS...]   set up, build, run the main example (ARGS go to it)
-#   scripts/quickstart.sh test                set up, build, run the whole test suite, then the file
+#   scripts/quickstart.sh test                set up, build, run the whole test suite, then the kernel and
+#                                             model tests cross-compiled for aarch64 under qemu
+#                                             (scripts/cross_arm.sh; VITSCALE_CROSS_ARM=0 skips it), then the file
 #                                             readers' fuzzers (scripts/fuzz.sh; VITSCALE_FUZZ_SECONDS each,
 #                                             default 60; 0 runs only their committed seeds and crashers),
 #                                             then the whole test suite once more, built with
@@ -58,6 +60,8 @@ case "$mode" in
   example) exec "$build/examples/train" "$@" ;;
   test)
     (cd "$build" && ctest --output-on-failure --parallel "$jobs")
+    # The same library on 64-bit Arm (NEON and the portable SIMD target), cross-built and run under qemu.
+    [ "${VITSCALE_CROSS_ARM:-1}" = 0 ] || "$repo/scripts/cross_arm.sh" "$build-aarch64"
     "$repo/scripts/fuzz.sh" "$build/fuzz" "${VITSCALE_FUZZ_SECONDS:-60}"
     sanitize_tests ;;
 esac
