@@ -97,10 +97,13 @@ row measure(const shape& s, int reps, const space& exec) {
     }));
   };
 #if VITSCALE_HAVE_ONEDNN
-  onednn_direct direct(s.m, s.k, s.n,
-                       std::is_same<T, float>::value ? dnnl::memory::data_type::f32 : dnnl::memory::data_type::bf16,
-                       a.data(), b.data(), c.data());
-  r.onednn = gflops(time_it(reps, direct));
+  // oneDNN itself has no bf16 matmul without AVX-512 (vitscale widens to float there): no direct column then.
+  if (std::is_same<T, float>::value || vk::gemm_detail::onednn_has_bf16_matmul()) {
+    onednn_direct direct(s.m, s.k, s.n,
+                         std::is_same<T, float>::value ? dnnl::memory::data_type::f32 : dnnl::memory::data_type::bf16,
+                         a.data(), b.data(), c.data());
+    r.onednn = gflops(time_it(reps, direct));
+  }
   r.vs_onednn = call(vk::gemm_backend::onednn{});
 #endif
   if constexpr (std::is_same<T, float>::value) {  // Eigen has no bf16 GEMM of its own to compare with
