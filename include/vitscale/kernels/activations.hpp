@@ -50,9 +50,9 @@ KOKKOS_INLINE_FUNCTION A gelu_derivative(A x) {
       // float precision anyway), and the polynomial factor uses x clamped to ±10, beyond which the second
       // term is below 1e−30: no inf·0 for huge |x|. Comparisons written so that NaN passes through.
       const float u = k * (x + c * x * x * x);
-      const float e = fast::exp(-2.0f * (u < -40.0f ? -40.0f : u));
+      const float e = fast::exp(-2.0f * fast::detail::select(u < -40.0f, -40.0f, u));
       const float s = 1.0f / (1.0f + e);
-      const float xc = x < -10.0f ? -10.0f : (x > 10.0f ? 10.0f : x);
+      const float xc = fast::detail::select(x < -10.0f, -10.0f, fast::detail::select(x > 10.0f, 10.0f, x));
       return s + 2.0f * xc * (s * (e * s)) * k * (1.0f + 3.0f * c * xc * xc);
     } else {
       const A t = kmath::tanh(k * (x + c * x * x * x));
