@@ -54,8 +54,17 @@ packages=(g++ cmake make ninja-build xz-utils
 [ "$fuzz_tools" -eq 0 ] || packages+=(clang libclang-rt-14-dev libomp-14-dev)
 missing=()
 if command -v dpkg-query >/dev/null 2>&1; then
+  # The machine's own architecture first: where arm64 is enabled too (scripts/cross_arm.sh), a multiarch
+  # package such as libhwy-dev answers once per architecture; Architecture: all packages answer to no
+  # architecture qualifier, only to their plain name.
+  arch=$(dpkg --print-architecture)
+  installed() {
+    local status
+    status=$(dpkg-query -W -f='${Status}' "$1:$arch" 2>/dev/null) || status=$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null) || true
+    [ "$status" = "install ok installed" ]
+  }
   for p in "${packages[@]}"; do
-    [ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" = "install ok installed" ] || missing+=("$p")
+    installed "$p" || missing+=("$p")
   done
 else
   die "this script installs its dependencies with apt-get and needs Debian 12 (or a derivative); on other systems install Kokkos (OpenMP), Eigen 3.4, doctest, oneDNN, nlohmann-json, CLI11, stb, zlib and an MPI yourself (and Fashion-MNIST's four IDX files in /usr/share/datasets/fashion-mnist) and configure with -DKokkos_ROOT=..."
