@@ -41,6 +41,8 @@ prefix="$cache_dir/kokkos-$kokkos_version-openmp-aarch64"
 
 say() { echo "[vitscale cross-arm] $*" >&2; }
 die() { echo "[vitscale cross-arm] error: $*" >&2; exit 1; }
+# shellcheck source=scripts/kokkos_source.sh
+. "$repo/scripts/kokkos_source.sh"
 
 # Stage timings, printed as each stage ends and again at the end.
 timings=()
@@ -119,29 +121,14 @@ else
   have_trilinos_source || { apt_update; have_trilinos_source; } \
     || die "apt knows no source package 'trilinos': run scripts/setup.sh once (it adds the deb-src entries), then this script again"
 
-  say "downloading Debian's trilinos source package (Kokkos $kokkos_version is packages/kokkos)"
-  (cd "$work" && apt-get source --download-only -qq trilinos >/dev/null 2>"$work/apt-source.log") \
-    || die "apt-get source --download-only trilinos failed: $(tail -n 3 "$work/apt-source.log")"
-  tarball=$(ls "$work"/trilinos_*.orig.tar.* 2>/dev/null | head -n 1)
-  [ -n "$tarball" ] || die "the trilinos source package holds no .orig tarball"
-  say "unpacking packages/kokkos from $(basename "$tarball")"
-  tar -xf "$tarball" -C "$work" --wildcards '*/packages/kokkos/*' \
-    || die "cannot unpack packages/kokkos from $tarball"
-  src=$(ls -d "$work"/*/packages/kokkos | head -n 1)
-  version_found=$(sed -n 's/.*set(Kokkos_VERSION_\(MAJOR\|MINOR\|PATCH\) \([0-9]*\)).*/\2/p' "$src/CMakeLists.txt" \
-                  | head -n 3 | paste -sd. -)
-  case "$version_found" in
-    3.4.1|3.4.01) ;;
-    *) die "the trilinos source package carries Kokkos '$version_found', not $kokkos_version" ;;
-  esac
+  unpack_kokkos_source "$work"
+  src=$kokkos_src
 
   say "cross-building Kokkos $kokkos_version (OpenMP + Serial, C++17, aarch64) into $prefix"
   rm -rf "$prefix"
   # The same options as scripts/setup.sh's host build; no Kokkos_ARCH_*: generic armv8-a code, as for vitscale.
   { cmake -S "$src" -B "$work/build" -G Ninja -DCMAKE_TOOLCHAIN_FILE="$toolchain" \
-      -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX="$prefix" -DCMAKE_CXX_STANDARD=17 \
-      -DCMAKE_CXX_EXTENSIONS=OFF -DCMAKE_POSITION_INDEPENDENT_CODE=ON \
-      -DKokkos_ENABLE_OPENMP=ON -DKokkos_ENABLE_SERIAL=ON -DKokkos_ENABLE_TESTS=OFF \
+      "${kokkos_cmake_options[@]}" -DCMAKE_INSTALL_PREFIX="$prefix" \
     && cmake --build "$work/build" --parallel "$jobs" \
     && cmake --install "$work/build"; } >"$work/build.log" 2>&1 \
     || { cp "$work/build.log" "$cache_dir/kokkos-aarch64-build.log"; \

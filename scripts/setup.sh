@@ -35,6 +35,8 @@ done
 
 say() { echo "[vitscale setup] $*" >&2; }
 die() { echo "[vitscale setup] error: $*" >&2; exit 1; }
+# shellcheck source=scripts/kokkos_source.sh
+. "$repo/scripts/kokkos_source.sh"
 
 kokkos_version=3.4.01
 cache_dir=${VITSCALE_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/vitscale}
@@ -165,29 +167,14 @@ else
         || die "apt knows no source package 'trilinos' even after adding deb-src entries"
     fi
 
-    say "downloading Debian's trilinos source package (Kokkos $kokkos_version is packages/kokkos)"
-    (cd "$work" && apt-get source --download-only -qq trilinos >/dev/null 2>"$work/apt-source.log") \
-      || die "apt-get source --download-only trilinos failed: $(tail -n 3 "$work/apt-source.log")"
-    tarball=$(ls "$work"/trilinos_*.orig.tar.* 2>/dev/null | head -n 1)
-    [ -n "$tarball" ] || die "the trilinos source package holds no .orig tarball"
-    say "unpacking packages/kokkos from $(basename "$tarball")"
-    tar -xf "$tarball" -C "$work" --wildcards '*/packages/kokkos/*' \
-      || die "cannot unpack packages/kokkos from $tarball"
-    src=$(ls -d "$work"/*/packages/kokkos | head -n 1)
-    version_found=$(sed -n 's/.*set(Kokkos_VERSION_\(MAJOR\|MINOR\|PATCH\) \([0-9]*\)).*/\2/p' "$src/CMakeLists.txt" \
-                    | head -n 3 | paste -sd. -)
-    case "$version_found" in
-      3.4.1|3.4.01) ;;
-      *) die "the trilinos source package carries Kokkos '$version_found', not $kokkos_version" ;;
-    esac
+    unpack_kokkos_source "$work"
+    src=$kokkos_src
 
     say "building Kokkos $kokkos_version (OpenMP + Serial, C++17) into $prefix"
     generator=(); command -v ninja >/dev/null 2>&1 && generator=(-G Ninja)
     rm -rf "$prefix"
     { cmake -S "$src" -B "$work/build" "${generator[@]}" \
-        -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX="$prefix" -DCMAKE_CXX_STANDARD=17 \
-        -DCMAKE_CXX_EXTENSIONS=OFF -DCMAKE_POSITION_INDEPENDENT_CODE=ON \
-        -DKokkos_ENABLE_OPENMP=ON -DKokkos_ENABLE_SERIAL=ON -DKokkos_ENABLE_TESTS=OFF \
+        "${kokkos_cmake_options[@]}" -DCMAKE_INSTALL_PREFIX="$prefix" \
       && cmake --build "$work/build" --parallel "$(nproc)" \
       && cmake --install "$work/build"; } >"$work/build.log" 2>&1 \
       || { cp "$work/build.log" "$cache_dir/kokkos-build.log"; \
