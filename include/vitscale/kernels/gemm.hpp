@@ -330,6 +330,25 @@ void widen(const ExecSpace& space, const ::vitscale::bf16* src, std::int64_t bat
       });
 }
 
+// Widens bf16 operands A and B into packed float copies in the calling thread's buffers slot_a and slot_b
+// (queued on `space`, not fenced) and points `p` at their layout: the float problem of the same product.
+template <class ExecSpace>
+void widen_operands(const ExecSpace& space, problem& p, const ::vitscale::bf16* a, const ::vitscale::bf16* b,
+                    int slot_a, int slot_b, const float*& af, const float*& bf) {
+  const std::int64_t a_rows = p.op_a == gemm_op::n ? p.m : p.k, a_cols = p.op_a == gemm_op::n ? p.k : p.m;
+  const std::int64_t b_rows = p.op_b == gemm_op::n ? p.k : p.n, b_cols = p.op_b == gemm_op::n ? p.n : p.k;
+  float* aw = thread_buffer(slot_a, static_cast<std::size_t>(p.batch * a_rows * a_cols));
+  float* bw = thread_buffer(slot_b, static_cast<std::size_t>(p.batch * b_rows * b_cols));
+  widen(space, a, p.batch, a_rows, a_cols, p.lda, p.sa, aw);
+  widen(space, b, p.batch, b_rows, b_cols, p.ldb, p.sb, bw);
+  af = aw;
+  bf = bw;
+  p.lda = a_cols;
+  p.sa = a_rows * a_cols;
+  p.ldb = b_cols;
+  p.sb = b_rows * b_cols;
+}
+
 template <class ExecSpace, class TA, class TBias, class TC>
 void run_eigen(const ExecSpace& space, problem p, const TA* a, const TA* b, const TBias* bias, TC* c) {
   space.fence();
@@ -340,19 +359,8 @@ void run_eigen(const ExecSpace& space, problem p, const TA* a, const TA* b, cons
     af = a;
     bf = b;
   } else {
-    const std::int64_t a_rows = p.op_a == gemm_op::n ? p.m : p.k, a_cols = p.op_a == gemm_op::n ? p.k : p.m;
-    const std::int64_t b_rows = p.op_b == gemm_op::n ? p.k : p.n, b_cols = p.op_b == gemm_op::n ? p.n : p.k;
-    float* aw = thread_buffer(0, static_cast<std::size_t>(p.batch * a_rows * a_cols));
-    float* bw = thread_buffer(1, static_cast<std::size_t>(p.batch * b_rows * b_cols));
-    widen(space, a, p.batch, a_rows, a_cols, p.lda, p.sa, aw);
-    widen(space, b, p.batch, b_rows, b_cols, p.ldb, p.sb, bw);
+    widen_operands(space, p, a, b, 0, 1, af, bf);
     space.fence();
-    af = aw;
-    bf = bw;
-    p.lda = a_cols;
-    p.sa = a_rows * a_cols;
-    p.ldb = b_cols;
-    p.sb = b_rows * b_cols;
   }
   const bool direct = std::is_same<TC, float>::value && (p.epilogue == gemm_epilogue::none || p.beta == 0.0f);
   float* work = direct ? nullptr : thread_buffer(2, static_cast<std::size_t>(p.m * p.n));
@@ -485,16 +493,20 @@ inline const onednn_entry& onednn_primitive(const problem& p, dnnl::memory::data
 // Whether oneDNN runs a bf16 matmul on this CPU: oneDNN 2.x needs AVX-512 (avx512_core, where bf16 is
 // emulated, or avx512_core_bf16); on AVX2-only x86 and on Arm it builds no bf16 primitive. Read once, after
 // ONEDNN_MAX_CPU_ISA has capped the ISA (so a capped run takes the same path as a machine without AVX-512).
-inline bool onednn_has_bf16_matmul() {
-  static const bool has = [] {
+// Whether oneDNN's effective ISA (after ONEDNN_MAX_CPU_ISA) includes `isa`; oneDNN's ISA values are nested bit
+// sets, each containing the ones below it. Always false off x86, where the x86 ISA names mean nothing.
+inline bool onednn_isa_has(dnnl::cpu_isa isa) {
 #if defined(__x86_64__) || defined(_M_X64)
-    const unsigned isa = static_cast<unsigned>(dnnl::get_effective_cpu_isa());
-    const unsigned core = static_cast<unsigned>(dnnl::cpu_isa::avx512_core);
-    return (isa & core) == core;
+  const unsigned have = static_cast<unsigned>(dnnl::get_effective_cpu_isa()), want = static_cast<unsigned>(isa);
+  return (have & want) == want;
 #else
-    return false;
+  (void)isa;
+  return false;
 #endif
-  }();
+}
+
+inline bool onednn_has_bf16_matmul() {
+  static const bool has = onednn_isa_has(dnnl::cpu_isa::avx512_core);
   return has;
 }
 
@@ -502,31 +514,22 @@ template <class ExecSpace, class TA, class TBias, class TC>
 void run_onednn(const ExecSpace& space, const problem& p, const TA* a, const TA* b, const TBias* bias, TC* c) {
   if constexpr (std::is_same<TA, ::vitscale::bf16>::value) {
     if (!onednn_has_bf16_matmul()) {
-      // No bf16 matmul on this CPU: the operands are widened to float (exact) and multiplied in float, which
-      // is the same product with the same float accumulation, so the result differs only in summation order.
-      space.fence();
-      const std::int64_t a_rows = p.op_a == gemm_op::n ? p.m : p.k, a_cols = p.op_a == gemm_op::n ? p.k : p.m;
-      const std::int64_t b_rows = p.op_b == gemm_op::n ? p.k : p.n, b_cols = p.op_b == gemm_op::n ? p.n : p.k;
-      float* aw = thread_buffer(3, static_cast<std::size_t>(p.batch * a_rows * a_cols));
-      float* bw = thread_buffer(4, static_cast<std::size_t>(p.batch * b_rows * b_cols));
-      widen(space, a, p.batch, a_rows, a_cols, p.lda, p.sa, aw);
-      widen(space, b, p.batch, b_rows, b_cols, p.ldb, p.sb, bw);
+      // No bf16 matmul on this CPU: the operands (and a bf16 bias) are widened to float, exactly, and oneDNN
+      // multiplies in float with the same float accumulation. The float call fences before oneDNN reads.
       problem wide = p;
-      wide.lda = a_cols;
-      wide.sa = a_rows * a_cols;
-      wide.ldb = b_cols;
-      wide.sb = b_rows * b_cols;
+      const float* af;
+      const float* bf;
+      widen_operands(space, wide, a, b, 3, 4, af, bf);
       if constexpr (std::is_same<TBias, ::vitscale::bf16>::value) {
+        float* biasw = nullptr;
         if (bias != nullptr) {
-          float* biasw = thread_buffer(1, static_cast<std::size_t>(p.n));
+          biasw = thread_buffer(1, static_cast<std::size_t>(p.n));
           widen(space, bias, 1, 1, p.n, p.n, p.n, biasw);
-          space.fence();
-          run_onednn(space, wide, aw, bw, static_cast<const float*>(biasw), c);
-          return;
         }
+        run_onednn(space, wide, af, bf, static_cast<const float*>(biasw), c);
+      } else {
+        run_onednn(space, wide, af, bf, bias, c);
       }
-      space.fence();
-      run_onednn(space, wide, aw, bw, bias, c);
       return;
     }
   }
@@ -863,12 +866,8 @@ void dispatch(const ExecSpace& space, gemm_op op_a, gemm_op op_b, float alpha, c
 // AMX). Elsewhere they are widened to float before the product (oneDNN on AVX-512 without bf16 emulates it),
 // so a bf16 policy saves memory but not time there; the examples pick fp32 then (benchmarks/RESULTS.md).
 inline bool host_bf16_gemm_is_native() {
-#if VITSCALE_GEMM_ONEDNN && (defined(__x86_64__) || defined(_M_X64))
-  static const bool native = [] {
-    const unsigned isa = static_cast<unsigned>(dnnl::get_effective_cpu_isa());
-    const unsigned bf16 = static_cast<unsigned>(dnnl::cpu_isa::avx512_core_bf16);
-    return (isa & bf16) == bf16;
-  }();
+#if VITSCALE_GEMM_ONEDNN
+  static const bool native = gemm_detail::onednn_isa_has(dnnl::cpu_isa::avx512_core_bf16);
   return native;
 #else
   return false;
