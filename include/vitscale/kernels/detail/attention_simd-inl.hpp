@@ -17,6 +17,8 @@
 
 #include <hwy/highway.h>
 
+#include <type_traits>
+
 HWY_BEFORE_NAMESPACE();
 namespace vitscale::kernels::detail::attention_simd {
 namespace HWY_NAMESPACE {
@@ -58,6 +60,37 @@ HWY_INLINE lanes_vec exp2_flush(lanes_vec x) {
   return hn::IfThenZeroElse(hn::Lt(x, hn::Set(df, -126.0f)), hn::Mul(p, two_n));
 }
 
+// Calls f(std::integral_constant<int, R>(), i) for consecutive blocks [i, i + R) that cover [0, n): blocks of
+// max_rows, then one each of 8, 4, 2 and 1 where smaller than max_rows, so that a tile's last rows (N = 197
+// leaves 5 keys) cost what they are rather than a padded block.
+template <class F>
+HWY_INLINE void for_each_block(int n, const F& f) {
+  constexpr int big = max_rows;
+  int i = 0;
+  for (; i + big <= n; i += big) f(std::integral_constant<int, big>(), i);
+  if constexpr (big > 8) {
+    if (n - i >= 8) {
+      f(std::integral_constant<int, 8>(), i);
+      i += 8;
+    }
+  }
+  if constexpr (big > 4) {
+    if (n - i >= 4) {
+      f(std::integral_constant<int, 4>(), i);
+      i += 4;
+    }
+  }
+  if constexpr (big > 2) {
+    if (n - i >= 2) {
+      f(std::integral_constant<int, 2>(), i);
+      i += 2;
+    }
+  }
+  if constexpr (big > 1) {
+    if (n - i >= 1) f(std::integral_constant<int, 1>(), i);
+  }
+}
+
 // The products below take the head dimension as a template argument D where it is one of the presets' (and
 // the Fashion-MNIST model's), so that the R streamed rows are addressed as one base plus constant offsets
 // (a runtime stride costs a register per row, which AVX-512's 16 accumulators cannot spare: 10% slower);
@@ -87,35 +120,11 @@ HWY_INLINE void product_rows(const float* HWY_RESTRICT rows, const float* HWY_RE
     for (int v = 0; v < V; ++v) hn::StoreU(acc[j][v], df, out + 16 * j + N * v);
 }
 
-// attention_lane_products: n rows, in blocks of max_rows, then 8, 4, 2, 1 (those smaller than max_rows).
+// attention_lane_products: n rows, in the blocks of for_each_block.
 template <int D>
 HWY_INLINE void lane_products_d(const float* rows, const float* t, float* out, int n, int d_runtime) {
   const int d = D > 0 ? D : d_runtime;
-  constexpr int big = max_rows;
-  int j = 0;
-  for (; j + big <= n; j += big) product_rows<D, big>(rows + j * d, t, out + 16 * j, d);
-  if constexpr (big > 8) {
-    if (n - j >= 8) {
-      product_rows<D, 8>(rows + j * d, t, out + 16 * j, d);
-      j += 8;
-    }
-  }
-  if constexpr (big > 4) {
-    if (n - j >= 4) {
-      product_rows<D, 4>(rows + j * d, t, out + 16 * j, d);
-      j += 4;
-    }
-  }
-  if constexpr (big > 2) {
-    while (n - j >= 2) {
-      product_rows<D, 2>(rows + j * d, t, out + 16 * j, d);
-      j += 2;
-    }
-  }
-  while (n - j >= 1) {
-    product_rows<D, 1>(rows + j * d, t, out + 16 * j, d);
-    j += 1;
-  }
+  for_each_block(n, [&](auto r, int j) { product_rows<D, decltype(r)::value>(rows + j * d, t, out + 16 * j, d); });
 }
 
 inline HWY_NOINLINE void lane_products(const float* rows, const float* t, float* out, int n, int d) {
@@ -215,37 +224,14 @@ HWY_INLINE void accumulate_columns(float* HWY_RESTRICT acc, const float* HWY_RES
 }
 
 // attention_lane_accumulate: acc[c * 16 + l] = acc[c * 16 + l] (· alpha[l] unless alpha is null)
-// + sum_{j < n} rows[j * d + c] · w[j * 16 + l], j increasing; d is a multiple of 8. Columns in blocks of
-// max_rows, then 8, 4, 2, 1 (those smaller than max_rows).
+// + sum_{j < n} rows[j * d + c] · w[j * 16 + l], j increasing; columns in the blocks of for_each_block.
 template <int D>
 HWY_INLINE void lane_accumulate_d(float* acc, const float* rows, const float* w, int n, int d_runtime,
                                   const float* alpha) {
   const int d = D > 0 ? D : d_runtime;
-  constexpr int big = max_rows;
-  int c = 0;
-  for (; c + big <= d; c += big) accumulate_columns<D, big>(acc + 16 * c, rows + c, w, n, d, alpha);
-  if constexpr (big > 8) {
-    if (d - c >= 8) {
-      accumulate_columns<D, 8>(acc + 16 * c, rows + c, w, n, d, alpha);
-      c += 8;
-    }
-  }
-  if constexpr (big > 4) {
-    if (d - c >= 4) {
-      accumulate_columns<D, 4>(acc + 16 * c, rows + c, w, n, d, alpha);
-      c += 4;
-    }
-  }
-  if constexpr (big > 2) {
-    while (d - c >= 2) {
-      accumulate_columns<D, 2>(acc + 16 * c, rows + c, w, n, d, alpha);
-      c += 2;
-    }
-  }
-  while (d - c >= 1) {
-    accumulate_columns<D, 1>(acc + 16 * c, rows + c, w, n, d, alpha);
-    c += 1;
-  }
+  for_each_block(d, [&](auto r, int c) {
+    accumulate_columns<D, decltype(r)::value>(acc + 16 * c, rows + c, w, n, d, alpha);
+  });
 }
 
 inline HWY_NOINLINE void lane_accumulate(float* acc, const float* rows, const float* w, int n, int d,

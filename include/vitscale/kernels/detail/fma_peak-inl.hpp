@@ -28,25 +28,12 @@ namespace hn = hwy::HWY_NAMESPACE;
 inline HWY_NOINLINE double fma_chains(std::int64_t iterations, float* sink) {
   const hn::ScalableTag<float> df;
   const auto a = hn::Set(df, 0.999999f), b = hn::Set(df, 1e-7f);
-  auto c0 = hn::Set(df, 0.000f), c1 = hn::Set(df, 0.001f), c2 = hn::Set(df, 0.002f), c3 = hn::Set(df, 0.003f);
-  auto c4 = hn::Set(df, 0.004f), c5 = hn::Set(df, 0.005f), c6 = hn::Set(df, 0.006f), c7 = hn::Set(df, 0.007f);
-  auto c8 = hn::Set(df, 0.008f), c9 = hn::Set(df, 0.009f), c10 = hn::Set(df, 0.010f), c11 = hn::Set(df, 0.011f);
-  for (std::int64_t i = 0; i < iterations; ++i) {
-    c0 = hn::MulAdd(c0, a, b);
-    c1 = hn::MulAdd(c1, a, b);
-    c2 = hn::MulAdd(c2, a, b);
-    c3 = hn::MulAdd(c3, a, b);
-    c4 = hn::MulAdd(c4, a, b);
-    c5 = hn::MulAdd(c5, a, b);
-    c6 = hn::MulAdd(c6, a, b);
-    c7 = hn::MulAdd(c7, a, b);
-    c8 = hn::MulAdd(c8, a, b);
-    c9 = hn::MulAdd(c9, a, b);
-    c10 = hn::MulAdd(c10, a, b);
-    c11 = hn::MulAdd(c11, a, b);
-  }
-  const auto sum = hn::Add(hn::Add(hn::Add(hn::Add(c0, c1), hn::Add(c2, c3)), hn::Add(hn::Add(c4, c5), hn::Add(c6, c7))),
-                           hn::Add(hn::Add(c8, c9), hn::Add(c10, c11)));
+  hn::Vec<decltype(df)> c[12];
+  for (int k = 0; k < 12; ++k) c[k] = hn::Set(df, 0.001f * static_cast<float>(k));
+  for (std::int64_t i = 0; i < iterations; ++i)
+    for (int k = 0; k < 12; ++k) c[k] = hn::MulAdd(c[k], a, b);
+  auto sum = c[0];
+  for (int k = 1; k < 12; ++k) sum = hn::Add(sum, c[k]);
   *sink = hn::GetLane(hn::SumOfLanes(df, sum));
   return 2.0 * 12.0 * static_cast<double>(hn::Lanes(df)) * static_cast<double>(iterations);
 }
