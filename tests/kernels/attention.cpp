@@ -258,10 +258,23 @@ std::vector<unsigned char> bytes_of(const View& view) {
   return out;
 }
 
+// Runs a check on each code path the attention kernels take here: every SIMD target the CPU supports or,
+// in the build that forces the portable loops (test kernels_attention_portable), those loops once.
+template <class Check>
+void for_each_attention_path(Check&& check) {
+#if defined(VITSCALE_ATTENTION_PORTABLE_ONLY)
+  static_assert(!vk::detail::attention_simd_v<Kokkos::DefaultHostExecutionSpace>,
+                "VITSCALE_ATTENTION_PORTABLE_ONLY must turn the SIMD path off");
+  check(std::string("portable"));
+#else
+  vitscale::test::for_each_simd_target(check);
+#endif
+}
+
 }  // namespace
 
 TEST_CASE_TEMPLATE_DEFINE("attention forward and backward match double softmax attention, fp32", Space, att_f32) {
-  vitscale::test::for_each_simd_target([](const std::string&) {
+  for_each_attention_path([](const std::string&) {
     check_attention<Space, float, 64>({2, 3, 197, 197}, /*fused*/ true, 1);
     check_attention<Space, float, 64>({2, 2, 50, 50}, false, 2);
     check_attention<Space, float, 64>({2, 3, 1, 197}, false, 3);  // MAP pooling: one query over all tokens
@@ -281,7 +294,7 @@ TEST_CASE_TEMPLATE_DEFINE("attention forward and backward match double softmax a
 VITSCALE_ON_HOST_SPACES(att_f32);
 
 TEST_CASE_TEMPLATE_DEFINE("attention forward and backward match double softmax attention, bf16", Space, att_bf16) {
-  vitscale::test::for_each_simd_target([](const std::string&) {
+  for_each_attention_path([](const std::string&) {
     check_attention<Space, bf16, 64>({2, 3, 197, 197}, true, 11);
     check_attention<Space, bf16, 64>({2, 2, 1, 197}, false, 12);
     check_attention<Space, bf16, 64>({1, 1, 1, 1}, false, 13);
