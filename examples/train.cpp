@@ -274,11 +274,7 @@ int train_with_optimizer(const run_options& o) {
     opt.clip = {o.clip, 0.0};
     return train<Policy, optimizer_t>(o, opt);
   };
-  if (o.optimizer == "adamw") return run(static_cast<vs::optimizer::adamw<model_t>*>(nullptr));
-  if (o.optimizer == "adam-bf16") return run(static_cast<vs::optimizer::adam_bf16_momentum<model_t>*>(nullptr));
-  if (o.optimizer == "adafactor") return run(static_cast<vs::optimizer::adafactor<model_t>*>(nullptr));
-  if (o.optimizer == "sgd") return run(static_cast<vs::optimizer::sgd_momentum<model_t>*>(nullptr));
-  vs::detail::fail("unknown optimizer '", o.optimizer, "' (adamw, adam-bf16, adafactor, sgd)");
+  return vs::optimizer::with_registered<model_t>(o.optimizer, run);
 }
 
 }  // namespace
@@ -301,7 +297,8 @@ int main(int argc, char** argv) {
   app.add_option("--label-smoothing", o.label_smoothing, "softmax cross-entropy label smoothing");
   app.add_option("--drop-path", o.drop_path, "stochastic depth rate of the last block");
   app.add_option("--dropout", o.dropout, "dropout rate");
-  app.add_option("--optimizer", o.optimizer, "adamw, adam-bf16, adafactor, sgd");
+  app.add_option("--optimizer", o.optimizer,
+                 vs::optimizer::registered_names<vs::vit<fmnist_vit, vs::precision::fp32, space>>());
   app.add_option("--schedule", o.schedule, "cosine, linear, rsqrt (with a cooldown), constant (with a cooldown)");
   app.add_option("--precision", o.precision, "fp32, bf16 (bf16_mixed) or auto: bf16 where the CPU multiplies bf16 "
                                              "natively (AVX-512 bf16), else fp32, which is faster there");

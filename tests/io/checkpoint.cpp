@@ -466,8 +466,8 @@ struct large_run {
   io::training_state state;
   explicit large_run(std::uint64_t seed) : model(16), opt(model) {
     Kokkos::deep_copy(model.parameters().all(), 0.125f * float(seed));
-    Kokkos::deep_copy(opt.first_moment(), 0.25f * float(seed));
-    Kokkos::deep_copy(opt.second_moment(), 0.5f * float(seed));
+    Kokkos::deep_copy(opt.template moment<0>(), 0.25f * float(seed));
+    Kokkos::deep_copy(opt.template moment<1>(), 0.5f * float(seed));
     opt.set_steps(std::int64_t(seed) * 10);
     state.step = std::int64_t(seed) * 10;
     state.data = {std::uint32_t(seed), 8};

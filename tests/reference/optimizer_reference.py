@@ -14,8 +14,8 @@ gradients are closed-form functions of the arena index, computed in double and r
 way by the test. Each case runs 10 steps of
     g <- agc(g) (unit = a row of a weight, the whole tensor otherwise), then clip_by_global_norm
     p <- p - lr_t * u(g) - wd_group * ds_t * p
-with u from optax.trace / scale_by_adam / big_vision.scale_by_adafactor (re-built here from optax parts as
-big_vision/optax.py builds it), and stores every third element of the final parameters (and of the bf16
+with u from optax.trace / scale_by_adam / scale_by_lion / big_vision.scale_by_adafactor (re-built here from
+optax parts as big_vision/optax.py builds it), and stores every third element of the final parameters (and of the bf16
 first moment where there is one).
 """
 import json
@@ -127,6 +127,9 @@ def main():
         run("adafactor_block_rms", big_vision_adafactor(clip=1.0), 0.01),
         run("adamw_agc_global", optax.scale_by_adam(b1=0.9, b2=0.999, eps=1e-8), 0.01, agc=0.02, global_norm=5.0),
         run("sgd_global", optax.trace(decay=0.9), 0.05, global_norm=5.0),
+        run("lion", optax.scale_by_lion(b1=0.9, b2=0.99), 0.001),
+        run("lion_bf16_agc", optax.scale_by_lion(b1=0.9, b2=0.99, mu_dtype=jnp.bfloat16), 0.001, agc=0.02,
+            moment=lambda s: [m.astype(jnp.float32) for m in s.mu]),
     ]
     for c in cases:
         with open(os.path.join(out_dir, c["case"] + ".json"), "w") as f:

@@ -1,62 +1,117 @@
 #pragma once
-// Optimizer state layouts: how many bytes of state each optimizer keeps for one parameter tensor under a
-// precision policy. The optimizers themselves (train layer) keep exactly these buffers; the accounting
-// uses the layouts to size a run before anything is allocated.
+// Optimizer state declarations: the moments each optimizer keeps, as a list of (name, storage type, extent).
+// One declaration serves three readers: the accounting sizes a run from it before anything is allocated
+// (state_bytes), the optimizer allocates exactly these arenas (train/optimizer.hpp), and a training checkpoint
+// names and shapes its tensors after it (io/checkpoint.hpp: "<moment>.<parameter's timm name>").
 
 #include <vitscale/config/tensors.hpp>
 #include <vitscale/core/bf16.hpp>
 
+#include <cstddef>
 #include <cstdint>
 #include <type_traits>
 
 namespace vitscale {
 namespace optim {
 
+// What a moment is stored in: the precision policy's state type, or a fixed type whatever the policy.
+enum class storage { state_type, bf16, fp32 };
+
+// The extent of a moment: one value per parameter (the parameter's shape), or Adafactor's factored second
+// moment (row and column statistics of the matrix view where both dimensions are >= the factoring threshold,
+// the whole tensor otherwise).
+enum class extent { per_element, factored };
+
+struct moment {
+  const char* name;
+  storage type;
+  extent shape;
+};
+
+template <storage S, class Policy>
+struct stored_type;
+template <class Policy>
+struct stored_type<storage::state_type, Policy> {
+  using type = typename Policy::state_type;
+};
+template <class Policy>
+struct stored_type<storage::bf16, Policy> {
+  using type = bf16;
+};
+template <class Policy>
+struct stored_type<storage::fp32, Policy> {
+  using type = float;
+};
+// The element type of a moment stored as S under Policy.
+template <storage S, class Policy>
+using stored_t = typename stored_type<S, Policy>::type;
+
+template <class T>
+constexpr storage storage_of() {
+  static_assert(std::is_same<T, float>::value || std::is_same<T, bf16>::value,
+                "optimizer moments are stored in float or vitscale::bf16");
+  return std::is_same<T, bf16>::value ? storage::bf16 : storage::fp32;
+}
+
+// Tensors whose matrix view has both dimensions >= this have a factored second moment (big_vision's
+// min_dim_size_to_factor; the accounting assumes the default).
+constexpr std::int64_t min_dim_size_to_factor = 32;
+
+constexpr bool factored(const tensor_info& t, std::int64_t min_dim = min_dim_size_to_factor) {
+  return t.matrix_rows() >= min_dim && t.matrix_cols() >= min_dim;
+}
+
 struct state_layout_tag {};
 
-// SGD with momentum: one moment in the policy's state type.
-struct sgd_momentum : state_layout_tag {
-  static constexpr const char* name = "SGD-momentum";
+// A state layout: Self declares `moments[]`; the bytes per tensor follow from them.
+template <class Self>
+struct state_layout : state_layout_tag {
   template <class Policy>
   static constexpr std::int64_t state_bytes(const tensor_info& t) {
-    return t.numel() * std::int64_t(sizeof(typename Policy::state_type));
+    std::int64_t bytes = 0;
+    for (const moment& m : Self::moments) {
+      const std::int64_t size = m.type == storage::bf16 ? std::int64_t(sizeof(bf16))
+                                : m.type == storage::fp32 ? std::int64_t(sizeof(float))
+                                                          : std::int64_t(sizeof(typename Policy::state_type));
+      const std::int64_t count =
+          m.shape == extent::factored && factored(t) ? t.matrix_rows() + t.matrix_cols() : t.numel();
+      bytes += count * size;
+    }
+    return bytes;
   }
+  static constexpr std::size_t moment_count() { return sizeof(Self::moments) / sizeof(moment); }
 };
 
-// Adam / AdamW: first and second moments in the policy's state type.
-struct adam : state_layout_tag {
-  static constexpr const char* name = "Adam";
-  template <class Policy>
-  static constexpr std::int64_t state_bytes(const tensor_info& t) {
-    return 2 * t.numel() * std::int64_t(sizeof(typename Policy::state_type));
-  }
+// One moment per element, in the policy's state type or a fixed one: SGD with momentum (bf16 for big_vision's
+// momentum_hp) and Lion (Chen et al. 2023; optax's mu_dtype).
+template <storage Momentum>
+struct one_moment_in : state_layout<one_moment_in<Momentum>> {
+  static constexpr moment moments[] = {{"m", Momentum, extent::per_element}};
 };
+template <storage Momentum>
+using sgd_momentum_in = one_moment_in<Momentum>;
+using sgd_momentum = sgd_momentum_in<storage::state_type>;
+template <storage Momentum>
+using lion_in = one_moment_in<Momentum>;
+using lion = lion_in<storage::state_type>;
 
-// Adam with the first moment in bf16 (the ViT-G paper): the second moment stays in the state type,
-// because storing *it* in bf16 is what hurts.
-struct adam_bf16_momentum : state_layout_tag {
-  static constexpr const char* name = "Adam (bf16 m)";
-  template <class Policy>
-  static constexpr std::int64_t state_bytes(const tensor_info& t) {
-    return t.numel() * std::int64_t(sizeof(bf16) + sizeof(typename Policy::state_type));
-  }
+// Adam / AdamW: first and second moments in the policy's state type; the ViT-G paper's variant stores the
+// first in bf16 (the second stays in the state type, because storing *it* in bf16 is what hurts).
+template <storage First>
+struct adam_in : state_layout<adam_in<First>> {
+  static constexpr moment moments[] = {{"m", First, extent::per_element},
+                                       {"v", storage::state_type, extent::per_element}};
 };
+using adam = adam_in<storage::state_type>;
+using adam_bf16_momentum = adam_in<storage::bf16>;
 
-// The ViT-G paper's Adafactor: a bf16 first moment; the second moment factored into row and column
-// statistics for tensors whose matrix view has both dimensions >= 32 (big_vision's
-// min_dim_size_to_factor), kept whole otherwise. Both in the policy's state type.
-struct adafactor : state_layout_tag {
-  static constexpr const char* name = "Adafactor";
-  static constexpr std::int64_t min_dim_size_to_factor = 32;
-
-  static constexpr bool factored(const tensor_info& t) {
-    return t.matrix_rows() >= min_dim_size_to_factor && t.matrix_cols() >= min_dim_size_to_factor;
-  }
-  template <class Policy>
-  static constexpr std::int64_t state_bytes(const tensor_info& t) {
-    const std::int64_t second = factored(t) ? t.matrix_rows() + t.matrix_cols() : t.numel();
-    return t.numel() * std::int64_t(sizeof(bf16)) + second * std::int64_t(sizeof(typename Policy::state_type));
-  }
+// The ViT-G paper's Adafactor: a bf16 first moment, the second moment factored (see `factored`) in the
+// policy's state type.
+struct adafactor : state_layout<adafactor> {
+  static constexpr moment moments[] = {{"m", storage::bf16, extent::per_element},
+                                       {"v", storage::state_type, extent::factored}};
+  static constexpr std::int64_t min_dim_size_to_factor = optim::min_dim_size_to_factor;
+  static constexpr bool factored(const tensor_info& t) { return optim::factored(t); }
 };
 
 template <class T>

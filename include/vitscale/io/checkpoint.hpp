@@ -125,22 +125,16 @@ std::map<std::string, std::string> optimizer_description(const Optimizer& opt) {
                                        {"optimizer.weight_decay.body", exact_text(o.weight_decay.body)},
                                        {"optimizer.clip.global_norm", exact_text(o.clip.global_norm)},
                                        {"optimizer.clip.agc", exact_text(o.clip.agc)}};
-  using layout = typename Optimizer::state_layout;
-  if constexpr (std::is_same<layout, optim::sgd_momentum>::value) {
-    m["optimizer.momentum"] = exact_text(o.momentum);
-    m["optimizer.nesterov"] = o.nesterov ? "1" : "0";
-  } else if constexpr (std::is_same<layout, optim::adafactor>::value) {
-    m["optimizer.b1"] = exact_text(o.b1);
-    m["optimizer.decay_rate"] = exact_text(o.decay_rate);
-    m["optimizer.eps"] = exact_text(o.eps);
-    m["optimizer.clip_threshold"] = exact_text(o.clip_threshold);
-    m["optimizer.min_dim_size_to_factor"] = std::to_string(o.min_dim_size_to_factor);
-    m["optimizer.beta2_cap"] = exact_text(o.beta2_cap);
-  } else {
-    m["optimizer.b1"] = exact_text(o.b1);
-    m["optimizer.b2"] = exact_text(o.b2);
-    m["optimizer.eps"] = exact_text(o.eps);
-  }
+  // The rule's own hyperparameters, by the names its options give them.
+  o.visit([&m](const char* key, const auto& value) {
+    using T = std::decay_t<decltype(value)>;
+    if constexpr (std::is_same<T, bool>::value)
+      m[std::string("optimizer.") + key] = value ? "1" : "0";
+    else if constexpr (std::is_integral<T>::value)
+      m[std::string("optimizer.") + key] = std::to_string(value);
+    else
+      m[std::string("optimizer.") + key] = exact_text(value);
+  });
   return m;
 }
 

@@ -1,0 +1,350 @@
+#pragma once
+// An optimizer is an update rule run inside one fused pass over the parameter arena (big_vision's chain of
+// transforms, fused):
+//
+//   g ← clip(g)                              AGC, then the global norm (train/detail/optimizer_layout.hpp)
+//   u ← Rule::update(g, state)               the rule's element rule, which also writes its moments
+//   p ← p − lr·u − wd_group·decay_scale·p    decoupled weight decay by group, rounded into the stored type
+//
+// `fused<Model, Rule>` is the whole optimizer; a rule supplies only what is its own:
+//   name                 "optimizer::<rule>", what a training checkpoint records and checks on load;
+//   options              its hyperparameters plus `weight_decay` and `clip`, with
+//                        visit(f) calling f("<key>", value) per hyperparameter of its own (the checkpoint's
+//                        record); check(options) fails with a sentence on bad values;
+//   state_layout<Policy> its state declaration (config/optimizer_state.hpp), from which the arenas here, the
+//                        accounting's state bytes and the checkpoint's tensors all derive;
+//   scalars, at_step     the per-step constants (bias corrections, β2 schedules) computed on the host for
+//                        the t-th step (t = 1, 2, …);
+//   update(s, state, d, e, g) → u   the element rule on device: g is the clipped gradient of arena element
+//                        e of tensor d; state.get<I>() is the I-th declared moment's View;
+//   (optional) prepare(space, layout, g, state, s, global)  passes before the fused one (Adafactor's statistics),
+//                        announced by `static constexpr bool prepares = true`.
+// A new optimizer is then one rule, one options struct and one line: `template <class Model> using lion =
+// fused<Model, lion_rule<>>;` (train/lion.hpp is the example to copy). See CONTRIBUTING.md.
+
+#include <vitscale/config/optimizer_state.hpp>
+#include <vitscale/train/detail/optimizer_layout.hpp>
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+namespace vitscale::optimizer {
+
+// A set of tensors outside a model, with the interface the optimizers need from one (parameters(),
+// gradients(), space(), parameters_changed()): to drive an optimizer on fixed tensors. The table's names
+// must outlive the set.
+template <class Param, class Grad, class ExecSpace, class State = float>
+class tensor_set {
+ public:
+  using execution_space = ExecSpace;
+  using memory_space = typename ExecSpace::memory_space;
+  using param_type = Param;
+  using grad_type = Grad;
+  struct policy {
+    using state_type = State;
+  };
+
+  template <class T>
+  class arena {
+   public:
+    using vector_type = Kokkos::View<T*, Kokkos::LayoutRight, memory_space, Kokkos::MemoryUnmanaged>;
+    arena() = default;
+    arena(const std::vector<tensor_info>& table, const char* label) : table_(table) {
+      std::size_t offset = 0;
+      for (const tensor_info& t : table_) {
+        offsets_.push_back(offset);
+        offset += static_cast<std::size_t>(t.numel());
+      }
+      storage_ = Kokkos::View<T*, memory_space>(std::string(label), offset);
+    }
+    const std::vector<tensor_info>& table() const { return table_; }
+    std::size_t offset(int i) const { return offsets_[static_cast<std::size_t>(i)]; }
+    std::size_t size() const { return storage_.extent(0); }
+    vector_type all() const { return vector_type(storage_.data(), storage_.extent(0)); }
+    vector_type vector(int i) const {
+      return vector_type(storage_.data() + offset(i), static_cast<std::size_t>(table_[std::size_t(i)].numel()));
+    }
+
+   private:
+    std::vector<tensor_info> table_;
+    std::vector<std::size_t> offsets_;
+    Kokkos::View<T*, memory_space> storage_;
+  };
+
+  explicit tensor_set(const std::vector<tensor_info>& table, ExecSpace space = ExecSpace())
+      : space_(space), params_(table, "vitscale::tensor_set::parameters"),
+        grads_(table, "vitscale::tensor_set::gradients") {}
+
+  arena<Param>& parameters() { return params_; }
+  const arena<Param>& parameters() const { return params_; }
+  arena<Grad>& gradients() { return grads_; }
+  const arena<Grad>& gradients() const { return grads_; }
+  const execution_space& space() const { return space_; }
+  void parameters_changed() {}
+
+ private:
+  ExecSpace space_;
+  arena<Param> params_;
+  arena<Grad> grads_;
+};
+
+namespace detail {
+
+inline void check_options(const char* name, const decay& wd, const clipping& clip) {
+  if (!(wd.head >= 0) || !(wd.body >= 0))
+    ::vitscale::detail::fail(name, ": weight decay must be >= 0, got head ", wd.head, " and body ", wd.body);
+  if (!(clip.global_norm >= 0) || !(clip.agc >= 0))
+    ::vitscale::detail::fail(name, ": clipping thresholds must be >= 0 (0 is off), got global_norm ",
+                             clip.global_norm, " and agc ", clip.agc);
+}
+
+inline void check_step(const char* name, double lr, double decay_scale) {
+  if (!std::isfinite(lr) || !std::isfinite(decay_scale))
+    ::vitscale::detail::fail(name, "::step: learning rate and decay scale must be finite, got ", lr, " and ",
+                             decay_scale);
+}
+
+// A factored second moment (extent::factored): the row and column statistics of the factored tensors, the
+// whole moment of the others, and the per-tensor sums the element rule reads.
+template <class T, class MemorySpace>
+struct factored_moment {
+  using value_type = T;
+  Kokkos::View<T*, MemorySpace> stats;  // rows + cols per factored tensor, at tensor_desc::row_stat / col_stat
+  Kokkos::View<T*, MemorySpace> whole;  // every element of an unfactored tensor, at tensor_desc::v_offset
+  Kokkos::View<float*, MemorySpace> norm_sum;      // per tensor: the normalised statistic's sum (layout's)
+  Kokkos::View<float*, MemorySpace> tensor_scale;  // per tensor: a block clip factor (layout's; 1 when off)
+};
+
+// The moments of a rule's state, one View (or factored_moment) each, in declaration order; copyable into a
+// kernel. get<I>() is the I-th.
+template <class... Moments>
+struct moments;
+template <>
+struct moments<> {};
+template <class First, class... Rest>
+struct moments<First, Rest...> {
+  First first;
+  moments<Rest...> rest;
+  template <std::size_t I>
+  KOKKOS_INLINE_FUNCTION const auto& get() const {
+    if constexpr (I == 0)
+      return first;
+    else
+      return rest.template get<I - 1>();
+  }
+  template <std::size_t I>
+  auto& get() {
+    if constexpr (I == 0)
+      return first;
+    else
+      return rest.template get<I - 1>();
+  }
+};
+
+template <class Layout, class Policy, class MemorySpace, std::size_t I>
+using moment_t = std::conditional_t<
+    Layout::moments[I].shape == optim::extent::per_element,
+    Kokkos::View<optim::stored_t<Layout::moments[I].type, Policy>*, MemorySpace>,
+    factored_moment<optim::stored_t<Layout::moments[I].type, Policy>, MemorySpace>>;
+
+template <class Layout, class Policy, class MemorySpace, class Indices>
+struct moments_of;
+template <class Layout, class Policy, class MemorySpace, std::size_t... I>
+struct moments_of<Layout, Policy, MemorySpace, std::index_sequence<I...>> {
+  using type = moments<moment_t<Layout, Policy, MemorySpace, I>...>;
+};
+
+template <class Layout>
+constexpr bool has_factored_moment() {
+  for (const optim::moment& m : Layout::moments)
+    if (m.shape == optim::extent::factored) return true;
+  return false;
+}
+
+template <class Rule, class = void>
+struct prepares : std::false_type {};
+template <class Rule>
+struct prepares<Rule, std::void_t<decltype(Rule::prepares)>> : std::bool_constant<Rule::prepares> {};
+
+// The fused pass: clip factor, the rule, decoupled decay, parameters rounded into their stored type. (A free
+// function: nvcc rejects extended lambdas in private members.)
+template <class Rule, class ExecSpace, class P, class G, class State, class Scalars>
+void apply_rule(const ExecSpace& space, const layout<ExecSpace>& l, const P& p, const G& g, const State& state,
+                const Scalars& s, float global, float lr, float wd_body, float wd_head) {
+  using PT = typename P::non_const_value_type;
+  const auto unit_scale = l.unit_scale;
+  for_each_element(space, Rule::name, l, KOKKOS_LAMBDA(const tensor_desc& d, std::int64_t e) {
+    const float gi = static_cast<float>(g(e)) * clip_factor(d, e, unit_scale, global);
+    const float u = Rule::update(s, state, d, e, gi);
+    const float pi = static_cast<float>(p(e));
+    const float wd = d.group == head_group ? wd_head : d.group == body_group ? wd_body : 0.0f;
+    p(e) = ::vitscale::kernels::detail::store_as<PT>(pi - lr * u - wd * pi);
+  });
+}
+
+// The value of arena element e of a moment, as float, and its store (rounded into the moment's type).
+template <class V>
+KOKKOS_FORCEINLINE_FUNCTION float load(const V& v, std::int64_t e) {
+  return static_cast<float>(v(e));
+}
+template <class V>
+KOKKOS_FORCEINLINE_FUNCTION void store(const V& v, std::int64_t e, float x) {
+  v(e) = ::vitscale::kernels::detail::store_as<typename V::non_const_value_type>(x);
+}
+// β·m for element e of a moment, as optax forms it (decayed, in optimizer_layout.hpp).
+template <class V>
+KOKKOS_FORCEINLINE_FUNCTION float decayed(float beta, const V& v, std::int64_t e) {
+  return decayed<typename V::non_const_value_type>(beta, v(e));
+}
+
+}  // namespace detail
+
+// The optimizer that runs Rule (see the top of this file) over a model's (or tensor_set's) parameters.
+template <class Model, class Rule>
+class fused {
+ public:
+  using execution_space = typename Model::execution_space;
+  using rule = Rule;
+  using options = typename Rule::options;
+  using state_layout = typename Rule::template state_layout<typename Model::policy>;
+  using state_type = typename detail::moments_of<state_layout, typename Model::policy, typename Model::memory_space,
+                                                 std::make_index_sequence<state_layout::moment_count()>>::type;
+
+  explicit fused(Model& model, options o = {})
+      : model_(&model), o_(checked(o)),
+        layout_(detail::make_layout<execution_space>(static_cast<const Model&>(model).parameters(), min_dim(o),
+                                                     detail::model_axis_of<Model>::get(model))) {
+    allocate(std::make_index_sequence<state_layout::moment_count()>());
+  }
+
+  // One update from model.gradients(): p ← p − lr·u − wd_group·decay_scale·p.
+  void step(double lr, double decay_scale = 1.0) {
+    detail::check_step(Rule::name, lr, decay_scale);
+    const Model& m = *model_;
+    const detail::grad_view<Model> g = m.gradients().all();
+    const float global = detail::clip_scales(m.space(), layout_, m.parameters().all(), g, o_.clip);
+    const auto s = Rule::at_step(o_, steps_ + 1);
+    if constexpr (detail::prepares<Rule>::value) Rule::prepare(m.space(), layout_, g, state_, s, global);
+    detail::apply_rule<Rule>(m.space(), layout_, model_->parameters().all(), g, state_, s, global, float(lr),
+                             float(o_.weight_decay.body * decay_scale), float(o_.weight_decay.head * decay_scale));
+    model_->parameters_changed();
+    ++steps_;
+  }
+
+  std::int64_t steps() const { return steps_; }
+  // "optimizer::adamw", ...: what a training checkpoint records and checks on load.
+  const char* name() const { return Rule::name; }
+  // Sets the count of steps taken, as when resuming from a checkpoint (Adam's bias correction and Adafactor's
+  // β2 schedule depend on it).
+  void set_steps(std::int64_t steps) {
+    if (steps < 0) ::vitscale::detail::fail(Rule::name, ": the step count must be non-negative, got ", steps);
+    steps_ = steps;
+  }
+  const options& hyperparameters() const { return o_; }
+  // Bytes of every state arena; equals the accounting's optimizer_state for the same declaration.
+  std::size_t state_bytes() const { return bytes(std::make_index_sequence<state_layout::moment_count()>()); }
+  // The I-th declared moment (a View, or a detail::factored_moment).
+  template <std::size_t I>
+  const auto& moment() const {
+    return state_.template get<I>();
+  }
+  // Whether tensor `tensor` of the table has a factored second moment (never, without a factored moment).
+  bool factored(int tensor) const { return layout_.host_desc[std::size_t(tensor)].factored != 0; }
+
+  // The state a checkpoint saves: f(name, view, shape) per tensor, moment by moment in declaration order:
+  // "<moment>.<timm name>" with the parameter's shape; a factored moment's tensors as "<moment>_row.<timm name>"
+  // [matrix_rows] and "<moment>_col.<timm name>" [matrix_cols], or whole as "<moment>.<timm name>". The views
+  // alias the optimizer's arenas (writing them restores them).
+  template <class F>
+  void visit_state(F&& f) const {
+    visit(f, std::make_index_sequence<state_layout::moment_count()>());
+  }
+
+ private:
+  static const options& checked(const options& o) {
+    detail::check_options(Rule::name, o.weight_decay, o.clip);
+    Rule::check(o);
+    return o;
+  }
+  static std::int64_t min_dim(const options& o) {
+    if constexpr (detail::has_factored_moment<state_layout>())
+      return o.min_dim_size_to_factor;
+    else
+      return (void)o, 0;
+  }
+
+  template <std::size_t... I>
+  void allocate(std::index_sequence<I...>) {
+    (allocate_one<I>(), ...);
+  }
+  template <std::size_t I>
+  void allocate_one() {
+    constexpr optim::moment decl = state_layout::moments[I];
+    auto& v = state_.template get<I>();
+    const std::string label = std::string("vitscale::") + Rule::name + "::" + decl.name;
+    using V = std::remove_reference_t<decltype(v)>;
+    if constexpr (decl.shape == optim::extent::per_element) {
+      v = V(label, layout_.size);
+    } else {
+      using view = decltype(v.stats);
+      v.stats = view(label + "_factored", std::size_t(layout_.factored_stats));
+      v.whole = view(label, std::size_t(layout_.unfactored));
+      v.norm_sum = layout_.norm_sum;
+      v.tensor_scale = layout_.tensor_scale;
+    }
+  }
+
+  template <std::size_t... I>
+  std::size_t bytes(std::index_sequence<I...>) const {
+    return (std::size_t(0) + ... + bytes_one<I>());
+  }
+  template <std::size_t I>
+  std::size_t bytes_one() const {
+    const auto& v = state_.template get<I>();
+    if constexpr (state_layout::moments[I].shape == optim::extent::per_element)
+      return v.extent(0) * sizeof(typename std::decay_t<decltype(v)>::value_type);
+    else
+      return (v.stats.extent(0) + v.whole.extent(0)) * sizeof(typename std::decay_t<decltype(v)>::value_type);
+  }
+
+  template <class F, std::size_t... I>
+  void visit(F& f, std::index_sequence<I...>) const {
+    (visit_one<I>(f), ...);
+  }
+  template <std::size_t I, class F>
+  void visit_one(F& f) const {
+    constexpr optim::moment decl = state_layout::moments[I];
+    const auto& table = static_cast<const Model&>(*model_).parameters().table();
+    const auto& v = state_.template get<I>();
+    const auto slice = [](const auto& view, std::int64_t begin, std::int64_t count) {
+      return Kokkos::subview(view, std::make_pair(std::size_t(begin), std::size_t(begin + count)));
+    };
+    for (const detail::tensor_desc& d : layout_.host_desc) {
+      const tensor_info& t = table[std::size_t(d.index)];
+      const std::vector<std::int64_t> shape(t.dims.begin(), t.dims.begin() + t.rank);
+      if constexpr (decl.shape == optim::extent::per_element) {
+        f(std::string(decl.name) + "." + t.full_name(), slice(v, d.offset, d.numel), shape);
+      } else if (d.factored) {
+        f(std::string(decl.name) + "_row." + t.full_name(), slice(v.stats, d.row_stat, d.rows),
+          std::vector<std::int64_t>{d.rows});
+        f(std::string(decl.name) + "_col." + t.full_name(), slice(v.stats, d.col_stat, d.cols),
+          std::vector<std::int64_t>{d.cols});
+      } else {
+        f(std::string(decl.name) + "." + t.full_name(), slice(v.whole, d.v_offset, d.numel), shape);
+      }
+    }
+  }
+
+  Model* model_;
+  options o_;
+  detail::layout<execution_space> layout_;
+  state_type state_{};
+  std::int64_t steps_ = 0;
+};
+
+}  // namespace vitscale::optimizer
