@@ -31,7 +31,9 @@ endif()
 
 function(vitscale_target_defaults target)
   if(CMAKE_CXX_COMPILER_ID MATCHES "GNU|Clang")
-    target_compile_options(${target} PRIVATE -Wall -Wextra -Wpedantic -Wshadow)
+    # -Werror=switch: a closed enum (block kind, pooling, …) gains a value only together with every switch
+    # that handles it; the compiler lists the places.
+    target_compile_options(${target} PRIVATE -Wall -Wextra -Wpedantic -Wshadow -Werror=switch)
     if(VITSCALE_WARNINGS_AS_ERRORS)
       target_compile_options(${target} PRIVATE -Werror)
     endif()

@@ -3,6 +3,7 @@
 #include <vitscale/vit.hpp>
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace vs = vitscale;
@@ -31,6 +32,15 @@ static_assert(std::is_same_v<plain::with<>, plain>);
 // ---- the class token's position entry: timm has one, big_vision does not
 static_assert(plain::with<cls_posemb<false>>::class_token && !plain::with<cls_posemb<false>>::cls_posemb);
 static_assert(!plain::with<pool_gap>::class_token && !plain::with<pool_gap>::cls_posemb);
+
+// ---- timm's GAP then fc_norm: the same parameters as GAP's final norm, named fc_norm, after the pooling
+using fc_normed = plain::with<pool_gap_fc_norm>;
+static_assert(!fc_normed::class_token && !fc_normed::token_norm && plain::with<pool_gap>::token_norm);
+static_assert(fc_normed::params().total == plain::with<pool_gap>::params().total &&
+              fc_normed::params().final_norm == plain::with<pool_gap>::params().final_norm);
+static_assert(vs::tensor_table<fc_normed>()[vs::tensor_count<fc_normed>() - 4].name == std::string_view("fc_norm.weight"));
+static_assert(vs::count_activations<fc_normed>().f32 < vs::count_activations<plain::with<pool_gap>>().f32,
+              "fc_norm keeps the statistics of one vector per image, the final norm those of every token");
 
 TEST_CASE("tokens, grid and position-embedding rows follow the run-time resolution") {
   using b16 = vs::presets::vit_b16;

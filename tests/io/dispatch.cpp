@@ -32,9 +32,10 @@ using parallel_bias = base<opt::parallel_block, opt::pool_gap>;
 using sincos_gap = base<opt::sincos_posemb, opt::pool_gap>;
 using tanh_prelogits = base<opt::gelu_tanh, opt::pre_logits<16>, opt::channels<3>>;
 using uncentered = base<opt::layer_norm<false, true>>;
+using gap_fc_norm = base<opt::pool_gap_fc_norm>;
 
 using all_shapes = type_list<cls_a, cls_heads4, cls_no_entry, gap_avg, map_head, par22b, parallel_bias, sincos_gap,
-                             tanh_prelogits, uncentered>;
+                             tanh_prelogits, uncentered, gap_fc_norm>;
 
 static_assert(describe<presets::vit_b16>().heads == 12 && describe<presets::vit_22b>().qk_norm &&
                   describe<presets::vit_22b>().norm_centered == false,
@@ -114,6 +115,7 @@ TEST_CASE("describe and infer_shape agree; dispatch picks the shape that wrote t
   round_trip<sincos_gap, 7>(20);
   round_trip<tanh_prelogits, 8>(16);
   round_trip<uncentered, 9>(16);
+  round_trip<gap_fc_norm, 10>(16);
 }
 
 TEST_CASE("a real model: save, infer, dispatch, load at the file's resolution") {

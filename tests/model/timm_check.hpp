@@ -13,6 +13,7 @@ using small_vit = vit_shape<2, 32, 2, 64, 4, options<opt::classes<10>, opt::reso
 using classic_cls = small_vit<>;
 using classic_gap = small_vit<opt::pool_gap, opt::gelu_tanh>;
 using classic_map = small_vit<opt::pool_map, opt::qk_norm<>>;
+using classic_gap_fcnorm = small_vit<opt::pool_gap_fc_norm>;
 using parallel_map = small_vit<opt::parallel_block, opt::qkv_bias<false>, opt::qk_norm<>, opt::layer_norm<false, false>,
                                opt::pool_map>;
 using sincos_cls = small_vit<opt::sincos_posemb>;

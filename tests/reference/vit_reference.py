@@ -2,7 +2,8 @@
 """Golden data for vitscale's model tests: small timm Vision Transformers with random weights, run forward and
 backward on PyTorch (CPU, float32), written as safetensors files under tests/data/vit/.
 
-Run from the repository root with a Python that has torch 1.13, timm 1.0.31 and safetensors:
+Run from the repository root with a Python that has torch (1.13 made the first files, 2.15 classic_gap_fcnorm),
+timm 1.0.31 and safetensors:
 
     python3 tests/reference/vit_reference.py --out tests/data/vit
 
@@ -14,6 +15,8 @@ What it writes (one file per variant, <out>/<variant>.safetensors):
   classic_map    no class token, global_pool='map' (AttentionPoolLatent), qk_norm=True in the blocks
   parallel_map   ViT-22B: ParallelScalingBlock, qkv_bias=False (-> per-block `mlp_bias`), qk_norm=True,
                  RmsNorm(eps=1e-6) everywhere, no class token, global_pool='map'
+  classic_gap_fcnorm  no class token, global_pool='avg', fc_norm=True: timm's `norm` is an Identity and
+                 `fc_norm` normalises the mean of the tokens (output.tokens are the last block's output)
   sincos_cls     class token, no_embed_class=True, pos_embed overwritten by big_vision's posemb_sincos_2d and
                  frozen (stored as `buffer.pos_embed`, no `grad.pos_embed`)
   classic_cls_adamw  classic_cls after 3 AdamW steps on its batch (PyTorch's AdamW, timm's decay groups)
@@ -105,6 +108,7 @@ VARIANTS = {
     "parallel_map": (1004, dict(norm_layer=RMS, block_fn=ParallelScalingBlock, qkv_bias=False, qk_norm=True,
                                 **MAP)),
     "sincos_cls": (1005, dict(norm_layer=LN, class_token=True, global_pool="token", no_embed_class=True)),
+    "classic_gap_fcnorm": (1006, dict(norm_layer=LN, class_token=False, global_pool="avg", fc_norm=True)),
 }
 RESAMPLE_GRID = 7  # resample_cls runs classic_cls at 28 px
 
@@ -238,7 +242,10 @@ def expected_tensors(extra, grid, learned_posemb=True):
             t[p + "attn_out_proj.bias"] = [D]
             t[p + "mlp_out_proj.weight"] = [D, MLP]
             t[p + "mlp_out_proj.bias"] = [D]
-    norm("norm.weight", "norm.bias", D)
+    if extra.get("fc_norm", False):
+        norm("fc_norm.weight", "fc_norm.bias", D)  # timm: `norm` is an Identity, fc_norm follows the pooling
+    else:
+        norm("norm.weight", "norm.bias", D)
     if pool == "map":
         t["attn_pool.latent"] = [1, 1, D]
         t["attn_pool.q.weight"] = [D, D]
@@ -346,8 +353,12 @@ def ref_forward(P, images, extra, pos_embed_key="pos_embed"):
             a = ref_attention(q, k, v) @ P[pre + "attn_out_proj.weight"].T + P[pre + "attn_out_proj.bias"]
             m = ref_gelu(h, tanh) @ P[pre + "mlp_out_proj.weight"].T + P[pre + "mlp_out_proj.bias"]
             x = x + a + m
-    tokens = ref_norm(x, P, "norm", rms)
-    if pool == "token":
+    fc_norm = extra.get("fc_norm", False)
+    tokens = x if fc_norm else ref_norm(x, P, "norm", rms)
+    if fc_norm:
+        assert pool == "avg"
+        feats = ref_norm(tokens[:, (1 if cls else 0):].mean(1), P, "fc_norm", rms)
+    elif pool == "token":
         feats = tokens[:, 0]
     elif pool == "avg":
         feats = tokens[:, (1 if cls else 0):].mean(1)
@@ -682,6 +693,7 @@ def write_adamw_steps(out_dir, seed, extra):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="tests/data/vit", help="output folder (default: tests/data/vit)")
+    ap.add_argument("--only", nargs="*", help="write only these model variants (default: every file)")
     args = ap.parse_args()
     assert timm.__version__ == "1.0.31", f"golden data is defined against timm 1.0.31, found {timm.__version__}"
     torch.manual_seed(0)
@@ -691,10 +703,12 @@ def main():
 
     rows = []
     for name, (seed, extra) in VARIANTS.items():
-        rows.append(write_variant(args.out, name, seed, extra))
-    rows.append(write_resample(args.out, VARIANTS["classic_cls"][0], VARIANTS["classic_cls"][1]))
-    prpath, pr = write_posemb_resample(args.out)
-    write_adamw_steps(args.out, VARIANTS["classic_cls"][0], VARIANTS["classic_cls"][1])
+        if not args.only or name in args.only:
+            rows.append(write_variant(args.out, name, seed, extra))
+    if not args.only:
+        rows.append(write_resample(args.out, VARIANTS["classic_cls"][0], VARIANTS["classic_cls"][1]))
+        prpath, pr = write_posemb_resample(args.out)
+        write_adamw_steps(args.out, VARIANTS["classic_cls"][0], VARIANTS["classic_cls"][1])
 
     print(f"{'variant':<14} {'#tensors':>8} {'#params':>8} {'loss':>10} {'fwd err':>9} {'grad err':>9}  file")
     for r in rows:

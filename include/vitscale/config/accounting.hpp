@@ -94,9 +94,14 @@ constexpr flop_counts count_flops(int resolution = Shape::resolution) {
   f.patch_embed = 2 * patches * (C * P * P) * D;
   const std::int64_t per_block = block_linear_flops(n, D, F) + block_attention_flops(n, D);
   f.blocks = Shape::depth * per_block;
-  if (Shape::pool == pooling::map) {
-    // one probe: q projection, k and v of every token, q·kᵀ and p·v, out projection, MLP on one vector.
-    f.pool_head = 2 * D * D + 2 * n * D * (2 * D) + 2 * 2 * n * D + 2 * D * D + 2 * 2 * D * F;
+  switch (Shape::pool) {
+    case pooling::cls_token:
+    case pooling::gap:
+    case pooling::gap_fc_norm: break;  // a selection or a mean: no product
+    case pooling::map:
+      // one probe: q projection, k and v of every token, q·kᵀ and p·v, out projection, MLP on one vector.
+      f.pool_head = 2 * D * D + 2 * n * D * (2 * D) + 2 * 2 * n * D + 2 * D * D + 2 * 2 * D * F;
+      break;
   }
   f.pre_logits = 2 * std::int64_t(Shape::pre_logits) * D;
   f.classifier = 2 * std::int64_t(Shape::features) * Shape::num_classes;
@@ -114,6 +119,8 @@ constexpr flop_counts count_flops(int resolution = Shape::resolution) {
 //   parallel block, per token: block input (D), fused in-projection output (3D + F), attention output (D)
 //                              — act_type; LayerNorm statistics, log-sum-exp, QK-norm statistics — float
 //   after the blocks:          final-norm input (D per token, act_type) and statistics (float);
+//                              gap_fc_norm instead: the last block's output (D per token), the mean of the
+//                              tokens (D) — act_type — and fc_norm's statistics (float);
 //                              MAP head: k|v of every token (2D per token), probe query, attention output,
 //                              residual and MLP pre-activation (3D + F) — act_type; log-sum-exp (H) and
 //                              norm statistics — float; pooled features (D), pre-logits output — act_type;
@@ -140,10 +147,18 @@ constexpr activation_elements count_activations(int resolution = Shape::resoluti
     a.f32 += Shape::depth * n * (stats + H + qk_stats);
   }
   a.act += n * D;
-  a.f32 += n * stats;
-  if (Shape::pool == pooling::map) {
-    a.act += n * 2 * D + 3 * D + F;
-    a.f32 += H + stats;
+  switch (Shape::pool) {
+    case pooling::cls_token:
+    case pooling::gap: a.f32 += n * stats; break;
+    case pooling::map:
+      a.f32 += n * stats;
+      a.act += n * 2 * D + 3 * D + F;
+      a.f32 += H + stats;
+      break;
+    case pooling::gap_fc_norm:  // the mean of the tokens (the norm's input) and the norm's statistics
+      a.act += D;
+      a.f32 += stats;
+      break;
   }
   a.act += D + Shape::pre_logits;
   a.f32 += Shape::num_classes;

@@ -11,6 +11,7 @@
 // the mean, the default resolution — are optionals: empty means "not known", and matches() then accepts any
 // value. The resolution is never matched: it is a run-time value of every model (load at the file's).
 
+#include <vitscale/config/names.hpp>
 #include <vitscale/config/options.hpp>
 
 #include <optional>
@@ -79,14 +80,6 @@ constexpr bool matches(const shape_descriptor& compiled, const shape_descriptor&
          compiled.posemb == found.posemb && compiled.cls_posemb == found.cls_posemb &&
          fits(compiled.mlp_activation, found.mlp_activation);
 }
-
-// Names as the metadata values save_parameters writes and io/dispatch.hpp reads.
-inline const char* to_string(block_kind k) { return k == block_kind::parallel ? "parallel" : "classic"; }
-inline const char* to_string(pooling p) {
-  return p == pooling::cls_token ? "cls" : p == pooling::gap ? "gap" : "map";
-}
-inline const char* to_string(posemb_kind p) { return p == posemb_kind::sincos2d ? "sincos2d" : "learned"; }
-inline const char* to_string(activation a) { return a == activation::gelu_tanh ? "gelu_tanh" : "gelu_erf"; }
 
 inline std::string shape_descriptor::to_string() const {
   using std::to_string;

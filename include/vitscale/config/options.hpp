@@ -17,6 +17,8 @@ enum class pooling {
   cls_token,  // a learned class token is prepended; its final state is the image representation
   gap,        // mean over the patch tokens (after the final norm, as big_vision)
   map,        // multihead attention pooling: a learned probe attends over the tokens (big_vision's MAPHead)
+  gap_fc_norm,  // mean over the patch tokens, then a norm (timm's global_pool='avg' with fc_norm: no final norm
+                // on the tokens; the norm, `fc_norm`, follows the pooling)
 };
 
 enum class posemb_kind {
@@ -67,6 +69,7 @@ struct pool : option_tag {
 using pool_cls = pool<pooling::cls_token>;
 using pool_gap = pool<pooling::gap>;
 using pool_map = pool<pooling::map>;
+using pool_gap_fc_norm = pool<pooling::gap_fc_norm>;
 
 // LayerNorm on queries and keys, per head, before the dot product (ViT-22B).
 template <bool On = true>

@@ -79,6 +79,8 @@ struct basic_vit_shape<Depth, Width, Heads, MlpDim, Patch, options<Opts...>> {
   static constexpr bool norm_bias = opts_.norm_bias;
   static constexpr posemb_kind posemb = opts_.posemb;
   static constexpr bool class_token = opts_.pool == pooling::cls_token;
+  // The final norm on every token (`norm`), or, with gap_fc_norm, on the pooled vector only (`fc_norm`).
+  static constexpr bool token_norm = opts_.pool != pooling::gap_fc_norm;
   static constexpr bool cls_posemb =
       class_token && posemb == posemb_kind::learned && opts_.cls_posemb != cls_posemb_rule::without_entry;
   static constexpr int num_classes = opts_.num_classes;

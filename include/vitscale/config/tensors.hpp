@@ -6,8 +6,9 @@
 // Names and logical shapes are timm's (the most used implementation, and our numerical oracle):
 // `blocks.3.attn.qkv.weight` is [3·width, width] (out, in). The patch embedding is timm's conv kernel
 // [width, channels, patch, patch], which is the [width, channels·patch²] matrix applied to unfolded patches.
-// The one deliberate difference: the final norm is always `norm` and comes before pooling, as in
-// big_vision (timm calls it `fc_norm` and applies it after pooling for GAP unless fc_norm=False).
+// The final norm is `norm` on every token before pooling (big_vision; timm's default, and timm's GAP with
+// fc_norm=False), or, for pooling::gap_fc_norm, timm's `fc_norm` on the pooled vector (global_pool='avg' with
+// fc_norm on, where timm's `norm` is an Identity).
 
 #include <vitscale/config/options.hpp>
 
@@ -128,7 +129,11 @@ constexpr void visit_tensors(Sink& sink, int resolution) {
     }
   }
 
-  norm("norm.weight", "norm.bias", -1, component::final_norm, D);
+  // The final norm: on every token (`norm`), or on the pooled vector (timm's `fc_norm`, gap_fc_norm).
+  if (Shape::token_norm)
+    norm("norm.weight", "norm.bias", -1, component::final_norm, D);
+  else
+    norm("fc_norm.weight", "fc_norm.bias", -1, component::final_norm, D);
 
   if (Shape::pool == pooling::map) {
     // timm's AttentionPoolLatent = big_vision's MAPHead: probe, q / kv / out projections with biases,

@@ -201,6 +201,9 @@ big_vision_import import_big_vision(const std::string& path, const std::array<te
   static_assert(Shape::block == block_kind::classic,
                 "load_big_vision: big_vision's ViT has the classic block; a parallel (ViT-22B) block has no "
                 "big_vision ViT checkpoint layout");
+  static_assert(Shape::token_norm,
+                "load_big_vision: big_vision's ViT normalises the tokens before pooling (encoder_norm); it has no "
+                "fc_norm after GAP: use opt::pool_gap");
   static_assert(!Shape::qk_norm, "load_big_vision: big_vision's ViT has no QK-norm; drop opt::qk_norm");
   static_assert(Shape::qkv_bias, "load_big_vision: big_vision's attention has q/k/v biases; drop opt::qkv_bias<false>");
   static_assert(Shape::norm_bias && Shape::norm_centered,

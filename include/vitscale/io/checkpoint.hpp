@@ -31,6 +31,7 @@
 #include <vitscale/io/parameters.hpp>
 #include <vitscale/io/safetensors.hpp>
 #include <vitscale/model/vit.hpp>
+#include <vitscale/config/names.hpp>
 #include <vitscale/train/optimizers.hpp>
 
 #include <cerrno>
@@ -76,11 +77,6 @@ inline std::string exact_text(double x) {
   return buf;
 }
 
-inline const char* block_name(block_kind k) { return k == block_kind::parallel ? "parallel" : "classic"; }
-inline const char* pool_name(pooling p) {
-  return p == pooling::cls_token ? "cls_token" : p == pooling::gap ? "gap" : "map";
-}
-
 // The model's structure: what a checkpoint of it must match.
 template <class Model>
 std::map<std::string, std::string> model_description(const Model& model) {
@@ -90,15 +86,15 @@ std::map<std::string, std::string> model_description(const Model& model) {
           {"model.heads", std::to_string(S::heads)},
           {"model.mlp_dim", std::to_string(S::mlp_dim)},
           {"model.patch", std::to_string(S::patch)},
-          {"model.block", block_name(S::block)},
-          {"model.pool", pool_name(S::pool)},
-          {"model.posemb", S::posemb == posemb_kind::learned ? "learned" : "sincos2d"},
+          {"model.block", to_string(S::block)},
+          {"model.pool", checkpoint_name(S::pool)},
+          {"model.posemb", to_string(S::posemb)},
           {"model.cls_posemb", S::cls_posemb ? "1" : "0"},
           {"model.qk_norm", S::qk_norm ? "1" : "0"},
           {"model.qkv_bias", S::qkv_bias ? "1" : "0"},
           {"model.norm_centered", S::norm_centered ? "1" : "0"},
           {"model.norm_bias", S::norm_bias ? "1" : "0"},
-          {"model.mlp_activation", S::mlp_activation == activation::gelu_tanh ? "gelu_tanh" : "gelu_erf"},
+          {"model.mlp_activation", to_string(S::mlp_activation)},
           {"model.classes", std::to_string(S::num_classes)},
           {"model.channels", std::to_string(S::in_channels)},
           {"model.pre_logits", std::to_string(S::pre_logits)},

@@ -12,9 +12,9 @@
 //
 // What the tensors show: depth (blocks.N), width, patch and channels (patch_embed.proj.weight), MLP width,
 // block kind (attn.qkv vs in_proj), QKV bias, QK-norm (and with it the heads: q_norm has head_dim entries),
-// norm bias, pooling (cls_token → class token, attn_pool.* → MAP, else GAP), pre-logits, classes, learned
-// or sin-cos position embedding and, for a learned one, the resolution and whether the class token has an
-// entry. What they do not show is read from metadata save_parameters writes (keys below): the heads (timm's
+// norm bias, pooling (cls_token → class token, attn_pool.* → MAP, fc_norm.* → GAP then norm, else GAP),
+// pre-logits, classes, learned or sin-cos position embedding and, for a learned one, the resolution and
+// whether the class token has an entry. What they do not show is read from metadata save_parameters writes (keys below): the heads (timm's
 // fused qkv hides them), the MLP activation, whether the norms subtract the mean, and a sin-cos model's
 // resolution. A file without them (a timm export) leaves those fields unknown; dispatch then accepts a
 // candidate only if no other candidate of the list also fits.
@@ -129,12 +129,18 @@ inline shape_descriptor infer_shape(const safetensors_reader& file) {
     if (*head_dim < 1 || D % *head_dim != 0) fail("q_norm has ", *head_dim, " entries, which does not divide width ", D);
     d.heads = int(D / *head_dim);
   }
-  d.norm_bias = shape_of("norm.bias") != nullptr;
-  need("norm.weight", 1);
+  // The final norm: `norm` on the tokens, or timm's `fc_norm` on the pooled vector (GAP then norm).
+  const bool fc_norm = shape_of("fc_norm.weight") != nullptr;
+  if (fc_norm && shape_of("norm.weight")) fail("both norm.weight and fc_norm.weight: a head vitscale does not have");
+  d.norm_bias = shape_of(fc_norm ? "fc_norm.bias" : "norm.bias") != nullptr;
+  need(fc_norm ? "fc_norm.weight" : "norm.weight", 1);
 
-  const bool cls = shape_of("cls_token") != nullptr;
-  d.pool = cls ? pooling::cls_token : shape_of("attn_pool.latent") ? pooling::map : pooling::gap;
-  if (cls && shape_of("attn_pool.latent")) fail("both cls_token and attn_pool.latent: a pooling vitscale does not have");
+  const bool cls = shape_of("cls_token") != nullptr, map = shape_of("attn_pool.latent") != nullptr;
+  if (cls && map) fail("both cls_token and attn_pool.latent: a pooling vitscale does not have");
+  if (fc_norm && (cls || map))
+    fail("fc_norm.weight with ", cls ? "cls_token" : "attn_pool.latent",
+         ": vitscale has fc_norm only after global average pooling (timm's global_pool='avg')");
+  d.pool = cls ? pooling::cls_token : map ? pooling::map : fc_norm ? pooling::gap_fc_norm : pooling::gap;
   if (const auto* pl = shape_of("pre_logits.fc.weight")) d.pre_logits = int((*pl)[0]);
   const auto& head = need("head.weight", 2);
   d.classes = int(head[0]);

@@ -279,13 +279,15 @@ class vit {
     return logits_view(s_.logits, static_cast<std::size_t>(batch_), static_cast<std::size_t>(Shape::num_classes));
   }
 
-  // Inference up to the head's input: token features [B, N, D] after the final norm and the pooled
-  // representation [B, features].
+  // Inference up to the head's input: token features [B, N, D] after the final norm (the last block's output
+  // with gap_fc_norm, whose norm follows the pooling: timm's forward_features) and the pooled representation
+  // [B, features].
   template <class Images>
   features_type features(const Images& images) {
     run_forward(images, false, 0);
     const std::size_t b = static_cast<std::size_t>(batch_);
-    return {view3<const act_type>(s_.xn, b, tokens_, D), view2<const act_type>(head_input(), b, Shape::features)};
+    return {view3<const act_type>(Shape::token_norm ? s_.xn : stream(depth), b, tokens_, D),
+            view2<const act_type>(head_input(), b, Shape::features)};
   }
 
   // dlogits: [B, classes] float, the loss gradient for the last forward() -> every parameter gradient,
@@ -310,7 +312,7 @@ class vit {
     int norm2_w = -1, norm2_b = -1, fc1_w = -1, fc1_b = -1, fc2_w = -1, fc2_b = -1;
   };
   struct model_index {
-    int cls = -1, pos = -1, patch_w = -1, patch_b = -1, norm_w = -1, norm_b = -1;
+    int cls = -1, pos = -1, patch_w = -1, patch_b = -1, norm_w = -1, norm_b = -1, fcn_w = -1, fcn_b = -1;
     int latent = -1, mq_w = -1, mq_b = -1, mkv_w = -1, mkv_b = -1, mp_w = -1, mp_b = -1;
     int mn_w = -1, mn_b = -1, m1_w = -1, m1_b = -1, m2_w = -1, m2_b = -1;
     int pre_w = -1, pre_b = -1, head_w = -1, head_b = -1;
@@ -331,6 +333,9 @@ class vit {
     std::vector<act_type*> x;  // the residual stream entering block l (x[depth]: the final norm's input)
     std::vector<block_buffers> blocks;
     float *fn_mean = nullptr, *fn_rstd = nullptr;
+    // gap_fc_norm: the mean of the tokens (fc_norm's input) and fc_norm's statistics (saved), its gradient
+    act_type *gap = nullptr, *dgap = nullptr;
+    float *fcn_mean = nullptr, *fcn_rstd = nullptr;
     // MAP head (saved)
     act_type *mq = nullptr, *mkv = nullptr, *mo = nullptr, *my = nullptr, *mh = nullptr;
     float *mlse = nullptr, *mln_mean = nullptr, *mln_rstd = nullptr;
@@ -382,6 +387,8 @@ class vit {
     idx_.patch_b = top("patch_embed.proj.bias");
     idx_.norm_w = top("norm.weight");
     idx_.norm_b = top("norm.bias");
+    idx_.fcn_w = top("fc_norm.weight");
+    idx_.fcn_b = top("fc_norm.bias");
     idx_.latent = top("attn_pool.latent");
     idx_.mq_w = top("attn_pool.q.weight");
     idx_.mq_b = top("attn_pool.q.bias");
@@ -503,8 +510,16 @@ class vit {
       }
       s.blocks.push_back(b);
     }
-    s.fn_mean = a.take<float>(rows);
-    s.fn_rstd = a.take<float>(rows);
+    if (Shape::token_norm) {
+      s.fn_mean = a.take<float>(rows);
+      s.fn_rstd = a.take<float>(rows);
+    }
+    if (Shape::pool == pooling::gap_fc_norm) {
+      s.gap = a.take<act_type>(B * D);
+      s.fcn_mean = a.take<float>(B);
+      s.fcn_rstd = a.take<float>(B);
+      if (training) s.dgap = a.take<act_type>(B * D);
+    }
     if (Shape::pool == pooling::map) {
       s.mq = a.take<act_type>(B * D);
       s.mkv = a.take<act_type>(rows * 2 * D);
@@ -858,17 +873,34 @@ class vit {
     join(l, 0, x_in, stream(l + 1));
   }
 
+  // The final norm on every token: xn = LN(x) of the last block's output.
+  void final_norm_forward() {
+    const std::size_t r = rows();
+    norm_forward(idx_.norm_w, idx_.norm_b, m2(stream(depth), r, D), m2(s_.xn, r, D), s_.fn_mean, s_.fn_rstd, r);
+  }
+
   void head_forward() {
-    const std::size_t r = rows(), B = static_cast<std::size_t>(batch_);
-    auto xn = m2(s_.xn, r, D);
-    norm_forward(idx_.norm_w, idx_.norm_b, m2(stream(depth), r, D), xn, s_.fn_mean, s_.fn_rstd, r);
+    const std::size_t B = static_cast<std::size_t>(batch_);
     auto pooled = m2(s_.pooled, B, D);
-    if constexpr (Shape::pool == pooling::cls_token) {
-      model_detail::select_token(space_, x3(s_.xn), 0, pooled);
-    } else if constexpr (Shape::pool == pooling::gap) {
-      kernels::token_mean_pool_forward(space_, x3(s_.xn), 0, pooled);
-    } else {
-      map_forward();
+    switch (Shape::pool) {
+      case pooling::cls_token:
+        final_norm_forward();
+        model_detail::select_token(space_, x3(s_.xn), 0, pooled);
+        break;
+      case pooling::gap:
+        final_norm_forward();
+        kernels::token_mean_pool_forward(space_, x3(s_.xn), 0, pooled);
+        break;
+      case pooling::map:
+        final_norm_forward();
+        map_forward();
+        break;
+      case pooling::gap_fc_norm: {  // timm's fc_norm: the mean of the tokens, then the norm
+        auto gap = m2(s_.gap, B, D);
+        kernels::token_mean_pool_forward(space_, x3(stream(depth)), 0, gap);
+        norm_forward(idx_.fcn_w, idx_.fcn_b, gap, pooled, s_.fcn_mean, s_.fcn_rstd, B);
+        break;
+      }
     }
     view2<const act_type> features = pooled;
     if constexpr (Shape::pre_logits > 0) {
@@ -954,16 +986,38 @@ class vit {
     } else {
       dpooled = dfeat;
     }
-    auto xn = m2(s_.xn, r, D);
-    norm_forward(idx_.norm_w, idx_.norm_b, m2(stream(depth), r, D), xn, s_.fn_mean, s_.fn_rstd, r);
-    auto dxn = m2(s_.dt, r, D);
-    if constexpr (Shape::pool == pooling::cls_token) {
-      model_detail::select_token_backward(space_, dpooled, 0, x3(s_.dt));
-    } else if constexpr (Shape::pool == pooling::gap) {
-      kernels::token_mean_pool_backward(space_, dpooled, 0, x3(s_.dt));
-    } else {
-      map_backward(dpooled, dxn);
+    auto dxn = m2(s_.dt, r, D);  // the gradient of the final norm's output, into which the pooling's goes
+    switch (Shape::pool) {
+      case pooling::cls_token:
+        final_norm_forward();
+        model_detail::select_token_backward(space_, dpooled, 0, x3(s_.dt));
+        final_norm_backward(dxn);
+        break;
+      case pooling::gap:
+        final_norm_forward();
+        kernels::token_mean_pool_backward(space_, dpooled, 0, x3(s_.dt));
+        final_norm_backward(dxn);
+        break;
+      case pooling::map:
+        final_norm_forward();  // map_backward reads the normed tokens
+        map_backward(dpooled, dxn);
+        final_norm_backward(dxn);
+        break;
+      case pooling::gap_fc_norm: {
+        auto dgap = m2(s_.dgap, B, D);
+        kernels::layernorm_backward<centered, norm_bias>(space_, m2(s_.gap, B, D), vec(idx_.fcn_w),
+                                                         f1(s_.fcn_mean, B), f1(s_.fcn_rstd, B), dpooled, dgap,
+                                                         gvec(idx_.fcn_w), gvec(idx_.fcn_b),
+                                                         ln_workspace<norm_bias>(B, D));
+        kernels::token_mean_pool_backward(space_, dgap, 0, x3(s_.dx));
+        break;
+      }
     }
+  }
+
+  // dxn: [rows, D], the gradient of the final norm's output -> the last block's output gradient in s_.dx.
+  void final_norm_backward(const view2<act_type>& dxn) {
+    const std::size_t r = rows();
     kernels::layernorm_backward<centered, norm_bias>(space_, m2(stream(depth), r, D), vec(idx_.norm_w),
                                                      f1(s_.fn_mean, r), f1(s_.fn_rstd, r), dxn, m2(s_.dx, r, D),
                                                      gvec(idx_.norm_w), gvec(idx_.norm_b),
