@@ -9,7 +9,7 @@ if(VITSCALE_STB_INCLUDE_DIR AND VITSCALE_STB_LIBRARY)
   target_link_libraries(classify PRIVATE vitscale::vitscale CLI11::CLI11 ${VITSCALE_STB_LIBRARY})
   vitscale_target_defaults(classify)
   if(VITSCALE_BUILD_TESTS)
-    set(_images ${CMAKE_CURRENT_SOURCE_DIR}/../tests/data/images)
+    set(_images ${CMAKE_CURRENT_SOURCE_DIR}/../tests/golden/images)
     # Against timm: a small timm ViT with random weights (tests/reference/classify_reference.py wrote the file,
     # no vitscale metadata, so dispatch works from the tensors alone) on the committed images; the top-5
     # probabilities timm computed with its own eval transform are the reference.

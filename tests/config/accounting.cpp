@@ -1,6 +1,6 @@
 // Accounting: parameter counts and FLOPs pinned for every preset against numbers the library did not
 // compute — the Scaling ViT paper's table, and timm measured by tests/reference/preset_counts.py
-// (tests/data/preset_counts.json) — and memory checked against layouts written out by hand.
+// (tests/golden/preset_counts.json) — and memory checked against layouts written out by hand.
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
 #include <vitscale/vit.hpp>
@@ -21,7 +21,7 @@ namespace {
 
 const nlohmann::json& oracle() {
   static const nlohmann::json data = [] {
-    const std::string path = std::string(VITSCALE_TEST_DATA_DIR) + "/preset_counts.json";
+    const std::string path = std::string(VITSCALE_TEST_GOLDEN_DIR) + "/preset_counts.json";
     std::ifstream in(path);
     REQUIRE_MESSAGE(in.good(), "cannot open " << path);
     return nlohmann::json::parse(in);

@@ -2,8 +2,8 @@
 """Writes the seed corpora of the fuzz targets (tests/fuzz/corpus/<reader>/), each file well under 20 kB.
 
 Run from anywhere: python3 tests/fuzz/make_seeds.py. Needs only the Python standard library; the .npz
-seeds are cut from tests/data/big_vision/formats.npz (written by numpy) and the safetensors seed
-python_mixed.safetensors is copied from tests/data/io/."""
+seeds are cut from tests/golden/big_vision/formats.npz (written by numpy) and the safetensors seed
+python_mixed.safetensors is copied from tests/golden/io/."""
 import gzip
 import io
 import json

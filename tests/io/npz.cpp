@@ -1,5 +1,5 @@
 // .npz reading and big_vision import: archives numpy wrote (tests/reference/big_vision_reference.py ->
-// tests/data/big_vision/), timm's own big_vision loader as the oracle for every imported tensor and for the
+// tests/golden/big_vision/), timm's own big_vision loader as the oracle for every imported tensor and for the
 // logits, and hostile archives built here byte by byte, each of which must be refused with a vitscale::error
 // that names the problem.
 #include <doctest/doctest.h>
@@ -30,7 +30,7 @@ using namespace vitscale;
 
 namespace {
 
-const std::string data_dir = std::string(VITSCALE_TEST_DATA_DIR) + "/big_vision/";
+const std::string data_dir = std::string(VITSCALE_TEST_GOLDEN_DIR) + "/big_vision/";
 
 const fs::path& scratch() {
   static const struct directory {

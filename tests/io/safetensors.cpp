@@ -1,5 +1,5 @@
 // safetensors: round trips through vitscale's writer and reader, files written by Python's `safetensors`
-// package (tests/reference/safetensors_reference.py -> tests/data/io/), and hostile files built here byte by
+// package (tests/reference/safetensors_reference.py -> tests/golden/io/), and hostile files built here byte by
 // byte, each of which must be refused with a message that names the file, the tensor and the problem.
 #include <doctest/doctest.h>
 #include <support/errors.hpp>
@@ -188,7 +188,7 @@ TEST_CASE("safetensors: f32 and bf16 round trip through the writer and reader, b
 }
 
 TEST_CASE("safetensors: reads what Python's safetensors package wrote (F32, BF16, F16, F64, I64, scalar, empty)") {
-  const std::string path = std::string(VITSCALE_TEST_DATA_DIR) + "/io/python_mixed.safetensors";
+  const std::string path = std::string(VITSCALE_TEST_GOLDEN_DIR) + "/io/python_mixed.safetensors";
   io::safetensors_reader reader(path);
   CHECK(reader.metadata() ==
         std::map<std::string, std::string>{{"format", "pt"}, {"source", "tests/reference/safetensors_reference.py"}});

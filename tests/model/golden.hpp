@@ -18,7 +18,7 @@ namespace vitscale::test {
 
 struct golden {
   explicit golden(const std::string& variant)
-      : file(std::string(VITSCALE_TEST_DATA_DIR) + "/vit/" + variant + ".safetensors") {}
+      : file(std::string(VITSCALE_TEST_GOLDEN_DIR) + "/vit/" + variant + ".safetensors") {}
 
   std::vector<float> get(const std::string& name) {
     const auto& e = file.entry(name);

@@ -2,7 +2,7 @@
 """Golden data for vitscale's big_vision importer (include/vitscale/io/big_vision.hpp) and .npz reader
 (include/vitscale/io/npz.hpp). Run from the repository root:
 
-    python3 tests/reference/big_vision_reference.py     # writes tests/data/big_vision/
+    python3 tests/reference/big_vision_reference.py     # writes tests/golden/big_vision/
 
 What it writes:
 
@@ -44,7 +44,7 @@ from safetensors.numpy import save_file
 from timm.models.vision_transformer import _load_weights
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-OUT = os.path.normpath(os.path.join(HERE, "..", "data", "big_vision"))
+OUT = os.path.normpath(os.path.join(HERE, "..", "golden", "big_vision"))
 
 DEPTH, D, HEADS, MLP, PATCH, IMG, CHANS, CLASSES, B = 2, 16, 2, 32, 4, 16, 3, 5, 2
 DH = D // HEADS

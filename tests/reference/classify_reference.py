@@ -7,10 +7,10 @@ Builds a small timm ViT (timm's vit_tiny_patch16_224 recipe with depth 2, width 
 patch 16, 224 px, 10 classes: vitscale's timm_test_vit in examples/classify.cpp) with fixed-seed random
 weights, scaled so that the class probabilities are far from uniform (a weak model would hide errors),
 and writes
-  tests/data/images/timm_small_vit.safetensors  its state dict (~0.7 MB), with metadata mean, std,
+  tests/golden/images/timm_small_vit.safetensors  its state dict (~0.7 MB), with metadata mean, std,
       crop_pct, interpolation from timm's resolve_data_config for the model, and no vitscale.* keys (an
       imported timm file: examples/classify must choose the shape from the tensors alone);
-  tests/data/images/classify_timm_small.json    for each committed image, timm's top-5 class indices and
+  tests/golden/images/classify_timm_small.json    for each committed image, timm's top-5 class indices and
       probabilities after timm's own eval transform, and a checksum of the resized and cropped 8-bit image
       (sum over i of (i mod 251 + 1) * byte i, channels last) that examples/classify must reproduce exactly, (create_transform(**resolve_data_config({}, model=m)))
       on the image as timm's dataset loads it (PIL, convert("RGB")).
@@ -28,7 +28,7 @@ from timm.data import create_transform, resolve_data_config
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-OUT = os.path.normpath(os.path.join(HERE, "..", "data", "images"))
+OUT = os.path.normpath(os.path.join(HERE, "..", "golden", "images"))
 IMAGES = ["fmnist_boot.png", "fmnist_pullover_rgb.png"]
 
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes the two small test images of examples/classify (tests/data/images/), from Fashion-MNIST's test set.
+"""Writes the two small test images of examples/classify (tests/golden/images/), from Fashion-MNIST's test set.
 
     python3 tests/reference/make_images.py [FASHION_MNIST_DIR]
 
@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-OUT = os.path.normpath(os.path.join(HERE, "..", "data", "images"))
+OUT = os.path.normpath(os.path.join(HERE, "..", "golden", "images"))
 
 
 def test_images(folder):

@@ -3,7 +3,7 @@
 
     python3 -m venv --system-site-packages /tmp/optax-venv
     /tmp/optax-venv/bin/pip install optax==0.2.8 jax==0.10.2 jaxlib==0.10.2
-    /tmp/optax-venv/bin/python tests/reference/optimizer_reference.py   # writes tests/data/optim/*.json
+    /tmp/optax-venv/bin/python tests/reference/optimizer_reference.py   # writes tests/golden/optim/*.json
 
 (A separate venv: JAX wants numpy 2, the project's venv keeps Debian's numpy 1 for PyTorch.)
 
@@ -113,7 +113,7 @@ def run(name, tx, peak, agc=0.0, global_norm=0.0, moment=None):
 
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
-    out_dir = os.path.join(here, "..", "data", "optim")
+    out_dir = os.path.join(here, "..", "golden", "optim")
     os.makedirs(out_dir, exist_ok=True)
     cases = [
         run("sgd_fp32", optax.trace(decay=0.9), 0.05),

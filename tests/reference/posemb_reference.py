@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Oracle for vitscale/model/posemb.hpp: timm's resample_abs_pos_embed (PyTorch's F.interpolate) and
-big_vision's posemb_sincos_2d, written to tests/data/posemb/{resample,sincos}.json.
+big_vision's posemb_sincos_2d, written to tests/golden/posemb/{resample,sincos}.json.
 
 Run from the repository root with a Python that has torch and timm:
 
@@ -24,7 +24,7 @@ import timm
 from timm.layers import resample_abs_pos_embed
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-OUT = os.path.join(HERE, "..", "data", "posemb")
+OUT = os.path.join(HERE, "..", "golden", "posemb")
 
 SOURCES = [
     # name, prefix, old grid, width, new grids

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Oracle for vitscale's compile-time accounting: parameter counts and forward FLOPs of every preset,
-measured on timm's own VisionTransformer (PyTorch), written to tests/data/preset_counts.json.
+measured on timm's own VisionTransformer (PyTorch), written to tests/golden/preset_counts.json.
 
 Run from the repository root with a Python that has torch and timm (e.g. a venv with system site packages
 over Debian's python3-torch, then `pip install --no-deps timm`):
@@ -89,7 +89,7 @@ def main():
         flops = f1 + (depth - 1) * (f2 - f1)
         out["presets"][name] = {"params": counts, "forward_flops": flops}
         print(f"{name:10s} params {counts['total']:>14,d}  forward FLOPs {flops:>18,d}", file=sys.stderr)
-    path = os.path.join(os.path.dirname(__file__), "..", "data", "preset_counts.json")
+    path = os.path.join(os.path.dirname(__file__), "..", "golden", "preset_counts.json")
     with open(path, "w") as f:
         json.dump(out, f, indent=1, sort_keys=True)
         f.write("\n")

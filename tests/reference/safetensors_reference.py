@@ -2,7 +2,7 @@
 """Oracle for vitscale's safetensors reader and writer (include/vitscale/io/safetensors.hpp), using the
 `safetensors` package that PyTorch and timm use.
 
-    python3 tests/reference/safetensors_reference.py            # writes tests/data/io/python_mixed.safetensors
+    python3 tests/reference/safetensors_reference.py            # writes tests/golden/io/python_mixed.safetensors
     python3 tests/reference/safetensors_reference.py check FILE  # checks a file vitscale's writer made
 
 The written file holds small arange-based tensors whose values tests/io/safetensors.cpp knows exactly (they
@@ -25,7 +25,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-DATA = os.path.normpath(os.path.join(HERE, "..", "data", "io"))
+DATA = os.path.normpath(os.path.join(HERE, "..", "golden", "io"))
 
 
 def python_tensors():

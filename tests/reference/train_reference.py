@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Oracle for vitscale/train/loss.hpp and vitscale/train/schedule.hpp, written to
-tests/data/train/{losses,schedules}.json.
+tests/golden/train/{losses,schedules}.json.
 
 Run from the repository root with a Python that has torch and numpy:
 
@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-OUT = os.path.join(HERE, "..", "data", "train")
+OUT = os.path.join(HERE, "..", "golden", "train")
 
 
 def exact(a):

@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """Golden data for vitscale's model tests: small timm Vision Transformers with random weights, run forward and
-backward on PyTorch (CPU, float32), written as safetensors files under tests/data/vit/.
+backward on PyTorch (CPU, float32), written as safetensors files under tests/golden/vit/.
 
 Run from the repository root with a Python that has torch (1.13 made the first files, 2.15 classic_gap_fcnorm),
 timm 1.0.31 and safetensors:
 
-    python3 tests/reference/vit_reference.py --out tests/data/vit
+    python3 tests/reference/vit_reference.py --out tests/golden/vit
 
 What it writes (one file per variant, <out>/<variant>.safetensors):
 
@@ -692,7 +692,7 @@ def write_adamw_steps(out_dir, seed, extra):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default="tests/data/vit", help="output folder (default: tests/data/vit)")
+    ap.add_argument("--out", default="tests/golden/vit", help="output folder (default: tests/golden/vit)")
     ap.add_argument("--only", nargs="*", help="write only these model variants (default: every file)")
     args = ap.parse_args()
     assert timm.__version__ == "1.0.31", f"golden data is defined against timm 1.0.31, found {timm.__version__}"

@@ -1,5 +1,5 @@
 #pragma once
-// What tests that read committed reference data share: the JSON golden files under tests/data (written by
+// What tests that read committed reference data share: the JSON golden files under tests/golden (written by
 // the scripts in tests/reference); error_of comes with it (support/errors.hpp).
 
 #include <doctest/doctest.h>
@@ -12,9 +12,9 @@
 
 namespace vitscale::test {
 
-// tests/data/<folder>/<file>, parsed; a missing file names the script that writes it.
+// tests/golden/<folder>/<file>, parsed; a missing file names the script that writes it.
 inline nlohmann::json load_golden_json(const std::string& folder, const std::string& file, const char* script) {
-  const std::string path = std::string(VITSCALE_TEST_DATA_DIR) + "/" + folder + "/" + file;
+  const std::string path = std::string(VITSCALE_TEST_GOLDEN_DIR) + "/" + folder + "/" + file;
   std::ifstream in(path);
   REQUIRE_MESSAGE(in.good(), "cannot open " << path << " (run tests/reference/" << script << ")");
   return nlohmann::json::parse(in);

@@ -1,4 +1,4 @@
-// A full training step against timm + PyTorch: classic_cls (tests/data/vit) trained for three AdamW steps on
+// A full training step against timm + PyTorch: classic_cls (tests/golden/vit) trained for three AdamW steps on
 // its batch by tests/reference/vit_reference.py (PyTorch's AdamW, timm's decay groups: weight matrices and
 // the patch kernel decayed, biases, norms, pos_embed and cls_token not) — the same three steps here, with
 // vitscale's model, loss and optimizer: every loss and every parameter after the last step.
@@ -27,7 +27,7 @@ std::vector<float> read(io::safetensors_reader& f, const std::string& name) {
 }  // namespace
 
 TEST_CASE_TEMPLATE_DEFINE("three AdamW steps match timm + PyTorch", Space, vit_adamw_steps) {
-  const std::string dir = std::string(VITSCALE_TEST_DATA_DIR) + "/vit/";
+  const std::string dir = std::string(VITSCALE_TEST_GOLDEN_DIR) + "/vit/";
   io::safetensors_reader start(dir + "classic_cls.safetensors"), want(dir + "classic_cls_adamw.safetensors");
   using model_t = vit<classic_cls, precision::fp32, Space>;
   model_t model(20);
