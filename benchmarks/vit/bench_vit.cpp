@@ -1,7 +1,7 @@
 // The model end to end: forward (inference: predict) and training step (forward + backward; the optimizer
 // step is not included) images/s for ViT-B/16 and ViT-Ti/16 at 224 px, fp32 and bf16_mixed, on the
 // default host execution space, with the model FLOP utilisation against the machine's fp32 FMA peak
-// measured in the same run. The peer (PyTorch + timm, ONNX Runtime) is examples/bench_vit_torch.py.
+// measured in the same run. The peer (PyTorch + timm, ONNX Runtime) is bench_vit_torch.py, beside it.
 //
 // FLOPs are config/accounting.hpp's (2 per multiply-add, attention products included; a training step is
 // 3× forward less the patch embedding's input gradient), the same formula bench_vit_torch.py uses.

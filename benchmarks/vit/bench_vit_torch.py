@@ -3,9 +3,9 @@
 and ONNX Runtime (fp32 forward of the same timm model exported with torch.onnx.export), on a fixed number
 of threads. Prints a table (images/s, ms/iter, GFLOP/s, peak RSS) and optionally writes it as JSON.
 
-    /work/venv/bin/python examples/bench_vit_torch.py                     # the default configuration
-    /work/venv/bin/python examples/bench_vit_torch.py --quick --models vit_tiny_patch16_224   # smoke check
-    /work/venv/bin/python examples/bench_vit_torch.py --no-onnx --json /tmp/vit_torch.json
+    /work/venv/bin/python benchmarks/vit/bench_vit_torch.py                     # the default configuration
+    /work/venv/bin/python benchmarks/vit/bench_vit_torch.py --quick --models vit_tiny_patch16_224   # smoke check
+    /work/venv/bin/python benchmarks/vit/bench_vit_torch.py --no-onnx --json /tmp/vit_torch.json
 
 Default configuration: timm vit_base_patch16_224 (ViT-B/16) at batch 1 and 8, vit_tiny_patch16_224
 (ViT-Ti/16) at batch 8, 224 px, random weights (pretrained=False), dropout and drop-path 0.

@@ -2,7 +2,7 @@
 """The GEMM shapes of bench_gemm.cpp (ViT-B/16 and ViT-Ti/16 at batch 8) through torch.matmul, for
 comparison: fp32 and bf16 inputs, GFLOP/s, median of several repetitions after a warm-up. Prints a table.
 
-    /usr/bin/python3 examples/bench_gemm_torch.py [--threads 2] [--reps 7]   # Debian's python3 has torch
+    /usr/bin/python3 benchmarks/gemm/bench_gemm_torch.py [--threads 2] [--reps 7]   # Debian's python3 has torch
 """
 import argparse
 import statistics

@@ -4,7 +4,7 @@ bench_attention.cpp, on 2 threads: the peer the issue's targets name (PyTorch 1.
 
 FLOPs counted as in bench_attention: forward 4*B*H*N*N*d, backward 2.5x forward.
 
-    python3 examples/bench_attention_torch.py [repeats]
+    python3 benchmarks/attention/bench_attention_torch.py [repeats]
 """
 import statistics
 import sys
