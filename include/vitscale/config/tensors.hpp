@@ -191,4 +191,30 @@ constexpr std::array<tensor_info, tensor_count<Shape>()> tensor_table(int resolu
   return filler.table;
 }
 
+namespace detail {
+// Not constexpr: reached in a constant expression only when no tensor has the name, which then does not compile.
+inline int no_tensor_named(std::string_view) { return -1; }
+}  // namespace detail
+
+// The index in the table of tensor `name` of block `block` (-1: outside the blocks), for use in constant
+// expressions: a name the shape does not have (misspelt, or of another shape) does not compile there.
+// Write `Shape::qkv_bias ? tensor_index<Shape>(l, "attn.qkv.bias") : -1` for a tensor only some shapes have.
+template <class Shape>
+constexpr int tensor_index(int block, std::string_view name) {
+  constexpr auto table = tensor_table<Shape>();
+  for (std::size_t i = 0; i < table.size(); ++i)
+    if (table[i].block == block && table[i].name == name) return static_cast<int>(i);
+  return detail::no_tensor_named(name);
+}
+
+// Tensors per block: every block has the same ones, contiguous and in the same order in the table, so block l's
+// tensor is block 0's index + l·block_tensor_count.
+template <class Shape>
+constexpr int block_tensor_count() {
+  constexpr auto table = tensor_table<Shape>();
+  int n = 0;
+  for (const tensor_info& t : table) n += t.block == 0 ? 1 : 0;
+  return n;
+}
+
 }  // namespace vitscale

@@ -47,7 +47,10 @@
 #include <vitscale/kernels/reduction.hpp>
 #include <vitscale/kernels/residual.hpp>
 #include <vitscale/model/embedding.hpp>
-#include <vitscale/model/heads.hpp>
+#include <vitscale/model/heads/classifier.hpp>
+#include <vitscale/model/heads/passes.hpp>
+#include <vitscale/model/heads/pool.hpp>
+#include <vitscale/model/layer_context.hpp>
 #include <vitscale/model/init.hpp>
 #include <vitscale/model/linear.hpp>
 #include <vitscale/model/parameters.hpp>
@@ -87,21 +90,11 @@ class gradient_listener {
   ~gradient_listener() = default;
 };
 
-// Training-time regularisation (see the top of this file). Rates must lie in [0, 1).
-struct regularization {
-  double dropout = 0.0;
-  double drop_path = 0.0;  // the last block's rate; block l uses drop_path·l/(depth − 1)
-  std::uint64_t seed = 0;
-  // The index in the global batch of this model's first image: masks are keyed by global image (and
-  // element) index, so that each data-parallel group draws its own masks and a split batch draws the masks
-  // of the whole one. A data-parallel rank sets data_index · images per data group; on a model axis set the
-  // group's first image, the model adds its rank's offset (model rank j holds group images j·B .. j·B + B − 1
-  // of a local batch B). 0: this model sees the whole batch.
-  std::uint64_t first_image = 0;
-};
 
 template <class Shape, class Policy = precision::fp32, class ExecSpace = Kokkos::DefaultHostExecutionSpace>
-class vit {
+class vit : private model_detail::layer_context<Shape, Policy, ExecSpace> {
+  using context = model_detail::layer_context<Shape, Policy, ExecSpace>;
+
   static_assert(is_vit_shape_v<Shape>, "vit<Shape, ...>: Shape must be a vitscale::vit_shape (or a preset)");
   static_assert(precision::is_policy_v<Policy>, "vit<Shape, Policy, ...>: Policy must be a vitscale::precision policy");
   static_assert(Kokkos::is_execution_space<ExecSpace>::value, "vit<..., ExecSpace>: not a Kokkos execution space");
@@ -120,18 +113,18 @@ class vit {
   using gemm_type = typename Policy::gemm_type;
 
   template <class T>
-  using view1 = Kokkos::View<T*, Kokkos::LayoutRight, memory_space, Kokkos::MemoryUnmanaged>;
+  using view1 = typename context::template view1<T>;
   template <class T>
-  using view2 = Kokkos::View<T**, Kokkos::LayoutRight, memory_space, Kokkos::MemoryUnmanaged>;
+  using view2 = typename context::template view2<T>;
   template <class T>
-  using view3 = Kokkos::View<T***, Kokkos::LayoutRight, memory_space, Kokkos::MemoryUnmanaged>;
+  using view3 = typename context::template view3<T>;
   template <class T>
-  using heads_view = Kokkos::View<T****, Kokkos::LayoutStride, memory_space, Kokkos::MemoryUnmanaged>;
+  using heads_view = typename context::template heads_view<T>;
   template <class T>
-  using strided2 = Kokkos::View<T**, Kokkos::LayoutStride, memory_space, Kokkos::MemoryUnmanaged>;
+  using strided2 = typename context::template strided2<T>;
 
-  using parameters_type = parameter_arena<Shape, param_type, memory_space>;
-  using gradients_type = parameter_arena<Shape, grad_type, memory_space>;
+  using parameters_type = typename context::parameters_type;
+  using gradients_type = typename context::gradients_type;
   using logits_view = view2<const float>;
 
   // What a frozen-feature evaluation reads: the tokens after the final norm [B, N, D] and the pooled
@@ -141,23 +134,14 @@ class vit {
     view2<const act_type> pooled;
   };
 
-  static constexpr int depth = Shape::depth, D = Shape::width, H = Shape::heads, F = Shape::mlp_dim;
-  static constexpr int head_dim = Shape::head_dim, P = Shape::patch, C = Shape::in_channels;
-  static constexpr bool parallel = Shape::block == block_kind::parallel;
-  static constexpr bool centered = Shape::norm_centered, norm_bias = Shape::norm_bias;
-  static constexpr double norm_eps = 1e-6;
-  static constexpr kernels::gelu_kind gelu =
-      Shape::mlp_activation == activation::gelu_tanh ? kernels::gelu_kind::tanh : kernels::gelu_kind::erf;
-  static constexpr kernels::gemm_epilogue bias_gelu = gelu == kernels::gelu_kind::tanh
-                                                          ? kernels::gemm_epilogue::bias_gelu_tanh
-                                                          : kernels::gemm_epilogue::bias_gelu_erf;
+  using context::depth, context::D, context::H, context::F, context::head_dim, context::P, context::C;
+  using context::parallel, context::centered, context::norm_bias, context::norm_eps, context::gelu,
+      context::bias_gelu;
 
   // A model with every parameter zero (to be loaded from a checkpoint), at `resolution` pixels; with a
   // model axis, this rank's shard of it.
   explicit vit(int resolution = Shape::resolution, ExecSpace space = ExecSpace(), model_parallel mp = {})
-      : space_(space), shard_(shard_of(mp)), model_axis_(shard_.count > 1 ? mp.model_axis : nullptr),
-        chunks_(mp.chunks), params_(resolution, tensor_subset::all, "vitscale::parameters", shard_),
-        grads_(resolution, tensor_subset::all, "vitscale::gradients", shard_) {
+      : context(resolution, space, context::shard_of(mp.model_axis, mp.chunks), mp.model_axis, mp.chunks) {
     Shape::grid(resolution);  // validates
     make_derived_state();
   }
@@ -269,14 +253,14 @@ class vit {
     run_forward(images, true, step);
     saved_batch_ = batch_;
     saved_step_ = step;
-    return logits_view(s_.logits, static_cast<std::size_t>(batch_), static_cast<std::size_t>(Shape::num_classes));
+    return logits_view(head_.logits, static_cast<std::size_t>(batch_), static_cast<std::size_t>(Shape::num_classes));
   }
 
   // Inference: no dropout, nothing kept for backward (the activation arena holds one block's worth).
   template <class Images>
   logits_view predict(const Images& images) {
     run_forward(images, false, 0);
-    return logits_view(s_.logits, static_cast<std::size_t>(batch_), static_cast<std::size_t>(Shape::num_classes));
+    return logits_view(head_.logits, static_cast<std::size_t>(batch_), static_cast<std::size_t>(Shape::num_classes));
   }
 
   // Inference up to the head's input: token features [B, N, D] after the final norm (the last block's output
@@ -286,8 +270,7 @@ class vit {
   features_type features(const Images& images) {
     run_forward(images, false, 0);
     const std::size_t b = static_cast<std::size_t>(batch_);
-    return {view3<const act_type>(Shape::token_norm ? s_.xn : stream(depth), b, tokens_, D),
-            view2<const act_type>(head_input(), b, Shape::features)};
+    return {view3<const act_type>(head_tokens(), b, tokens_, D), view2<const act_type>(head_.input(), b, Shape::features)};
   }
 
   // dlogits: [B, classes] float, the loss gradient for the last forward() -> every parameter gradient,
@@ -305,6 +288,24 @@ class vit {
   }
 
  private:
+  // The run-time state and the views into it, from the layer context (model/layer_context.hpp).
+  using typename context::block_buffers;
+  using typename context::buffers;
+  using context::space_, context::shard_, context::model_axis_, context::chunks_, context::comm_stats_,
+      context::params_, context::grads_, context::weight_copy_, context::reg_, context::s_, context::tokens_,
+      context::patches_, context::batch_, context::training_layout_, context::train_, context::step_;
+  using context::upload, context::download, context::weight, context::vec, context::gvec, context::gmat,
+      context::rows, context::m2, context::f1, context::x3, context::heads, context::stats3, context::bimages,
+      context::brows, context::hl, context::aw, context::fl, context::in_width, context::bheads, context::bstats,
+      context::blse, context::row_split, context::row_range, context::lse3, context::workspace,
+      context::ln_workspace, context::sum_workspace, context::saved, context::stream, context::key,
+      context::dropout_site, context::drop_path_site, context::drop_path_rate, context::dropout_on,
+      context::first_local_image, context::local_rows_index, context::hidden_index, context::norm_forward;
+
+  // The final norm on every token (absent with gap_fc_norm, whose norm is the pooling head's).
+  static constexpr int norm_w = Shape::token_norm ? tensor_index<Shape>(-1, "norm.weight") : -1;
+  static constexpr int norm_b = Shape::token_norm && norm_bias ? tensor_index<Shape>(-1, "norm.bias") : -1;
+
   // Indices of a block's tensors in the table (-1: absent in this shape).
   struct block_index {
     int norm1_w = -1, norm1_b = -1, qkv_w = -1, qkv_b = -1, mlp_bias = -1;
@@ -312,49 +313,10 @@ class vit {
     int norm2_w = -1, norm2_b = -1, fc1_w = -1, fc1_b = -1, fc2_w = -1, fc2_b = -1;
   };
   struct model_index {
-    int cls = -1, pos = -1, patch_w = -1, patch_b = -1, norm_w = -1, norm_b = -1, fcn_w = -1, fcn_b = -1;
-    int latent = -1, mq_w = -1, mq_b = -1, mkv_w = -1, mkv_b = -1, mp_w = -1, mp_b = -1;
-    int mn_w = -1, mn_b = -1, m1_w = -1, m1_b = -1, m2_w = -1, m2_b = -1;
-    int pre_w = -1, pre_b = -1, head_w = -1, head_b = -1;
+    int cls = -1, pos = -1, patch_w = -1, patch_b = -1;
     std::vector<block_index> blocks;
   };
 
-  // Activations saved by one block (training: one set per block; inference: one set for all).
-  struct block_buffers {
-    float *ln1_mean = nullptr, *ln1_rstd = nullptr, *ln2_mean = nullptr, *ln2_rstd = nullptr;
-    act_type* qkv = nullptr;  // classic: [rows, 3D]; parallel: [rows, F + 3D] ([MLP | q | k | v])
-    float *q_mean = nullptr, *q_rstd = nullptr, *k_mean = nullptr, *k_rstd = nullptr;  // [B, N, H]
-    act_type* o = nullptr;    // attention output [rows, D]
-    float* lse = nullptr;     // [B, H, N]
-    act_type* x_mid = nullptr;  // classic: x + attention branch [rows, D]
-    act_type* h = nullptr;      // classic: MLP pre-activation [rows, F] (training)
-  };
-  struct buffers {
-    std::vector<act_type*> x;  // the residual stream entering block l (x[depth]: the final norm's input)
-    std::vector<block_buffers> blocks;
-    float *fn_mean = nullptr, *fn_rstd = nullptr;
-    // gap_fc_norm: the mean of the tokens (fc_norm's input) and fc_norm's statistics (saved), its gradient
-    act_type *gap = nullptr, *dgap = nullptr;
-    float *fcn_mean = nullptr, *fcn_rstd = nullptr;
-    // MAP head (saved)
-    act_type *mq = nullptr, *mkv = nullptr, *mo = nullptr, *my = nullptr, *mh = nullptr;
-    float *mlse = nullptr, *mln_mean = nullptr, *mln_rstd = nullptr;
-    act_type *pooled = nullptr, *pre = nullptr;
-    float* logits = nullptr;
-    // scratch
-    gemm_type* patches = nullptr;
-    act_type *ptok = nullptr, *t = nullptr, *qkn = nullptr, *g = nullptr, *ybr = nullptr, *xn = nullptr;
-    param_type* fused_bias = nullptr;
-    act_type *latent = nullptr, *mz = nullptr, *mg = nullptr;
-    // backward scratch
-    act_type *dx = nullptr, *dbr = nullptr, *dt = nullptr, *dln = nullptr, *dout = nullptr, *du = nullptr;
-    act_type *dg = nullptr, *dqkn = nullptr, *dl = nullptr, *dfeat = nullptr, *dpooled = nullptr;
-    act_type *dmg = nullptr, *dmz = nullptr, *dmy = nullptr, *dmo = nullptr, *dmq = nullptr, *dqsum = nullptr;
-    float *delta = nullptr, *ws = nullptr, *qk_tmp = nullptr;
-    // model axis: the block's gathered rows, partial sums and their reduce-scattered local rows
-    act_type *t_all = nullptr, *dy_all = nullptr;
-    float *part = nullptr, *rsum = nullptr;
-  };
 
   // ------------------------------------------------------------------------------------------------------
   // set-up
@@ -385,27 +347,6 @@ class vit {
     idx_.pos = top("pos_embed");
     idx_.patch_w = top("patch_embed.proj.weight");
     idx_.patch_b = top("patch_embed.proj.bias");
-    idx_.norm_w = top("norm.weight");
-    idx_.norm_b = top("norm.bias");
-    idx_.fcn_w = top("fc_norm.weight");
-    idx_.fcn_b = top("fc_norm.bias");
-    idx_.latent = top("attn_pool.latent");
-    idx_.mq_w = top("attn_pool.q.weight");
-    idx_.mq_b = top("attn_pool.q.bias");
-    idx_.mkv_w = top("attn_pool.kv.weight");
-    idx_.mkv_b = top("attn_pool.kv.bias");
-    idx_.mp_w = top("attn_pool.proj.weight");
-    idx_.mp_b = top("attn_pool.proj.bias");
-    idx_.mn_w = top("attn_pool.norm.weight");
-    idx_.mn_b = top("attn_pool.norm.bias");
-    idx_.m1_w = top("attn_pool.mlp.fc1.weight");
-    idx_.m1_b = top("attn_pool.mlp.fc1.bias");
-    idx_.m2_w = top("attn_pool.mlp.fc2.weight");
-    idx_.m2_b = top("attn_pool.mlp.fc2.bias");
-    idx_.pre_w = top("pre_logits.fc.weight");
-    idx_.pre_b = top("pre_logits.fc.bias");
-    idx_.head_w = top("head.weight");
-    idx_.head_b = top("head.bias");
     idx_.blocks.assign(depth, block_index{});
     for (int l = 0; l < depth; ++l) {
       block_index& b = idx_.blocks[l];
@@ -444,20 +385,6 @@ class vit {
     }
   }
 
-  template <class T>
-  static void upload(const float* host, const view1<T>& device) {
-    auto mirror = Kokkos::create_mirror_view(Kokkos::HostSpace(), device);
-    for (std::size_t i = 0; i < device.extent(0); ++i) mirror(i) = static_cast<T>(host[i]);
-    Kokkos::deep_copy(device, mirror);
-  }
-  template <class T>
-  static std::vector<float> download(const view1<T>& device) {
-    auto mirror = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), device);
-    std::vector<float> host(device.extent(0));
-    for (std::size_t i = 0; i < host.size(); ++i) host[i] = static_cast<float>(mirror(i));
-    return host;
-  }
-
   // The GEMM copy of the weights, refreshed when the parameters may have changed.
   void refresh_weights() {
     if constexpr (Policy::keeps_weight_copy) {
@@ -467,114 +394,72 @@ class vit {
     }
     weights_stale_ = false;
   }
-  view2<const gemm_type> weight(int i) const {
-    if constexpr (Policy::keeps_weight_copy) {
-      return weight_copy_->matrix(i);
-    } else {
-      return params_.matrix(i);
-    }
-  }
-  view1<const param_type> vec(int i) const { return i < 0 ? view1<const param_type>() : params_.vector(i); }
-  view1<grad_type> gvec(int i) const { return i < 0 ? view1<grad_type>() : grads_.vector(i); }
-  view2<grad_type> gmat(int i) const { return grads_.matrix(i); }
-
   // The layout of the activation arena for `batch` images: every buffer named in `buffers`, in one place.
   void plan(arena_cursor& a, int batch, bool training) {
-    const std::size_t B = static_cast<std::size_t>(batch), N = tokens_, rows = B * N;
+    const std::size_t B = static_cast<std::size_t>(batch), N = tokens_, nrows = B * N;
     const std::size_t Np = patches_, K = std::size_t(C) * P * P;
-    // Inside a parallel block on a model axis of m ranks there are m times the rows and 1/m of the columns
+    // Inside a parallel block on a model axis of m ranks there are m times the nrows and 1/m of the columns
     // (heads and MLP units): every block buffer keeps the size it has without sharding.
     const std::size_t qkv_cols = parallel ? std::size_t(F) + 3 * D : 3 * std::size_t(D);
     buffers s;
     const int x_slots = training ? depth + 1 : 2;
-    for (int i = 0; i < x_slots; ++i) s.x.push_back(a.take<act_type>(rows * D));
+    for (int i = 0; i < x_slots; ++i) s.x.push_back(a.take<act_type>(nrows * D));
     const int block_slots = training ? depth : 1;
     for (int i = 0; i < block_slots; ++i) {
       block_buffers b;
-      b.ln1_mean = a.take<float>(rows);
-      b.ln1_rstd = a.take<float>(rows);
-      b.qkv = a.take<act_type>(rows * qkv_cols);
+      b.ln1_mean = a.take<float>(nrows);
+      b.ln1_rstd = a.take<float>(nrows);
+      b.qkv = a.take<act_type>(nrows * qkv_cols);
       if (Shape::qk_norm) {
-        b.q_mean = a.take<float>(rows * H);
-        b.q_rstd = a.take<float>(rows * H);
-        b.k_mean = a.take<float>(rows * H);
-        b.k_rstd = a.take<float>(rows * H);
+        b.q_mean = a.take<float>(nrows * H);
+        b.q_rstd = a.take<float>(nrows * H);
+        b.k_mean = a.take<float>(nrows * H);
+        b.k_rstd = a.take<float>(nrows * H);
       }
-      b.o = a.take<act_type>(rows * D);
-      b.lse = a.take<float>(rows * H);
+      b.o = a.take<act_type>(nrows * D);
+      b.lse = a.take<float>(nrows * H);
       if (!parallel) {
-        b.x_mid = a.take<act_type>(rows * D);
-        b.ln2_mean = a.take<float>(rows);
-        b.ln2_rstd = a.take<float>(rows);
-        if (training) b.h = a.take<act_type>(rows * F);
+        b.x_mid = a.take<act_type>(nrows * D);
+        b.ln2_mean = a.take<float>(nrows);
+        b.ln2_rstd = a.take<float>(nrows);
+        if (training) b.h = a.take<act_type>(nrows * F);
       }
       s.blocks.push_back(b);
     }
     if (Shape::token_norm) {
-      s.fn_mean = a.take<float>(rows);
-      s.fn_rstd = a.take<float>(rows);
+      s.fn_mean = a.take<float>(nrows);
+      s.fn_rstd = a.take<float>(nrows);
     }
-    if (Shape::pool == pooling::gap_fc_norm) {
-      s.gap = a.take<act_type>(B * D);
-      s.fcn_mean = a.take<float>(B);
-      s.fcn_rstd = a.take<float>(B);
-      if (training) s.dgap = a.take<act_type>(B * D);
-    }
-    if (Shape::pool == pooling::map) {
-      s.mq = a.take<act_type>(B * D);
-      s.mkv = a.take<act_type>(rows * 2 * D);
-      s.mo = a.take<act_type>(B * D);
-      s.mlse = a.take<float>(B * H);
-      s.my = a.take<act_type>(B * D);
-      s.mln_mean = a.take<float>(B);
-      s.mln_rstd = a.take<float>(B);
-      s.mh = a.take<act_type>(B * F);
-      s.latent = a.take<act_type>(D);
-      s.mz = a.take<act_type>(B * D);
-      s.mg = a.take<act_type>(B * F);
-    }
-    s.pooled = a.take<act_type>(B * D);
-    if (Shape::pre_logits > 0) s.pre = a.take<act_type>(B * Shape::pre_logits);
-    s.logits = a.take<float>(B * Shape::num_classes);
+    pool_.plan(a, B, nrows, training);  // the pooling head's buffers (model/heads/)
+    head_.plan(a, B, training);        // the pooled vector, pre-logits, logits and their gradients
     // scratch shared by all blocks
     s.patches = a.take<gemm_type>(B * Np * K);
     s.ptok = a.take<act_type>(B * Np * D);
-    s.t = a.take<act_type>(rows * D);
-    if (Shape::qk_norm) s.qkn = a.take<act_type>(rows * 2 * D);
-    s.g = a.take<act_type>(rows * F);
-    s.ybr = a.take<act_type>(rows * D);
-    s.xn = a.take<act_type>(rows * D);
+    s.t = a.take<act_type>(nrows * D);
+    if (Shape::qk_norm) s.qkn = a.take<act_type>(nrows * 2 * D);
+    s.g = a.take<act_type>(nrows * F);
+    s.ybr = a.take<act_type>(nrows * D);
+    s.xn = a.take<act_type>(nrows * D);
     if (parallel && !Shape::qkv_bias) s.fused_bias = a.take<param_type>(qkv_cols);
     if (model_axis_) {
       const std::size_t m = static_cast<std::size_t>(shard_.count);
-      s.t_all = a.take<act_type>(m * rows * D);
-      s.part = a.take<float>(m * rows * D);
-      s.rsum = a.take<float>(rows * D);
-      if (training) s.dy_all = a.take<act_type>(m * rows * D);
+      s.t_all = a.take<act_type>(m * nrows * D);
+      s.part = a.take<float>(m * nrows * D);
+      s.rsum = a.take<float>(nrows * D);
+      if (training) s.dy_all = a.take<act_type>(m * nrows * D);
     }
     if (training) {
-      s.dx = a.take<act_type>(rows * D);
-      s.dbr = a.take<act_type>(rows * D);
-      s.dt = a.take<act_type>(rows * D);
-      s.dln = a.take<act_type>(rows * D);
-      s.dout = a.take<act_type>(rows * D);
-      s.du = a.take<act_type>(rows * std::max(qkv_cols, std::size_t(2) * D));
-      s.dg = a.take<act_type>(rows * F);
-      if (Shape::qk_norm) s.dqkn = a.take<act_type>(rows * 2 * D);
-      s.delta = a.take<float>(rows * H);
+      s.dx = a.take<act_type>(nrows * D);
+      s.dbr = a.take<act_type>(nrows * D);
+      s.dt = a.take<act_type>(nrows * D);
+      s.dln = a.take<act_type>(nrows * D);
+      s.dout = a.take<act_type>(nrows * D);
+      s.du = a.take<act_type>(nrows * std::max(qkv_cols, std::size_t(2) * D));
+      s.dg = a.take<act_type>(nrows * F);
+      if (Shape::qk_norm) s.dqkn = a.take<act_type>(nrows * 2 * D);
+      s.delta = a.take<float>(nrows * H);
       s.ws = a.take<float>(kernels::detail::param_grad_chunks * workspace_cols());
       s.qk_tmp = a.take<float>(4 * head_dim);
-      s.dl = a.take<act_type>(B * Shape::num_classes);
-      s.dfeat = a.take<act_type>(B * Shape::features);
-      s.dpooled = a.take<act_type>(B * D);
-      if (Shape::pool == pooling::map) {
-        s.dmg = a.take<act_type>(B * F);
-        s.dmz = a.take<act_type>(B * D);
-        s.dmy = a.take<act_type>(B * D);
-        s.dmo = a.take<act_type>(B * D);
-        s.dmq = a.take<act_type>(B * D);
-        s.dqsum = a.take<act_type>(D);
-      }
     }
     s_ = std::move(s);
   }
@@ -598,91 +483,6 @@ class vit {
 
   // ------------------------------------------------------------------------------------------------------
   // views into the arena
-
-  std::size_t rows() const { return static_cast<std::size_t>(batch_) * tokens_; }
-  view2<act_type> m2(act_type* p, std::size_t r, std::size_t c) const { return view2<act_type>(p, r, c); }
-  view1<float> f1(float* p, std::size_t n) const { return view1<float>(p, n); }
-  view3<act_type> x3(act_type* p) const { return view3<act_type>(p, batch_, tokens_, D); }
-  // The [B, N, H, d] heads of a [rows, row_stride] buffer starting at column `col`.
-  heads_view<act_type> heads(act_type* p, std::size_t col, std::size_t row_stride, std::size_t n) const {
-    const std::size_t b = static_cast<std::size_t>(batch_);
-    Kokkos::LayoutStride layout(b, n * row_stride, n, row_stride, H, head_dim, head_dim, 1);
-    return heads_view<act_type>(p + col, layout);
-  }
-  view3<float> stats3(float* p, std::size_t n) const { return view3<float>(p, batch_, n, H); }
-  // Inside a block: the rows of the whole model-axis group (m times this rank's images), this rank's heads
-  // and MLP units (all of them without a model axis).
-  std::size_t bimages() const { return static_cast<std::size_t>(batch_) * shard_.count; }
-  std::size_t brows() const { return rows() * shard_.count; }
-  std::size_t hl() const { return std::size_t(H) / shard_.count; }
-  std::size_t aw() const { return std::size_t(D) / shard_.count; }
-  std::size_t fl() const { return std::size_t(F) / shard_.count; }
-  std::size_t in_width() const { return fl() + 3 * aw(); }  // the parallel block's [MLP | q | k | v] columns
-  heads_view<act_type> bheads(act_type* p, std::size_t col, std::size_t row_stride) const {
-    const std::size_t n = tokens_;
-    Kokkos::LayoutStride layout(bimages(), n * row_stride, n, row_stride, hl(), head_dim, head_dim, 1);
-    return heads_view<act_type>(p + col, layout);
-  }
-  view3<float> bstats(float* p) const { return view3<float>(p, bimages(), tokens_, hl()); }
-  view3<float> blse(float* p) const { return view3<float>(p, bimages(), hl(), tokens_); }
-  model_detail::row_chunks row_split() const {
-    return {rows(), model_detail::chunks_for(batch_, chunks_), static_cast<std::size_t>(shard_.count)};
-  }
-  template <class V>
-  static auto row_range(const V& v, std::pair<std::size_t, std::size_t> r) {
-    return Kokkos::subview(v, r, Kokkos::ALL());
-  }
-  view3<float> lse3(float* p, std::size_t n) const { return view3<float>(p, batch_, H, n); }
-  view2<float> workspace(std::size_t chunks, std::size_t cols) const { return view2<float>(s_.ws, chunks, cols); }
-  template <bool Bias>
-  view2<float> ln_workspace(std::size_t r, std::size_t c) const {
-    const auto w = kernels::layernorm_backward_workspace<Bias>(r, c);
-    return workspace(w.chunks, w.cols);
-  }
-  view2<float> sum_workspace(std::size_t r, std::size_t c) const {
-    const auto w = kernels::column_sum_workspace(r, c);
-    return workspace(w.chunks, w.cols);
-  }
-  act_type* head_input() const { return Shape::pre_logits > 0 ? s_.pre : s_.pooled; }
-  const block_buffers& saved(int l) const { return s_.blocks[training_layout_ ? l : 0]; }
-  act_type* stream(int l) const { return s_.x[training_layout_ ? l : l % 2]; }
-
-  rng_key key(std::uint32_t stream_id) const { return rng_key{reg_.seed, step_, stream_id}; }
-  // Dropout sites: 0 the embedded tokens; 1 + 4l + {0: attention branch, 1: MLP hidden, 2: MLP branch}.
-  // Drop-path sites: 1'000'000 + 2l + {0: attention branch, 1: MLP branch}.
-  static std::uint32_t dropout_site(int l, int which) { return 1 + 4 * static_cast<std::uint32_t>(l) + which; }
-  static std::uint32_t drop_path_site(int l, int which) { return 1000000u + 2 * static_cast<std::uint32_t>(l) + which; }
-  double drop_path_rate(int l) const {
-    return depth > 1 ? reg_.drop_path * static_cast<double>(l) / static_cast<double>(depth - 1) : reg_.drop_path;
-  }
-  bool dropout_on() const { return train_ && reg_.dropout > 0; }
-  // Where this rank's tensors sit in the whole model's on the global batch, so that their masks are the
-  // whole model's. The global batch index of the first local image: the group's first image plus this rank's
-  // images before it on the model axis.
-  std::uint64_t first_local_image() const {
-    return reg_.first_image + static_cast<std::uint64_t>(shard_.index) * static_cast<std::uint64_t>(batch_);
-  }
-  // A [rows(), D] tensor of the local rows (embedded tokens, branch outputs).
-  kernels::dropout_index local_rows_index() const {
-    kernels::dropout_index index;
-    index.first_row = first_local_image() * tokens_;
-    return index;
-  }
-  // The MLP hidden activation: [rows(), F] in a classic block; [brows(), fl()] in a parallel one, the group's
-  // gathered rows (row_split()) by this rank's units rank·F/m .. (rank + 1)·F/m − 1 of the whole F.
-  kernels::dropout_index hidden_index() const {
-    kernels::dropout_index index;
-    index.first_row = reg_.first_image * tokens_;
-    index.stride = F;
-    index.col_offset = static_cast<std::uint64_t>(shard_.index) * fl();
-    if (model_axis_) {
-      const auto rc = row_split();
-      index.ranks = rc.ranks;
-      index.chunks = rc.chunks;
-      index.rank_rows = rc.local_rows;
-    }
-    return index;
-  }
 
   // ------------------------------------------------------------------------------------------------------
   // forward
@@ -776,12 +576,6 @@ class vit {
                                                 static_cast<float>(norm_eps));
   }
 
-  template <class X, class Y>
-  void norm_forward(int w, int bias, const X& x, const Y& y, float* mean, float* rstd, std::size_t r) {
-    kernels::layernorm_forward<centered, norm_bias>(space_, x, vec(w), vec(bias), y, f1(mean, r), f1(rstd, r),
-                                                    norm_eps);
-  }
-
   // classic pre-LN block: x_mid = x + attn(LN1(x)); x_out = x_mid + mlp(LN2(x_mid))
   void classic_block_forward(int l) {
     const block_index& bi = idx_.blocks[l];
@@ -873,74 +667,22 @@ class vit {
     join(l, 0, x_in, stream(l + 1));
   }
 
+  context& ctx() { return *this; }
+
   // The final norm on every token: xn = LN(x) of the last block's output.
   void final_norm_forward() {
     const std::size_t r = rows();
-    norm_forward(idx_.norm_w, idx_.norm_b, m2(stream(depth), r, D), m2(s_.xn, r, D), s_.fn_mean, s_.fn_rstd, r);
+    norm_forward(norm_w, norm_b, m2(stream(depth), r, D), m2(s_.xn, r, D), s_.fn_mean, s_.fn_rstd, r);
   }
+  // The tokens the pooling reads: the final norm's output, or (gap_fc_norm) the last block's output.
+  act_type* head_tokens() const { return Shape::token_norm ? s_.xn : stream(depth); }
 
+  // The last block's output -> the pooling head (model/heads/) -> the classifier -> logits.
   void head_forward() {
     const std::size_t B = static_cast<std::size_t>(batch_);
-    auto pooled = m2(s_.pooled, B, D);
-    switch (Shape::pool) {
-      case pooling::cls_token:
-        final_norm_forward();
-        model_detail::select_token(space_, x3(s_.xn), 0, pooled);
-        break;
-      case pooling::gap:
-        final_norm_forward();
-        kernels::token_mean_pool_forward(space_, x3(s_.xn), 0, pooled);
-        break;
-      case pooling::map:
-        final_norm_forward();
-        map_forward();
-        break;
-      case pooling::gap_fc_norm: {  // timm's fc_norm: the mean of the tokens, then the norm
-        auto gap = m2(s_.gap, B, D);
-        kernels::token_mean_pool_forward(space_, x3(stream(depth)), 0, gap);
-        norm_forward(idx_.fcn_w, idx_.fcn_b, gap, pooled, s_.fcn_mean, s_.fcn_rstd, B);
-        break;
-      }
-    }
-    view2<const act_type> features = pooled;
-    if constexpr (Shape::pre_logits > 0) {
-      auto pre = m2(s_.pre, B, Shape::pre_logits);
-      model_detail::linear_forward(space_, pooled, weight(idx_.pre_w), vec(idx_.pre_b), pre);
-      model_detail::tanh_inplace(space_, pre);
-      features = pre;
-    }
-    model_detail::linear_forward(space_, features, weight(idx_.head_w), vec(idx_.head_b),
-                                 view2<float>(s_.logits, B, Shape::num_classes));
-  }
-
-  // MAP head (timm's AttentionPoolLatent): y = proj(attn(q(latent), kv(x))); pooled = y + mlp(LN(y))
-  void map_forward() {
-    const std::size_t r = rows(), B = static_cast<std::size_t>(batch_), n = tokens_;
-    auto latent = m2(s_.latent, 1, D);
-    kernels::convert(space_, vec(idx_.latent), view1<act_type>(s_.latent, D));
-    auto mz = m2(s_.mz, 1, D);  // the probe's query, once, then one copy per image
-    model_detail::linear_forward(space_, latent, weight(idx_.mq_w), vec(idx_.mq_b), mz);
-    model_detail::broadcast_row(space_, view1<act_type>(s_.mz, D), m2(s_.mq, B, D));
-    model_detail::linear_forward(space_, m2(s_.xn, r, D), weight(idx_.mkv_w), vec(idx_.mkv_b), m2(s_.mkv, r, 2 * D));
-    const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
-    kernels::attention_forward<head_dim>(space_, heads(s_.mq, 0, D, 1), heads(s_.mkv, 0, 2 * D, n),
-                                         heads(s_.mkv, D, 2 * D, n), heads(s_.mo, 0, D, 1), lse3(s_.mlse, 1), scale);
-    auto y = m2(s_.my, B, D);
-    model_detail::linear_forward(space_, m2(s_.mo, B, D), weight(idx_.mp_w), vec(idx_.mp_b), y);
-    auto z = m2(s_.mz, B, D);
-    norm_forward(idx_.mn_w, idx_.mn_b, y, z, s_.mln_mean, s_.mln_rstd, B);
-    auto g = m2(s_.mg, B, F);
-    if (train_) {
-      auto h = m2(s_.mh, B, F);
-      model_detail::linear_forward(space_, z, weight(idx_.m1_w), vec(idx_.m1_b), h);
-      kernels::gelu_forward<gelu>(space_, h, g);
-    } else {
-      model_detail::linear_forward(space_, z, weight(idx_.m1_w), vec(idx_.m1_b), g, bias_gelu);
-    }
-    auto pooled = m2(s_.pooled, B, D);
-    Kokkos::deep_copy(space_, pooled, y);
-    model_detail::linear_forward(space_, g, weight(idx_.m2_w), vec(idx_.m2_b), pooled, kernels::gemm_epilogue::bias,
-                                 1.0f);
+    if constexpr (Shape::token_norm) final_norm_forward();
+    pool_.forward(ctx(), head_tokens(), m2(head_.pooled, B, D));
+    head_.forward(ctx(), B);
   }
 
   // ------------------------------------------------------------------------------------------------------
@@ -969,99 +711,26 @@ class vit {
     ready(0, block_tensors_[0]);
   }
 
+  // dlogits -> the classifier's and the pooling head's gradients -> the last block's output gradient in s_.dx.
   template <class DLogits>
   void head_backward(const DLogits& dlogits) {
-    const std::size_t r = rows(), B = static_cast<std::size_t>(batch_);
-    auto dl = m2(s_.dl, B, Shape::num_classes);
-    model_detail::convert_rows(space_, dlogits, dl);
-    auto dfeat = m2(s_.dfeat, B, Shape::features);
-    model_detail::linear_backward(space_, m2(head_input(), B, Shape::features), weight(idx_.head_w), dl,
-                                  gmat(idx_.head_w), gvec(idx_.head_b), dfeat, sum_workspace(B, Shape::num_classes));
-    auto dpooled = m2(s_.dpooled, B, D);
-    if constexpr (Shape::pre_logits > 0) {
-      auto pre = m2(s_.pre, B, Shape::pre_logits);
-      model_detail::tanh_backward_inplace(space_, pre, dfeat);
-      model_detail::linear_backward(space_, m2(s_.pooled, B, D), weight(idx_.pre_w), dfeat, gmat(idx_.pre_w),
-                                    gvec(idx_.pre_b), dpooled, sum_workspace(B, Shape::pre_logits));
+    const std::size_t B = static_cast<std::size_t>(batch_);
+    const auto dpooled = head_.backward(ctx(), dlogits, B);
+    if constexpr (Shape::token_norm) {
+      final_norm_forward();  // the normed tokens again (MAP reads them)
+      pool_.backward(ctx(), s_.xn, dpooled, s_.dt);
+      final_norm_backward(m2(s_.dt, rows(), D));
     } else {
-      dpooled = dfeat;
-    }
-    auto dxn = m2(s_.dt, r, D);  // the gradient of the final norm's output, into which the pooling's goes
-    switch (Shape::pool) {
-      case pooling::cls_token:
-        final_norm_forward();
-        model_detail::select_token_backward(space_, dpooled, 0, x3(s_.dt));
-        final_norm_backward(dxn);
-        break;
-      case pooling::gap:
-        final_norm_forward();
-        kernels::token_mean_pool_backward(space_, dpooled, 0, x3(s_.dt));
-        final_norm_backward(dxn);
-        break;
-      case pooling::map:
-        final_norm_forward();  // map_backward reads the normed tokens
-        map_backward(dpooled, dxn);
-        final_norm_backward(dxn);
-        break;
-      case pooling::gap_fc_norm: {
-        auto dgap = m2(s_.dgap, B, D);
-        kernels::layernorm_backward<centered, norm_bias>(space_, m2(s_.gap, B, D), vec(idx_.fcn_w),
-                                                         f1(s_.fcn_mean, B), f1(s_.fcn_rstd, B), dpooled, dgap,
-                                                         gvec(idx_.fcn_w), gvec(idx_.fcn_b),
-                                                         ln_workspace<norm_bias>(B, D));
-        kernels::token_mean_pool_backward(space_, dgap, 0, x3(s_.dx));
-        break;
-      }
+      pool_.backward(ctx(), stream(depth), dpooled, s_.dx);
     }
   }
 
   // dxn: [rows, D], the gradient of the final norm's output -> the last block's output gradient in s_.dx.
   void final_norm_backward(const view2<act_type>& dxn) {
     const std::size_t r = rows();
-    kernels::layernorm_backward<centered, norm_bias>(space_, m2(stream(depth), r, D), vec(idx_.norm_w),
+    kernels::layernorm_backward<centered, norm_bias>(space_, m2(stream(depth), r, D), vec(norm_w),
                                                      f1(s_.fn_mean, r), f1(s_.fn_rstd, r), dxn, m2(s_.dx, r, D),
-                                                     gvec(idx_.norm_w), gvec(idx_.norm_b),
-                                                     ln_workspace<norm_bias>(r, D));
-  }
-
-  void map_backward(const view2<act_type>& dpooled, const view2<act_type>& dxn) {
-    const std::size_t r = rows(), B = static_cast<std::size_t>(batch_), n = tokens_;
-    auto y = m2(s_.my, B, D), z = m2(s_.mz, B, D), h = m2(s_.mh, B, F), g = m2(s_.mg, B, F);
-    norm_forward(idx_.mn_w, idx_.mn_b, y, z, s_.mln_mean, s_.mln_rstd, B);
-    kernels::gelu_forward<gelu>(space_, h, g);
-    auto dmg = m2(s_.dmg, B, F);
-    model_detail::linear_backward(space_, g, weight(idx_.m2_w), dpooled, gmat(idx_.m2_w), gvec(idx_.m2_b), dmg,
-                                  sum_workspace(B, D));
-    kernels::gelu_backward<gelu>(space_, h, dmg, dmg);
-    auto dmz = m2(s_.dmz, B, D);
-    model_detail::linear_backward(space_, z, weight(idx_.m1_w), dmg, gmat(idx_.m1_w), gvec(idx_.m1_b), dmz,
-                                  sum_workspace(B, F));
-    auto dmy = m2(s_.dmy, B, D);
-    kernels::layernorm_backward<centered, norm_bias>(space_, y, vec(idx_.mn_w), f1(s_.mln_mean, B),
-                                                     f1(s_.mln_rstd, B), dmz, dmy, gvec(idx_.mn_w), gvec(idx_.mn_b),
-                                                     ln_workspace<norm_bias>(B, D));
-    kernels::residual_accumulate(space_, dmy, dpooled);
-    auto dmo = m2(s_.dmo, B, D);
-    model_detail::linear_backward(space_, m2(s_.mo, B, D), weight(idx_.mp_w), dmy, gmat(idx_.mp_w), gvec(idx_.mp_b),
-                                  dmo, sum_workspace(B, D));
-    const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
-    auto dkv = m2(s_.du, r, 2 * D);
-    kernels::attention_backward<head_dim>(
-        space_, heads(s_.mq, 0, D, 1), heads(s_.mkv, 0, 2 * D, n), heads(s_.mkv, D, 2 * D, n), heads(s_.mo, 0, D, 1),
-        heads(s_.dmo, 0, D, 1), lse3(s_.mlse, 1), lse3(s_.delta, 1), heads(s_.dmq, 0, D, 1),
-        heads(s_.du, 0, 2 * D, n), heads(s_.du, D, 2 * D, n), scale);
-    // q = latent·Wqᵀ + bq is shared by the batch: its gradient is the batch sum of the per-image ones.
-    auto dmq = m2(s_.dmq, B, D);
-    view1<act_type> dqsum(s_.dqsum, D);
-    kernels::column_sum(space_, dmq, dqsum, sum_workspace(B, D));
-    kernels::column_sum(space_, dmq, gvec(idx_.mq_b), sum_workspace(B, D));
-    auto dq1 = m2(s_.dqsum, 1, D);
-    kernels::gemm(space_, kernels::gemm_op::t, kernels::gemm_op::n, 1.0f, dq1, m2(s_.latent, 1, D), 0.0f,
-                  gmat(idx_.mq_w));
-    kernels::gemm(space_, kernels::gemm_op::n, kernels::gemm_op::n, 1.0f, dq1, weight(idx_.mq_w), 0.0f,
-                  view2<grad_type>(grads_.vector(idx_.latent).data(), 1, D));
-    model_detail::linear_backward(space_, m2(s_.xn, r, D), weight(idx_.mkv_w), dkv, gmat(idx_.mkv_w),
-                                  gvec(idx_.mkv_b), dxn, sum_workspace(r, 2 * D));
+                                                     gvec(norm_w), gvec(norm_b), this->template ln_workspace<norm_bias>(r, D));
   }
 
   // The gradient entering branch `which` of block l from the stream gradient s_.dx: through drop-path and
@@ -1139,7 +808,7 @@ class vit {
       kernels::layernorm_backward<centered, norm_bias>(space_, m2(b.x_mid, r, D), vec(bi.norm2_w),
                                                        f1(b.ln2_mean, r), f1(b.ln2_rstd, r), dt, dln,
                                                        gvec(bi.norm2_w), gvec(bi.norm2_b),
-                                                       ln_workspace<norm_bias>(r, D));
+                                                       this->template ln_workspace<norm_bias>(r, D));
       kernels::residual_accumulate(space_, dx, dln);
     }
     // attention branch
@@ -1154,7 +823,7 @@ class vit {
       kernels::layernorm_backward<centered, norm_bias>(space_, m2(stream(l), r, D), vec(bi.norm1_w),
                                                        f1(b.ln1_mean, r), f1(b.ln1_rstd, r), dt, dln,
                                                        gvec(bi.norm1_w), gvec(bi.norm1_b),
-                                                       ln_workspace<norm_bias>(r, D));
+                                                       this->template ln_workspace<norm_bias>(r, D));
       kernels::residual_accumulate(space_, dx, dln);
     }
   }
@@ -1232,7 +901,7 @@ class vit {
     }
     kernels::layernorm_backward<centered, norm_bias>(space_, m2(stream(l), r, D), vec(bi.norm1_w), f1(b.ln1_mean, r),
                                                      f1(b.ln1_rstd, r), dt, dln, gvec(bi.norm1_w), gvec(bi.norm1_b),
-                                                     ln_workspace<norm_bias>(r, D));
+                                                     this->template ln_workspace<norm_bias>(r, D));
     kernels::residual_accumulate(space_, dx, dln);
   }
 
@@ -1252,33 +921,14 @@ class vit {
                                   gvec(idx_.patch_b), view2<act_type>(), sum_workspace(bnp, D));
   }
 
-  static model_shard shard_of(const model_parallel& mp) {
-    if (!mp.model_axis) return {};
-    if (mp.chunks < 1 || static_cast<std::size_t>(mp.chunks) > model_detail::max_chunks)
-      detail::fail("vit: model_parallel.chunks must be in [1, ", model_detail::max_chunks, "], it is ", mp.chunks);
-    return {mp.model_axis->size(), mp.model_axis->rank()};
-  }
 
-  ExecSpace space_;
-  model_shard shard_;
-  communicator* model_axis_ = nullptr;  // null: no model axis (or one rank on it)
-  int chunks_ = 1;
-  comm_stats comm_stats_;
-  parameters_type params_;
-  gradients_type grads_;
-  std::optional<parameter_arena<Shape, gemm_type, memory_space>> weight_copy_;
   Kokkos::View<float**, Kokkos::LayoutRight, memory_space> sincos_;
   bool weights_stale_ = true;
-  regularization reg_;
   model_index idx_;
+  model_detail::pool_head<Shape::pool, context> pool_;  // a pooling without a unit does not compile here
+  model_detail::classifier<context> head_;
   std::vector<int> block_tensors_;  // [depth + 1]: first tensor of each block, then of the head
   arena<memory_space> activations_{"vitscale::activations"};
-  buffers s_;
-  std::size_t tokens_ = 0, patches_ = 0;
-  int batch_ = -1;
-  bool training_layout_ = false;
-  bool train_ = false;
-  std::uint32_t step_ = 0;
   int saved_batch_ = -1;
   std::uint32_t saved_step_ = 0;
 };
