@@ -88,8 +88,7 @@ class layer_context {
     std::vector<block_buffers> blocks;
     float *fn_mean = nullptr, *fn_rstd = nullptr;
     // scratch
-    gemm_type* patches = nullptr;
-    act_type *ptok = nullptr, *t = nullptr, *qkn = nullptr, *g = nullptr, *ybr = nullptr, *xn = nullptr;
+    act_type *t = nullptr, *qkn = nullptr, *g = nullptr, *ybr = nullptr, *xn = nullptr;
     param_type* fused_bias = nullptr;
     // backward scratch
     act_type *dx = nullptr, *dbr = nullptr, *dt = nullptr, *dln = nullptr, *dout = nullptr, *du = nullptr;

@@ -5,6 +5,11 @@
 //   auto logits = model.forward(images);      // images: [B, H, W, C] float, channels last
 //   model.backward(dlogits);                  // every parameter's gradient, in model.gradients()
 //
+// Structure. This file composes the layers, each one unit with its parameters, saved activations, forward and
+// backward (CONTRIBUTING.md has the list): model/layers/patch_embedding.hpp, classic_block.hpp or
+// parallel_block.hpp per block, the final norm here, a pooling head from model/heads/ (pool_head<Shape::pool>)
+// and model/heads/classifier.hpp; what they share at run time is model/layer_context.hpp, a base of vit.
+//
 // Memory. Parameters, gradients (and the GEMM-precision weight copy of policies that keep one) are
 // parameter arenas of the shape's tensor table (model/parameters.hpp). Activations live in one more arena,
 // laid out from the shape, the resolution and the batch (layout_activations below): what a training step
@@ -51,6 +56,9 @@
 #include <vitscale/model/heads/passes.hpp>
 #include <vitscale/model/heads/pool.hpp>
 #include <vitscale/model/layer_context.hpp>
+#include <vitscale/model/layers/classic_block.hpp>
+#include <vitscale/model/layers/parallel_block.hpp>
+#include <vitscale/model/layers/patch_embedding.hpp>
 #include <vitscale/model/init.hpp>
 #include <vitscale/model/linear.hpp>
 #include <vitscale/model/parameters.hpp>
@@ -112,19 +120,14 @@ class vit : private model_detail::layer_context<Shape, Policy, ExecSpace> {
   using act_type = typename Policy::act_type;
   using gemm_type = typename Policy::gemm_type;
 
+  // Unmanaged Views in the model's memory space (model/layer_context.hpp), and the parameter and gradient arenas.
   template <class T>
   using view1 = typename context::template view1<T>;
   template <class T>
   using view2 = typename context::template view2<T>;
   template <class T>
   using view3 = typename context::template view3<T>;
-  template <class T>
-  using heads_view = typename context::template heads_view<T>;
-  template <class T>
-  using strided2 = typename context::template strided2<T>;
-
-  using parameters_type = typename context::parameters_type;
-  using gradients_type = typename context::gradients_type;
+  using typename context::parameters_type, typename context::gradients_type;
   using logits_view = view2<const float>;
 
   // What a frozen-feature evaluation reads: the tokens after the final norm [B, N, D] and the pooled
@@ -288,35 +291,22 @@ class vit : private model_detail::layer_context<Shape, Policy, ExecSpace> {
   }
 
  private:
+  // The layers (one unit each: model/layers/, model/heads/).
+  using block_type = std::conditional_t<parallel, model_detail::parallel_block<context>,
+                                        model_detail::classic_block<context>>;
+
   // The run-time state and the views into it, from the layer context (model/layer_context.hpp).
   using typename context::block_buffers;
   using typename context::buffers;
-  using context::space_, context::shard_, context::model_axis_, context::chunks_, context::comm_stats_,
-      context::params_, context::grads_, context::weight_copy_, context::reg_, context::s_, context::tokens_,
-      context::patches_, context::batch_, context::training_layout_, context::train_, context::step_;
-  using context::upload, context::download, context::weight, context::vec, context::gvec, context::gmat,
-      context::rows, context::m2, context::f1, context::x3, context::heads, context::stats3, context::bimages,
-      context::brows, context::hl, context::aw, context::fl, context::in_width, context::bheads, context::bstats,
-      context::blse, context::row_split, context::row_range, context::lse3, context::workspace,
-      context::ln_workspace, context::sum_workspace, context::saved, context::stream, context::key,
-      context::dropout_site, context::drop_path_site, context::drop_path_rate, context::dropout_on,
-      context::first_local_image, context::local_rows_index, context::hidden_index, context::norm_forward;
+  using context::space_, context::shard_, context::model_axis_, context::comm_stats_, context::params_,
+      context::grads_, context::weight_copy_, context::reg_, context::s_, context::tokens_, context::patches_,
+      context::batch_, context::training_layout_, context::train_, context::step_;
+  using context::upload, context::download, context::weight, context::vec, context::gvec, context::rows, context::m2,
+      context::f1, context::ln_workspace, context::stream, context::norm_forward;
 
   // The final norm on every token (absent with gap_fc_norm, whose norm is the pooling head's).
   static constexpr int norm_w = Shape::token_norm ? tensor_index<Shape>(-1, "norm.weight") : -1;
   static constexpr int norm_b = Shape::token_norm && norm_bias ? tensor_index<Shape>(-1, "norm.bias") : -1;
-
-  // Indices of a block's tensors in the table (-1: absent in this shape).
-  struct block_index {
-    int norm1_w = -1, norm1_b = -1, qkv_w = -1, qkv_b = -1, mlp_bias = -1;
-    int qn_w = -1, qn_b = -1, kn_w = -1, kn_b = -1, proj_w = -1, proj_b = -1;
-    int norm2_w = -1, norm2_b = -1, fc1_w = -1, fc1_b = -1, fc2_w = -1, fc2_b = -1;
-  };
-  struct model_index {
-    int cls = -1, pos = -1, patch_w = -1, patch_b = -1;
-    std::vector<block_index> blocks;
-  };
-
 
   // ------------------------------------------------------------------------------------------------------
   // set-up
@@ -328,47 +318,14 @@ class vit : private model_detail::layer_context<Shape, Policy, ExecSpace> {
     if constexpr (Policy::keeps_weight_copy)
       weight_copy_.emplace(res, tensor_subset::weights, "vitscale::gemm_weights", shard_);
     weights_stale_ = true;
-    if constexpr (Shape::posemb == posemb_kind::sincos2d) {
-      std::vector<float> host(static_cast<std::size_t>(patches_) * D);
-      posemb_sincos_2d(Shape::grid(res), Shape::grid(res), D, host.data());
-      sincos_ = Kokkos::View<float**, Kokkos::LayoutRight, memory_space>("vitscale::posemb_sincos", patches_, D);
-      upload(host.data(), view1<float>(sincos_.data(), sincos_.size()));
-    }
-    find_indices();
+    embed_.set_grid(Shape::grid(res));
+    find_block_ranges();
     batch_ = -1;
     saved_batch_ = -1;
   }
 
-  void find_indices() {
-    auto& p = params_;
-    auto top = [&](const char* name) { return p.find(-1, name); };
-    idx_ = model_index{};
-    idx_.cls = top("cls_token");
-    idx_.pos = top("pos_embed");
-    idx_.patch_w = top("patch_embed.proj.weight");
-    idx_.patch_b = top("patch_embed.proj.bias");
-    idx_.blocks.assign(depth, block_index{});
-    for (int l = 0; l < depth; ++l) {
-      block_index& b = idx_.blocks[l];
-      auto f = [&](const char* name) { return p.find(l, name); };
-      if constexpr (!parallel) {
-        b.norm1_w = f("norm1.weight"), b.norm1_b = f("norm1.bias");
-        b.qkv_w = f("attn.qkv.weight"), b.qkv_b = f("attn.qkv.bias");
-        b.qn_w = f("attn.q_norm.weight"), b.qn_b = f("attn.q_norm.bias");
-        b.kn_w = f("attn.k_norm.weight"), b.kn_b = f("attn.k_norm.bias");
-        b.proj_w = f("attn.proj.weight"), b.proj_b = f("attn.proj.bias");
-        b.norm2_w = f("norm2.weight"), b.norm2_b = f("norm2.bias");
-        b.fc1_w = f("mlp.fc1.weight"), b.fc1_b = f("mlp.fc1.bias");
-        b.fc2_w = f("mlp.fc2.weight"), b.fc2_b = f("mlp.fc2.bias");
-      } else {
-        b.norm1_w = f("in_norm.weight"), b.norm1_b = f("in_norm.bias");
-        b.qkv_w = f("in_proj.weight"), b.qkv_b = f("in_proj.bias"), b.mlp_bias = f("mlp_bias");
-        b.qn_w = f("q_norm.weight"), b.qn_b = f("q_norm.bias");
-        b.kn_w = f("k_norm.weight"), b.kn_b = f("k_norm.bias");
-        b.proj_w = f("attn_out_proj.weight"), b.proj_b = f("attn_out_proj.bias");
-        b.fc2_w = f("mlp_out_proj.weight"), b.fc2_b = f("mlp_out_proj.bias");
-      }
-    }
+  void find_block_ranges() {
+    const auto& p = params_;
     // Where each block's tensors begin in the table (and where the head's do: block_tensors_[depth]); the
     // listener of backward is told of these ranges, so they must be contiguous and in this order.
     block_tensors_.assign(depth + 1, -1);
@@ -397,8 +354,8 @@ class vit : private model_detail::layer_context<Shape, Policy, ExecSpace> {
   // The layout of the activation arena for `batch` images: every buffer named in `buffers`, in one place.
   void plan(arena_cursor& a, int batch, bool training) {
     const std::size_t B = static_cast<std::size_t>(batch), N = tokens_, nrows = B * N;
-    const std::size_t Np = patches_, K = std::size_t(C) * P * P;
-    // Inside a parallel block on a model axis of m ranks there are m times the nrows and 1/m of the columns
+    const std::size_t Np = patches_;
+    // Inside a parallel block on a model axis of m ranks there are m times the rows and 1/m of the columns
     // (heads and MLP units): every block buffer keeps the size it has without sharding.
     const std::size_t qkv_cols = parallel ? std::size_t(F) + 3 * D : 3 * std::size_t(D);
     buffers s;
@@ -432,9 +389,8 @@ class vit : private model_detail::layer_context<Shape, Policy, ExecSpace> {
     }
     pool_.plan(a, B, nrows, training);  // the pooling head's buffers (model/heads/)
     head_.plan(a, B, training);        // the pooled vector, pre-logits, logits and their gradients
+    embed_.plan(a, B, Np);  // the unfolded and projected patches (model/layers/patch_embedding.hpp)
     // scratch shared by all blocks
-    s.patches = a.take<gemm_type>(B * Np * K);
-    s.ptok = a.take<act_type>(B * Np * D);
     s.t = a.take<act_type>(nrows * D);
     if (Shape::qk_norm) s.qkn = a.take<act_type>(nrows * 2 * D);
     s.g = a.take<act_type>(nrows * F);
@@ -506,165 +462,9 @@ class vit : private model_detail::layer_context<Shape, Policy, ExecSpace> {
     step_ = step;
     refresh_weights();
 
-    embed(images);
-    for (int l = 0; l < depth; ++l) {
-      if constexpr (parallel)
-        parallel_block_forward(l);
-      else
-        classic_block_forward(l);
-    }
+    embed_.forward(ctx(), images, stream(0));
+    for (int l = 0; l < depth; ++l) block_type::forward(ctx(), l, stream(l), stream(l + 1));
     head_forward();
-  }
-
-  template <class Images>
-  void embed(const Images& images) {
-    const std::size_t bnp = static_cast<std::size_t>(batch_) * patches_, K = std::size_t(C) * P * P;
-    view2<gemm_type> patches(s_.patches, bnp, K);
-    model_detail::unfold_patches(space_, images, P, patches);
-    view2<act_type> ptok = m2(s_.ptok, bnp, D);
-    model_detail::linear_forward(space_, patches, weight(idx_.patch_w), vec(idx_.patch_b), ptok);
-    auto x0 = x3(stream(0));
-    view1<const param_type> cls = Shape::class_token ? vec(idx_.cls) : view1<const param_type>();
-    if constexpr (Shape::posemb == posemb_kind::learned) {
-      model_detail::assemble_tokens(space_, ptok, cls, params_.matrix(idx_.pos), Shape::cls_posemb, x0);
-    } else {
-      model_detail::assemble_tokens(space_, ptok, cls, sincos_, false, x0);
-    }
-    if (dropout_on()) {
-      auto x = m2(stream(0), rows(), D);
-      kernels::dropout_forward(space_, key(0), reg_.dropout, x, x, local_rows_index());
-    }
-  }
-
-  // x_out = x_in + drop_path(dropout(branch)), branch in s_.ybr
-  void join(int l, int which, act_type* x_in, act_type* x_out) {
-    auto y = m2(s_.ybr, rows(), D);
-    if (dropout_on())
-      kernels::dropout_forward(space_, key(dropout_site(l, which == 0 ? 0 : 2)), reg_.dropout, y, y,
-                               local_rows_index());
-    const double p = train_ ? drop_path_rate(l) : 0.0;
-    if (p > 0)
-      kernels::drop_path_add(space_, key(drop_path_site(l, which)), p, x3(x_in), x3(s_.ybr), x3(x_out),
-                             first_local_image());
-    else
-      kernels::residual_add(space_, m2(x_in, rows(), D), y, m2(x_out, rows(), D));
-  }
-
-  // The attention of block l on the saved q|k|v (columns `col` of a [rows, stride] buffer): QK-norm into
-  // scratch when the shape has it, then the fused kernel into o.
-  void attention_forward(const block_index& bi, const block_buffers& b, std::size_t col, std::size_t stride) {
-    auto q = bheads(b.qkv, col, stride), k = bheads(b.qkv, col + aw(), stride), v = bheads(b.qkv, col + 2 * aw(), stride);
-    auto o = bheads(b.o, 0, aw());
-    const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
-    if constexpr (Shape::qk_norm) {
-      auto qn = bheads(s_.qkn, 0, 2 * aw()), kn = bheads(s_.qkn, aw(), 2 * aw());
-      qk_norm_forward(bi, b, q, k, qn, kn);
-      kernels::attention_forward<head_dim>(space_, qn, kn, v, o, blse(b.lse), scale);
-    } else {
-      kernels::attention_forward<head_dim>(space_, q, k, v, o, blse(b.lse), scale);
-    }
-  }
-  template <class Q, class K, class QN, class KN>
-  void qk_norm_forward(const block_index& bi, const block_buffers& b, const Q& q, const K& k, const QN& qn,
-                       const KN& kn) {
-    view3<float> no_mean;
-    kernels::qk_norm_forward<head_dim, centered>(space_, q, vec(bi.qn_w), vec(bi.qn_b), qn,
-                                                centered ? bstats(b.q_mean) : no_mean, bstats(b.q_rstd),
-                                                static_cast<float>(norm_eps));
-    kernels::qk_norm_forward<head_dim, centered>(space_, k, vec(bi.kn_w), vec(bi.kn_b), kn,
-                                                centered ? bstats(b.k_mean) : no_mean, bstats(b.k_rstd),
-                                                static_cast<float>(norm_eps));
-  }
-
-  // classic pre-LN block: x_mid = x + attn(LN1(x)); x_out = x_mid + mlp(LN2(x_mid))
-  void classic_block_forward(int l) {
-    const block_index& bi = idx_.blocks[l];
-    const block_buffers& b = saved(l);
-    const std::size_t r = rows();
-    act_type* x_in = stream(l);
-    act_type* x_out = stream(l + 1);
-    auto t = m2(s_.t, r, D);
-    norm_forward(bi.norm1_w, bi.norm1_b, m2(x_in, r, D), t, b.ln1_mean, b.ln1_rstd, r);
-    model_detail::linear_forward(space_, t, weight(bi.qkv_w), vec(bi.qkv_b), m2(b.qkv, r, 3 * D));
-    attention_forward(bi, b, 0, 3 * D);
-    model_detail::linear_forward(space_, m2(b.o, r, D), weight(bi.proj_w), vec(bi.proj_b), m2(s_.ybr, r, D));
-    join(l, 0, x_in, b.x_mid);
-
-    norm_forward(bi.norm2_w, bi.norm2_b, m2(b.x_mid, r, D), t, b.ln2_mean, b.ln2_rstd, r);
-    auto g = m2(s_.g, r, F);
-    if (train_) {
-      auto h = m2(b.h, r, F);
-      model_detail::linear_forward(space_, t, weight(bi.fc1_w), vec(bi.fc1_b), h);
-      kernels::gelu_forward<gelu>(space_, h, g);
-      if (dropout_on()) kernels::dropout_forward(space_, key(dropout_site(l, 1)), reg_.dropout, g, g, hidden_index());
-    } else {
-      model_detail::linear_forward(space_, t, weight(bi.fc1_w), vec(bi.fc1_b), g, bias_gelu);
-    }
-    model_detail::linear_forward(space_, g, weight(bi.fc2_w), vec(bi.fc2_b), m2(s_.ybr, r, D));
-    join(l, 1, b.x_mid, x_out);
-  }
-
-  // The parallel block's input-product bias: in_proj.bias, or [mlp_bias | 0] without a QKV bias.
-  view1<const param_type> fused_bias(const block_index& bi) {
-    if constexpr (Shape::qkv_bias) {
-      return vec(bi.qkv_b);
-    } else {
-      view1<param_type> out(s_.fused_bias, in_width());
-      model_detail::zero_extend(space_, vec(bi.mlp_bias), out);
-      return out;
-    }
-  }
-  strided2<act_type> mlp_part(act_type* u) const {
-    return strided2<act_type>(u, Kokkos::LayoutStride(brows(), in_width(), fl(), 1));
-  }
-
-  // ViT-22B: x_out = x + attn_out(attn(q, k, v)) + mlp_out(gelu(h)), [h | q | k | v] = in_proj(LN(x)).
-  // On a model axis: LN(x) of the local rows is all-gathered into the group's rows, in_proj (this rank's heads
-  // and MLP units) runs on them chunk by chunk as they arrive, attention and GELU run on this rank's columns,
-  // and the two output products' partial sums are reduce-scattered back to the local rows chunk by chunk;
-  // their biases are added once, after the sum.
-  void parallel_block_forward(int l) {
-    const block_index& bi = idx_.blocks[l];
-    const block_buffers& b = saved(l);
-    const std::size_t r = rows(), br = brows(), width = in_width();
-    act_type* x_in = stream(l);
-    auto t = m2(s_.t, r, D);
-    norm_forward(bi.norm1_w, bi.norm1_b, m2(x_in, r, D), t, b.ln1_mean, b.ln1_rstd, r);
-    auto u = m2(b.qkv, br, width);
-    const auto bias = fused_bias(bi);
-    if (model_axis_) {
-      const auto rc = row_split();
-      auto t_all = m2(s_.t_all, br, D);
-      model_detail::gather_rows(space_, *model_axis_, rc, s_.t, D, s_.t_all, &comm_stats_, [&](std::size_t c) {
-        model_detail::linear_forward(space_, row_range(t_all, rc.gathered_range(c)), weight(bi.qkv_w), bias,
-                                     row_range(u, rc.gathered_range(c)));
-      });
-    } else {
-      model_detail::linear_forward(space_, t, weight(bi.qkv_w), bias, u);
-    }
-    attention_forward(bi, b, fl(), width);
-    auto g = m2(s_.g, br, fl());
-    kernels::gelu_forward<gelu>(space_, mlp_part(b.qkv), g);
-    if (dropout_on()) kernels::dropout_forward(space_, key(dropout_site(l, 1)), reg_.dropout, g, g, hidden_index());
-    auto y = m2(s_.ybr, r, D);
-    auto o = m2(b.o, br, aw());
-    if (model_axis_) {
-      const auto rc = row_split();
-      view2<float> part(s_.part, br, D);
-      const view1<const param_type> none;
-      model_detail::reduce_scatter_rows(space_, *model_axis_, rc, s_.part, D, s_.rsum, &comm_stats_, [&](std::size_t c) {
-        const auto rows_c = rc.gathered_range(c);
-        auto part_c = row_range(part, rows_c);
-        model_detail::linear_forward(space_, row_range(o, rows_c), weight(bi.proj_w), none, part_c);
-        model_detail::linear_forward(space_, row_range(g, rows_c), weight(bi.fc2_w), none, part_c,
-                                     kernels::gemm_epilogue::bias, 1.0f);
-      });
-      model_detail::add_two_biases(space_, view2<float>(s_.rsum, r, D), vec(bi.proj_b), vec(bi.fc2_b), y);
-    } else {
-      model_detail::linear_forward(space_, o, weight(bi.proj_w), vec(bi.proj_b), y);
-      model_detail::linear_forward(space_, g, weight(bi.fc2_w), vec(bi.fc2_b), y, kernels::gemm_epilogue::bias, 1.0f);
-    }
-    join(l, 0, x_in, stream(l + 1));
   }
 
   context& ctx() { return *this; }
@@ -701,13 +501,10 @@ class vit : private model_detail::layer_context<Shape, Policy, ExecSpace> {
     head_backward(dlogits);  // leaves the gradient of the last block's output in s_.dx
     ready(block_tensors_[depth], parameters_type::count);
     for (int l = depth - 1; l >= 0; --l) {
-      if constexpr (parallel)
-        parallel_block_backward(l);
-      else
-        classic_block_backward(l);
+      block_type::backward(ctx(), l, stream(l));
       ready(block_tensors_[l], block_tensors_[l + 1]);
     }
-    embed_backward();
+    embed_.backward(ctx(), s_.dx);
     ready(0, block_tensors_[0]);
   }
 
@@ -733,198 +530,8 @@ class vit : private model_detail::layer_context<Shape, Policy, ExecSpace> {
                                                      gvec(norm_w), gvec(norm_b), this->template ln_workspace<norm_bias>(r, D));
   }
 
-  // The gradient entering branch `which` of block l from the stream gradient s_.dx: through drop-path and
-  // dropout when they are on (into s_.dbr), else s_.dx itself.
-  view2<act_type> branch_gradient(int l, int which) {
-    const std::size_t r = rows();
-    const double p = drop_path_rate(l);
-    const bool dropout = reg_.dropout > 0;
-    if (p <= 0 && !dropout) return m2(s_.dx, r, D);
-    auto dbr = m2(s_.dbr, r, D);
-    if (p > 0)
-      kernels::drop_path_backward(space_, key(drop_path_site(l, which)), p, x3(s_.dx), x3(s_.dbr),
-                                  first_local_image());
-    else
-      Kokkos::deep_copy(space_, dbr, m2(s_.dx, r, D));
-    if (dropout)
-      kernels::dropout_backward(space_, key(dropout_site(l, which == 0 ? 0 : 2)), reg_.dropout, dbr, dbr,
-                                local_rows_index());
-    return dbr;
-  }
-
-  // Backward of attention_forward: dO in s_.dout -> dq, dk, dv into columns `col` of the [rows, stride]
-  // buffer s_.du; QK-norm's parameter gradients.
-  void attention_backward(const block_index& bi, const block_buffers& b, std::size_t col, std::size_t stride) {
-    auto q = bheads(b.qkv, col, stride), k = bheads(b.qkv, col + aw(), stride), v = bheads(b.qkv, col + 2 * aw(), stride);
-    auto o = bheads(b.o, 0, aw()), dout = bheads(s_.dout, 0, aw());
-    auto dq = bheads(s_.du, col, stride), dk = bheads(s_.du, col + aw(), stride), dv = bheads(s_.du, col + 2 * aw(), stride);
-    const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
-    if constexpr (Shape::qk_norm) {
-      auto qn = bheads(s_.qkn, 0, 2 * aw()), kn = bheads(s_.qkn, aw(), 2 * aw());
-      qk_norm_forward(bi, b, q, k, qn, kn);
-      auto dqn = bheads(s_.dqkn, 0, 2 * aw()), dkn = bheads(s_.dqkn, aw(), 2 * aw());
-      kernels::attention_backward<head_dim>(space_, qn, kn, v, o, dout, blse(b.lse), blse(s_.delta), dqn, dkn,
-                                            dv, scale);
-      qk_norm_backward(bi.qn_w, bi.qn_b, q, b.q_mean, b.q_rstd, dqn, dq);
-      qk_norm_backward(bi.kn_w, bi.kn_b, k, b.k_mean, b.k_rstd, dkn, dk);
-    } else {
-      kernels::attention_backward<head_dim>(space_, q, k, v, o, dout, blse(b.lse), blse(s_.delta), dq, dk, dv,
-                                            scale);
-    }
-  }
-  template <class X, class DY, class DX>
-  void qk_norm_backward(int w, int bias, const X& x, float* mean, float* rstd, const DY& dy, const DX& dx) {
-    view3<float> no_mean;
-    auto m = centered ? bstats(mean) : no_mean;
-    if constexpr (std::is_same<grad_type, float>::value) {
-      kernels::qk_norm_backward<head_dim, centered>(space_, x, vec(w), m, bstats(rstd), dy, dx, gvec(w), gvec(bias));
-    } else {  // the kernel reduces into float; round once into the gradient type
-      view1<float> ds(s_.qk_tmp, head_dim), db(norm_bias ? s_.qk_tmp + head_dim : nullptr, norm_bias ? head_dim : 0);
-      kernels::qk_norm_backward<head_dim, centered>(space_, x, vec(w), m, bstats(rstd), dy, dx, ds, db);
-      kernels::convert(space_, ds, gvec(w));
-      if (norm_bias) kernels::convert(space_, db, gvec(bias));
-    }
-  }
-
-  void classic_block_backward(int l) {
-    const block_index& bi = idx_.blocks[l];
-    const block_buffers& b = saved(l);
-    const std::size_t r = rows();
-    auto dx = m2(s_.dx, r, D), t = m2(s_.t, r, D), dt = m2(s_.dt, r, D), dln = m2(s_.dln, r, D);
-    // MLP branch
-    {
-      auto dy = branch_gradient(l, 1);
-      norm_forward(bi.norm2_w, bi.norm2_b, m2(b.x_mid, r, D), t, b.ln2_mean, b.ln2_rstd, r);
-      auto h = m2(b.h, r, F), g = m2(s_.g, r, F), dg = m2(s_.dg, r, F);
-      kernels::gelu_forward<gelu>(space_, h, g);
-      const bool dropout = reg_.dropout > 0;
-      if (dropout) kernels::dropout_forward(space_, key(dropout_site(l, 1)), reg_.dropout, g, g, hidden_index());
-      model_detail::linear_backward(space_, g, weight(bi.fc2_w), dy, gmat(bi.fc2_w), gvec(bi.fc2_b), dg,
-                                    sum_workspace(r, D));
-      if (dropout) kernels::dropout_backward(space_, key(dropout_site(l, 1)), reg_.dropout, dg, dg, hidden_index());
-      kernels::gelu_backward<gelu>(space_, h, dg, dg);
-      model_detail::linear_backward(space_, t, weight(bi.fc1_w), dg, gmat(bi.fc1_w), gvec(bi.fc1_b), dt,
-                                    sum_workspace(r, F));
-      kernels::layernorm_backward<centered, norm_bias>(space_, m2(b.x_mid, r, D), vec(bi.norm2_w),
-                                                       f1(b.ln2_mean, r), f1(b.ln2_rstd, r), dt, dln,
-                                                       gvec(bi.norm2_w), gvec(bi.norm2_b),
-                                                       this->template ln_workspace<norm_bias>(r, D));
-      kernels::residual_accumulate(space_, dx, dln);
-    }
-    // attention branch
-    {
-      auto dy = branch_gradient(l, 0);
-      model_detail::linear_backward(space_, m2(b.o, r, D), weight(bi.proj_w), dy, gmat(bi.proj_w), gvec(bi.proj_b),
-                                    m2(s_.dout, r, D), sum_workspace(r, D));
-      attention_backward(bi, b, 0, 3 * D);
-      norm_forward(bi.norm1_w, bi.norm1_b, m2(stream(l), r, D), t, b.ln1_mean, b.ln1_rstd, r);
-      model_detail::linear_backward(space_, t, weight(bi.qkv_w), m2(s_.du, r, 3 * D), gmat(bi.qkv_w),
-                                    gvec(bi.qkv_b), dt, sum_workspace(r, 3 * D));
-      kernels::layernorm_backward<centered, norm_bias>(space_, m2(stream(l), r, D), vec(bi.norm1_w),
-                                                       f1(b.ln1_mean, r), f1(b.ln1_rstd, r), dt, dln,
-                                                       gvec(bi.norm1_w), gvec(bi.norm1_b),
-                                                       this->template ln_workspace<norm_bias>(r, D));
-      kernels::residual_accumulate(space_, dx, dln);
-    }
-  }
-
-  // On a model axis, the mirror of the forward pass: the output gradient of the local rows is all-gathered
-  // (the output products' weight gradients and their input gradients are per chunk, as it arrives), LN(x) is
-  // recomputed and all-gathered again for in_proj's weight gradient, and in_proj's input gradient, a partial
-  // sum over this rank's heads and units, is reduce-scattered back to the local rows.
-  void parallel_block_backward(int l) {
-    const block_index& bi = idx_.blocks[l];
-    const block_buffers& b = saved(l);
-    const std::size_t r = rows(), br = brows(), width = in_width();
-    auto dx = m2(s_.dx, r, D), t = m2(s_.t, r, D), dt = m2(s_.dt, r, D), dln = m2(s_.dln, r, D);
-    auto dy = branch_gradient(l, 0);
-    auto g = m2(s_.g, br, fl()), dg = m2(s_.dg, br, fl());
-    kernels::gelu_forward<gelu>(space_, mlp_part(b.qkv), g);
-    const bool dropout = reg_.dropout > 0;
-    if (dropout) kernels::dropout_forward(space_, key(dropout_site(l, 1)), reg_.dropout, g, g, hidden_index());
-    auto o = m2(b.o, br, aw()), dout = m2(s_.dout, br, aw());
-    if (model_axis_) {
-      const auto rc = row_split();
-      kernels::column_sum(space_, dy, gvec(bi.proj_b), sum_workspace(r, D));
-      Kokkos::deep_copy(space_, gvec(bi.fc2_b), gvec(bi.proj_b));  // both biases add to the same output
-      auto dy_all = m2(s_.dy_all, br, D);
-      using kernels::gemm_op;
-      model_detail::gather_rows(space_, *model_axis_, rc, dy.data(), D, s_.dy_all, &comm_stats_, [&](std::size_t c) {
-        const auto rows_c = rc.gathered_range(c);
-        const float acc = c == 0 ? 0.0f : 1.0f;
-        auto dy_c = row_range(dy_all, rows_c);
-        kernels::gemm(space_, gemm_op::t, gemm_op::n, 1.0f, dy_c, row_range(o, rows_c), acc, gmat(bi.proj_w));
-        kernels::gemm(space_, gemm_op::n, gemm_op::n, 1.0f, dy_c, weight(bi.proj_w), 0.0f, row_range(dout, rows_c));
-        kernels::gemm(space_, gemm_op::t, gemm_op::n, 1.0f, dy_c, row_range(g, rows_c), acc, gmat(bi.fc2_w));
-        kernels::gemm(space_, gemm_op::n, gemm_op::n, 1.0f, dy_c, weight(bi.fc2_w), 0.0f, row_range(dg, rows_c));
-      });
-    } else {
-      model_detail::linear_backward(space_, o, weight(bi.proj_w), dy, gmat(bi.proj_w), gvec(bi.proj_b), dout,
-                                    sum_workspace(r, D));
-      model_detail::linear_backward(space_, g, weight(bi.fc2_w), dy, gmat(bi.fc2_w), view1<grad_type>(), dg,
-                                    sum_workspace(r, D));
-      Kokkos::deep_copy(space_, gvec(bi.fc2_b), gvec(bi.proj_b));  // both biases add to the same output
-    }
-    if (dropout) kernels::dropout_backward(space_, key(dropout_site(l, 1)), reg_.dropout, dg, dg, hidden_index());
-    auto du_mlp = mlp_part(s_.du);
-    kernels::gelu_backward<gelu>(space_, mlp_part(b.qkv), dg, du_mlp);
-    attention_backward(bi, b, fl(), width);
-    norm_forward(bi.norm1_w, bi.norm1_b, m2(stream(l), r, D), t, b.ln1_mean, b.ln1_rstd, r);
-    auto du = m2(s_.du, br, width);
-    if (model_axis_) {
-      const auto rc = row_split();
-      using kernels::gemm_op;
-      auto t_all = m2(s_.t_all, br, D);
-      model_detail::gather_rows(space_, *model_axis_, rc, s_.t, D, s_.t_all, &comm_stats_, [&](std::size_t c) {
-        const auto rows_c = rc.gathered_range(c);
-        kernels::gemm(space_, gemm_op::t, gemm_op::n, 1.0f, row_range(du, rows_c), row_range(t_all, rows_c),
-                      c == 0 ? 0.0f : 1.0f, gmat(bi.qkv_w));
-      });
-      if constexpr (Shape::qkv_bias)
-        kernels::column_sum(space_, du, gvec(bi.qkv_b), sum_workspace(br, width));
-      else
-        kernels::column_sum(space_, du_mlp, gvec(bi.mlp_bias), sum_workspace(br, fl()));
-      view2<float> part(s_.part, br, D);
-      model_detail::reduce_scatter_rows(space_, *model_axis_, rc, s_.part, D, s_.rsum, &comm_stats_, [&](std::size_t c) {
-        const auto rows_c = rc.gathered_range(c);
-        kernels::gemm(space_, gemm_op::n, gemm_op::n, 1.0f, row_range(du, rows_c), weight(bi.qkv_w), 0.0f,
-                      row_range(part, rows_c));
-      });
-      kernels::convert(space_, view1<float>(s_.rsum, r * D), view1<act_type>(s_.dt, r * D));
-    } else if constexpr (Shape::qkv_bias) {
-      model_detail::linear_backward(space_, t, weight(bi.qkv_w), du, gmat(bi.qkv_w), gvec(bi.qkv_b), dt,
-                                    sum_workspace(r, width));
-    } else {
-      model_detail::linear_backward(space_, t, weight(bi.qkv_w), du, gmat(bi.qkv_w), view1<grad_type>(), dt,
-                                    sum_workspace(r, width));
-      kernels::column_sum(space_, du_mlp, gvec(bi.mlp_bias), sum_workspace(r, F));
-    }
-    kernels::layernorm_backward<centered, norm_bias>(space_, m2(stream(l), r, D), vec(bi.norm1_w), f1(b.ln1_mean, r),
-                                                     f1(b.ln1_rstd, r), dt, dln, gvec(bi.norm1_w), gvec(bi.norm1_b),
-                                                     this->template ln_workspace<norm_bias>(r, D));
-    kernels::residual_accumulate(space_, dx, dln);
-  }
-
-  void embed_backward() {
-    const std::size_t r = rows(), bnp = static_cast<std::size_t>(batch_) * patches_, K = std::size_t(C) * P * P;
-    auto dx = m2(s_.dx, r, D);
-    if (reg_.dropout > 0) kernels::dropout_backward(space_, key(0), reg_.dropout, dx, dx, local_rows_index());
-    view1<grad_type> dcls = Shape::class_token ? gvec(idx_.cls) : view1<grad_type>();
-    view2<grad_type> dpe;
-    if constexpr (Shape::posemb == posemb_kind::learned) dpe = gmat(idx_.pos);
-    view2<act_type> dtok = Shape::class_token ? m2(s_.ptok, bnp, D) : dx;
-    model_detail::assemble_tokens_backward(space_, x3(s_.dx), dcls, dpe, Shape::cls_posemb,
-                                           Shape::class_token ? dtok : view2<act_type>());
-    view2<gemm_type> patches(s_.patches, bnp, K);
-    // The images are not kept: the unfolded patches of the forward pass are still in scratch.
-    model_detail::linear_backward(space_, patches, weight(idx_.patch_w), dtok, gmat(idx_.patch_w),
-                                  gvec(idx_.patch_b), view2<act_type>(), sum_workspace(bnp, D));
-  }
-
-
-  Kokkos::View<float**, Kokkos::LayoutRight, memory_space> sincos_;
   bool weights_stale_ = true;
-  model_index idx_;
+  model_detail::patch_embedding<context> embed_;
   model_detail::pool_head<Shape::pool, context> pool_;  // a pooling without a unit does not compile here
   model_detail::classifier<context> head_;
   std::vector<int> block_tensors_;  // [depth + 1]: first tensor of each block, then of the head
