@@ -39,6 +39,11 @@ static_assert(!fc_normed::class_token && !fc_normed::token_norm && plain::with<p
 static_assert(fc_normed::params().total == plain::with<pool_gap>::params().total &&
               fc_normed::params().final_norm == plain::with<pool_gap>::params().final_norm);
 static_assert(vs::tensor_table<fc_normed>()[vs::tensor_count<fc_normed>() - 4].name == std::string_view("fc_norm.weight"));
+// Parameter indices resolved in constant expressions (a misspelt name is a compile_fail test).
+static_assert(vs::tensor_index<fc_normed>(-1, "fc_norm.weight") == vs::tensor_count<fc_normed>() - 4);
+static_assert(vs::block_tensor_count<plain>() == 12 &&
+              vs::tensor_index<plain>(1, "norm1.weight") == vs::tensor_index<plain>(0, "norm1.weight") + 12,
+              "a classic block with biases has 12 tensors, contiguous per block");
 static_assert(vs::count_activations<fc_normed>().f32 < vs::count_activations<plain::with<pool_gap>>().f32,
               "fc_norm keeps the statistics of one vector per image, the final norm those of every token");
 

@@ -25,7 +25,6 @@
 #include <vitscale/config/optimizer_state.hpp>
 #include <vitscale/train/detail/optimizer_layout.hpp>
 
-#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -271,11 +270,12 @@ class fused {
     Rule::check(o);
     return o;
   }
-  static std::int64_t min_dim(const options& o) {
+  // The factoring threshold of a rule with a factored moment (Adafactor's option); 0, none factored, otherwise.
+  static std::int64_t min_dim([[maybe_unused]] const options& o) {
     if constexpr (detail::has_factored_moment<state_layout>())
       return o.min_dim_size_to_factor;
     else
-      return (void)o, 0;
+      return 0;
   }
 
   template <std::size_t... I>

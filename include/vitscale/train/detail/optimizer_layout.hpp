@@ -364,8 +364,6 @@ struct model_axis_of<Model, std::void_t<decltype(std::declval<const Model&>().mo
 };
 
 template <class Model>
-using param_view = typename std::decay_t<decltype(std::declval<Model&>().parameters())>::vector_type;
-template <class Model>
 using grad_view = Kokkos::View<const typename Model::grad_type*, Kokkos::LayoutRight, typename Model::memory_space,
                                Kokkos::MemoryUnmanaged>;
 template <class Model, class T>
