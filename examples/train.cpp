@@ -2,13 +2,14 @@
 // the default host execution space: a progress line (step, loss, lr, images/s, ETA), test accuracy after
 // each epoch, a CSV of metrics and, at the end, a safetensors file of the parameters under timm's names.
 //
-//   ./train                                  the defaults: 90.1% test accuracy in 13.6 minutes on 2 cores
-//                                            (bf16_mixed where the CPU has AVX-512 bf16, else fp32; AdamW lr
-//                                            2e-3, 14 epochs, label smoothing 0.1,
-//                                            flips and ±1-pixel shifts; benchmarks/RESULTS.md)
+//   ./train                                  the defaults: bf16_mixed where the CPU has AVX-512 bf16, else
+//                                            fp32; AdamW lr 2e-3, 14 epochs, label smoothing 0.1, flips and
+//                                            ±1-pixel shifts (their accuracy and time: benchmarks/RESULTS.md)
 //   ./train --optimizer adafactor --schedule rsqrt --epochs 3 --threads 2 --csv run.csv
 //   ./train --save-every 500                 a training checkpoint (train_state.safetensors) every 500 steps
 //   ./train --resume train_state.safetensors and, with the same options, on from where it was saved
+//   OMP_WAIT_POLICY=PASSIVE ./train          idle threads sleep at once: steadier where cores are shared (the
+//                                            program cannot choose this itself: examples/tool_runtime.hpp)
 //   ./train --help
 //
 // The model is fixed at compile time (below); everything about the run is a command-line option.
@@ -21,9 +22,8 @@
 #include <vitscale/train/schedule.hpp>
 #include <vitscale/vit.hpp>
 
-#include <CLI/CLI.hpp>
-
 #include "fmnist_model.hpp"
+#include "tool_runtime.hpp"
 
 #include <chrono>
 #include <cmath>
@@ -34,10 +34,6 @@
 #include <string>
 #include <type_traits>
 #include <unistd.h>
-
-#if defined(_OPENMP)
-#include <omp.h>
-#endif
 
 namespace vs = vitscale;
 
@@ -59,7 +55,6 @@ struct run_options {
   std::string schedule = "cosine";
   std::string precision = "auto";
   std::uint64_t seed = 0;
-  int threads = 0;
   std::string data = vs::data::fashion_mnist_default_dir;
   std::string csv = "train_metrics.csv";
   std::string checkpoint = "vit_fashion_mnist.safetensors";
@@ -280,15 +275,11 @@ int train_with_optimizer(const run_options& o) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  // Idle OpenMP threads that spin (libgomp's default, for a while) cost this model dearly wherever a
-  // core is shared: on the 2-core VM it measured 90–560 images/s depending on other load, against a steady
-  // 380–660 with passive waiting (and a fork/join of 45 µs instead of up to 2 ms after serial work).
-  // libgomp reads the policy once, at start-up, so the program restarts itself with it when the user has
-  // not chosen one.
-  if (std::getenv("OMP_WAIT_POLICY") == nullptr && setenv("OMP_WAIT_POLICY", "PASSIVE", 1) == 0)
-    execv("/proc/self/exe", argv);  // returns only on failure, and then we simply carry on
   run_options o;
-  CLI::App app{"Train a ViT from scratch on Fashion-MNIST with vitscale"};
+  // Idle threads that spin cost this model dearly where cores are shared (benchmarks/RESULTS.md, 2026-11-24).
+  tool::program prog("train", "Train a ViT from scratch on Fashion-MNIST with vitscale");
+  prog.wants_passive_wait();
+  CLI::App& app = prog.app;
   app.add_option("--epochs", o.epochs, "passes over the 60000 training images")->check(CLI::PositiveNumber);
   app.add_option("--batch", o.batch, "images per step")->check(CLI::PositiveNumber);
   app.add_option("--lr", o.lr, "peak learning rate")->check(CLI::PositiveNumber);
@@ -303,7 +294,6 @@ int main(int argc, char** argv) {
   app.add_option("--precision", o.precision, "fp32, bf16 (bf16_mixed) or auto: bf16 where the CPU multiplies bf16 "
                                              "natively (AVX-512 bf16), else fp32, which is faster there");
   app.add_option("--seed", o.seed, "initialisation, shuffling and dropout seed");
-  app.add_option("--threads", o.threads, "threads (default: OMP_NUM_THREADS or all cores)");
   app.add_option("--data", o.data, "folder with Fashion-MNIST's IDX files");
   app.add_option("--csv", o.csv, "metrics file");
   app.add_option("--checkpoint", o.checkpoint, "safetensors file written at the end");
@@ -318,16 +308,7 @@ int main(int argc, char** argv) {
                                                "(0: never)")
       ->check(CLI::NonNegativeNumber);
   app.add_option("--train-checkpoint", o.train_checkpoint, "where --save-every writes the training checkpoint");
-  CLI11_PARSE(app, argc, argv);
-
-#if defined(_OPENMP)
-  if (o.threads > 0) omp_set_num_threads(o.threads);  // Kokkos' OpenMP backend takes the pool's size
-#endif
-  // Kokkos gets no command-line arguments: it would parse this program's own "--threads N" (its option takes
-  // "--threads=N" and aborts on the other form); the thread count is set above.
-  int kokkos_argc = 1;
-  Kokkos::ScopeGuard kokkos(kokkos_argc, argv);
-  try {
+  return prog.run(argc, argv, [&] {
     if (o.precision == "auto") {
       o.precision = vs::kernels::host_bf16_gemm_is_native() ? "bf16" : "fp32";
       std::printf("precision: %s (auto: this CPU %s bf16 products natively)\n", o.precision.c_str(),
@@ -336,8 +317,5 @@ int main(int argc, char** argv) {
     if (o.precision == "fp32") return train_with_optimizer<vs::precision::fp32>(o);
     if (o.precision == "bf16") return train_with_optimizer<vs::precision::bf16_mixed>(o);
     vs::detail::fail("unknown precision '", o.precision, "' (fp32, bf16, auto)");
-  } catch (const vitscale::error& e) {
-    std::fprintf(stderr, "\ntrain: %s\n", e.what());
-    return 1;
-  }
+  });
 }
