@@ -17,13 +17,13 @@
 // the ITU-R 601 luma weights (0.299 R + 0.587 G + 0.114 B, as PIL's convert("L")), alpha dropped.
 #include "fmnist_model.hpp"
 #include "image_transform.hpp"
+#include "tool_runtime.hpp"
 
 #include <vitscale/config/presets.hpp>
 #include <vitscale/io/dispatch.hpp>
 #include <vitscale/io/parameters.hpp>
 #include <vitscale/vit.hpp>
 
-#include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 #include <stb_image.h>
 
@@ -198,7 +198,8 @@ bool compare(const std::vector<result>& results, const std::string& expect, doub
 
 int main(int argc, char** argv) {
   options o;
-  CLI::App app{"classify images with a ViT checkpoint (timm's names; shape chosen from the file)"};
+  tool::program prog("classify", "classify images with a ViT checkpoint (timm's names; shape chosen from the file)");
+  CLI::App& app = prog.app;
   app.add_option("--checkpoint", o.checkpoint, "safetensors parameter file")->required()->check(CLI::ExistingFile);
   app.add_option("--top-k", o.top_k, "labels printed per image")->check(CLI::PositiveNumber);
   app.add_option("--crop-pct", o.crop_pct, "resize the shorter side to img_size / crop_pct, then crop the centre "
@@ -212,19 +213,12 @@ int main(int argc, char** argv) {
   app.add_option("--expect", o.expect, "JSON of reference top-k probabilities (tests/reference/classify_reference.py)");
   app.add_option("--tolerance", o.tolerance, "largest |p - p_ref| --expect accepts");
   app.add_option("images", o.images, "PNG or JPEG files")->required()->check(CLI::ExistingFile);
-  CLI11_PARSE(app, argc, argv);
-
-  Kokkos::ScopeGuard kokkos(argc, argv);
-  try {
+  return prog.run(argc, argv, [&] {
     const vs::io::safetensors_reader file(o.checkpoint);
     const vs::shape_descriptor found = vs::io::infer_shape(file);
     const auto results = vs::io::dispatch<candidates>(found, [&](auto tag) {
       return run<typename decltype(tag)::type>(o, found, file);
     });
-    if (!o.expect.empty() && !compare(results, o.expect, o.tolerance)) return 1;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "classify: %s\n", e.what());
-    return 1;
-  }
-  return 0;
+    return !o.expect.empty() && !compare(results, o.expect, o.tolerance) ? 1 : 0;
+  });
 }

@@ -19,7 +19,7 @@
 #include <vitscale/train/optimizers.hpp>
 #include <vitscale/train/schedule.hpp>
 
-#include <CLI/CLI.hpp>
+#include "tool_runtime.hpp"
 
 #include <chrono>
 #include <cstdio>
@@ -133,7 +133,10 @@ int run(vs::communicator& world, const settings& s) {
 
 int main(int argc, char** argv) {
   settings s;
-  CLI::App app{"Fashion-MNIST on a data x model mesh of MPI ranks (ViT-22B's sharded parallel block)"};
+  tool::program prog("train_sharded", "Fashion-MNIST on a data x model mesh of MPI ranks (ViT-22B's sharded "
+                                      "parallel block)");
+  prog.wants_passive_wait();  // ranks share cores when oversubscribed
+  CLI::App& app = prog.app;
   app.add_option("--data", s.data, "ranks on the data axis");
   app.add_option("--model", s.model, "ranks on the model axis (divides the 4 heads)");
   app.add_option("--epochs", s.epochs, "epochs");
@@ -143,17 +146,5 @@ int main(int argc, char** argv) {
   app.add_option("--chunks", s.chunks, "pieces each model-axis collective is cut into");
   app.add_option("--seed", s.seed, "initialisation and data order");
   app.add_option("--data-dir", s.data_dir, "Fashion-MNIST's IDX files");
-  CLI11_PARSE(app, argc, argv);
-
-  vs::shard::mpi_environment mpi(argc, argv);
-  Kokkos::ScopeGuard kokkos;
-  auto world = vs::shard::mpi_communicator::world();
-  try {
-    return run(*world, s);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "rank %d: %s\n", world->rank(), e.what());
-    std::fflush(stderr);
-    MPI_Abort(MPI_COMM_WORLD, 1);
-  }
-  return 1;
+  return prog.run_mpi(argc, argv, [&](vs::communicator& world) { return run(world, s); });
 }
