@@ -10,6 +10,7 @@
 #include <vitscale/kernels/attention.hpp>
 
 #include "bench_support.hpp"
+#include "tool_runtime.hpp"
 
 // GCC 12 reports its own AVX-512 intrinsics (_mm512_undefined_* inside Eigen's packet code, inlined here) as
 // possibly uninitialised; the warning is about the compiler's header, not this program.
@@ -156,11 +157,7 @@ std::pair<row, row> bench_eigen(const problem& p, std::vector<float> (&src)[4], 
           {"Eigen unfused (fp32)", tb, 2.5 * p.forward_flops() / tb * 1e-9}};
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  Kokkos::ScopeGuard kokkos(argc, argv);
-  const int repeats = argc > 1 ? std::max(1, std::atoi(argv[1])) : 5;
+int bench(int repeats) {
   int threads = 1;
 #if defined(_OPENMP)
   threads = omp_get_max_threads();
@@ -201,4 +198,13 @@ int main(int argc, char** argv) {
     print("backward", eigen.second, eigen.second);
   }
   return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  tool::program prog("bench_attention", "fused attention against an unfused Eigen peer and the FMA peak");
+  int repeats = 5;
+  prog.app.add_option("repeats", repeats, "timed runs per row (the median is printed)");
+  return prog.run(argc, argv, [&] { return bench(std::max(1, repeats)); });
 }

@@ -19,6 +19,8 @@
 #include <vitscale/kernels/residual.hpp>
 #include <vitscale/kernels/softmax.hpp>
 
+#include "tool_runtime.hpp"
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -61,8 +63,9 @@ double time_median(int repeats, const std::function<void()>& run) {
   return time_median(repeats, 1, [&](int) { run(); });
 }
 
-// How many bytes of each tensor a benchmark cycles through. The development machine reports a 32 MiB L3,
-// yet a copy over 128 MiB still runs at ~1.5× its DRAM rate (a larger cache behind it), so: 1 GiB.
+// How many bytes of each tensor a benchmark cycles through: 1 GiB, far beyond the last-level cache a CPU
+// reports, since a copy a few times that size can still run above the DRAM rate (benchmarks/RESULTS.md,
+// "Machine notes moved out of the code").
 constexpr double cycle_bytes = 1024.0 * 1024 * 1024;
 
 int copies_for(double tensor_bytes) { return std::max(2, static_cast<int>(cycle_bytes / tensor_bytes) + 1); }
@@ -220,16 +223,17 @@ void bench_precision(const char* tname, int repeats) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  Kokkos::initialize(argc, argv);
-  {
-    const int repeats = argc > 1 ? std::max(1, std::atoi(argv[1])) : 20;
+  tool::program prog("bench_elementwise", "row-wise kernels against the memory bandwidth measured in the same run");
+  int repeats = 20;
+  prog.app.add_option("repeats", repeats, "timed runs per kernel (the median is printed)");
+  return prog.run(argc, argv, [&] {
+    repeats = std::max(1, repeats);
     std::printf("vitscale row-wise kernels, ViT-B/16 batch 8, %s with %d threads, median of %d runs\n",
                 space::name(), space().concurrency(), repeats);
     measure_bandwidth(repeats);
     std::printf("%-34s %12s %13s %8s\n", "kernel", "time", "rate", "of bw");
     bench_precision<float>("fp32", repeats);
     bench_precision<bf16>("bf16", repeats);
-  }
-  Kokkos::finalize();
-  return 0;
+    return 0;
+  });
 }

@@ -6,6 +6,7 @@
 #include <vitscale/kernels/gemm.hpp>
 
 #include "bench_support.hpp"
+#include "tool_runtime.hpp"
 
 
 #include <algorithm>
@@ -130,11 +131,7 @@ std::string ratio(double x, double y) {
   return buf;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  Kokkos::ScopeGuard kokkos(argc, argv);
-  const int reps = argc > 1 ? std::max(1, std::atoi(argv[1])) : 7;
+int bench(int reps) {
   const space exec;
   const int threads = exec.concurrency();
   const double peak = vitscale::bench::fma_peak_gflops(threads);
@@ -178,4 +175,13 @@ int main(int argc, char** argv) {
   }
   std::printf("\nbf16 rows: vsEig/Eig and port/Eig compare with Eigen's fp32 GEMM (Eigen has no bf16 GEMM).\n");
   return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  tool::program prog("bench_gemm", "GEMM throughput on the host against the FMA peak, oneDNN and Eigen");
+  int reps = 7;
+  prog.app.add_option("repetitions", reps, "timed repetitions per cell (the median is printed)");
+  return prog.run(argc, argv, [&] { return bench(std::max(1, reps)); });
 }

@@ -26,7 +26,7 @@
 #include <vitscale/train/loss.hpp>
 #include <vitscale/train/optimizers.hpp>
 
-#include <CLI/CLI.hpp>
+#include "tool_runtime.hpp"
 
 #include <algorithm>
 #include <chrono>
@@ -60,7 +60,7 @@ struct settings {
   int data = 1, model = 1, images = 4, steps = 5, warmup = 1, chunks = 4;
   int overlap_gradients = 1;
   double gflops = 0;         // a rank's measured training throughput (from a 1x1 run): enables the prediction
-  double peak_gflops = 270;  // one core's fp32 FMA peak here (DESIGN.md: ~540 GFLOP/s on 2 threads)
+  double peak_gflops = 270;  // a rank's nominal fp32 peak, for the MFU (benchmarks/RESULTS.md: where 270 is from)
 };
 
 // The model axis' collectives of one training step, alone: per block, forward all-gather + reduce-scatter,
@@ -169,11 +169,70 @@ step_result run(vs::communicator& world, const settings& s) {
   return r;
 }
 
+// Runs the step on every rank; rank 0 prints the slowest rank's times and the largest memory.
+int bench(vs::communicator& world, const settings& s) {
+  const step_result r = run(world, s);
+  std::vector<float> mine{float(r.step), float(r.forward), float(r.backward), float(r.reduce), float(r.optimizer),
+                          float(r.waited), float(r.alone), float(r.memory_mib), float(r.arena_mib)};
+  std::vector<float> all(mine.size() * world.size());
+  world.all_gather(mine.data(), all.data(), mine.size());
+  if (world.rank() == 0) {
+    auto worst = [&](std::size_t f) {
+      float w = 0;
+      for (int q = 0; q < world.size(); ++q) w = std::max(w, all[q * mine.size() + f]);
+      return w;
+    };
+    const double images = double(s.images) * world.size();
+    const double hidden = r.alone > 0 ? std::max(0.0, 1.0 - double(worst(5)) / double(worst(6))) : 0.0;
+    std::printf("mesh %dx%d (data x model), %d images/rank, %d chunks, shape D=%d H=%d F=%d depth %d, %d tokens\n",
+                s.data, s.model, s.images, int(vs::model_detail::chunks_for(s.images, s.chunks)), shape::width,
+                shape::heads, shape::mlp_dim, shape::depth, int(shape::tokens(shape::resolution)));
+    std::printf("step %.3f s (forward %.3f, backward %.3f, gradient reduce %.3f%s, optimizer %.3f): %.1f images/s\n",
+                worst(0), worst(1), worst(2), worst(3), s.overlap_gradients ? " left after backward" : "",
+                worst(4), images / worst(0));
+    std::printf("model axis: %zu collectives, %.2f MiB sent per rank per step; waited %.4f s, alone %.4f s: "
+                "%.0f%% hidden\n",
+                r.collectives, r.model_bytes / 1048576.0, worst(5), worst(6), 100 * hidden);
+    std::printf("data axis: %.2f MiB gradient all-reduce payload per rank per step\n", r.data_bytes / 1048576.0);
+    // The model of the same step (explore/step_model.hpp): this run's compute rate, and the link bandwidth
+    // of the model axis' collectives replayed alone.
+    namespace ex = vs::explore;
+    ex::step_config config;
+    config.shape = ex::step_shape::of<shape>(shape::resolution);
+    config.images = static_cast<std::int64_t>(images);
+    config.grid = {s.data, s.model};
+    config.activation_bytes = 4;
+    const double flops_per_rank = config.shape.training_flops_per_image() * images / world.size();
+    std::printf("training FLOPs per rank per step %.3g: %.1f GFLOP/s per rank\n", flops_per_rank,
+                flops_per_rank / worst(0) / 1e9);
+    if (s.gflops > 0) {
+      ex::measured_machine mm;
+      mm.peak_flops = s.peak_gflops * 1e9;
+      mm.gemm_flops_per_second = s.gflops * 1e9;
+      mm.chunks = int(vs::model_detail::chunks_for(s.images, s.chunks));
+      mm.link_bytes_per_second = 1e12;
+      const double wire = ex::predict(config, mm).model_axis_bytes;
+      if (worst(6) > 0) mm.link_bytes_per_second = wire / double(worst(6));
+      const ex::step_prediction p = ex::predict(config, mm);
+      std::printf("model (%.1f GFLOP/s, model-axis link %.2f GB/s from the replay): step %.3f s = compute %.3f + "
+                  "exposed communication %.4f (model axis %.4f of %.4f, gradients %.4f); measured %.3f s (%.2fx)\n",
+                  s.gflops, mm.link_bytes_per_second / 1e9, p.step_seconds, p.compute_seconds(),
+                  p.exposed_seconds(), p.model_exposed_seconds, p.model_comm_seconds, p.gradient_exposed_seconds,
+                  worst(0), worst(0) / p.step_seconds);
+    }
+    std::printf("memory per rank: %.1f MiB in arenas (parameters, gradients, AdamW state, activations), "
+                "peak RSS %.1f MiB\n",
+                worst(8), worst(7));
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   settings s;
-  CLI::App app{"ViT-22B's sharded training step over MPI ranks"};
+  tool::program prog("bench_shard", "ViT-22B's sharded training step over MPI ranks");
+  CLI::App& app = prog.app;
   app.add_option("--data", s.data, "ranks on the data axis");
   app.add_option("--model", s.model, "ranks on the model axis");
   app.add_option("--images", s.images, "images per rank");
@@ -184,69 +243,5 @@ int main(int argc, char** argv) {
   app.add_option("--gflops", s.gflops, "a rank's training GFLOP/s measured alone (the 1x1 run prints it): "
                                        "predicts this mesh's step with explore/step_model.hpp");
   app.add_option("--peak-gflops", s.peak_gflops, "a rank's nominal peak, for the MFU");
-  CLI11_PARSE(app, argc, argv);
-
-  vs::shard::mpi_environment mpi(argc, argv);
-  Kokkos::ScopeGuard kokkos;
-  auto world = vs::shard::mpi_communicator::world();
-  try {
-    const step_result r = run(*world, s);
-    // every rank's numbers, printed by rank 0: the slowest step, the largest memory
-    std::vector<float> mine{float(r.step), float(r.forward), float(r.backward), float(r.reduce), float(r.optimizer),
-                            float(r.waited), float(r.alone), float(r.memory_mib), float(r.arena_mib)};
-    std::vector<float> all(mine.size() * world->size());
-    world->all_gather(mine.data(), all.data(), mine.size());
-    if (world->rank() == 0) {
-      auto worst = [&](std::size_t f) {
-        float w = 0;
-        for (int q = 0; q < world->size(); ++q) w = std::max(w, all[q * mine.size() + f]);
-        return w;
-      };
-      const double images = double(s.images) * world->size();
-      const double hidden = r.alone > 0 ? std::max(0.0, 1.0 - double(worst(5)) / double(worst(6))) : 0.0;
-      std::printf("mesh %dx%d (data x model), %d images/rank, %d chunks, shape D=%d H=%d F=%d depth %d, %d tokens\n",
-                  s.data, s.model, s.images, int(vs::model_detail::chunks_for(s.images, s.chunks)), shape::width,
-                  shape::heads, shape::mlp_dim, shape::depth, int(shape::tokens(shape::resolution)));
-      std::printf("step %.3f s (forward %.3f, backward %.3f, gradient reduce %.3f%s, optimizer %.3f): %.1f images/s\n",
-                  worst(0), worst(1), worst(2), worst(3), s.overlap_gradients ? " left after backward" : "",
-                  worst(4), images / worst(0));
-      std::printf("model axis: %zu collectives, %.2f MiB sent per rank per step; waited %.4f s, alone %.4f s: "
-                  "%.0f%% hidden\n",
-                  r.collectives, r.model_bytes / 1048576.0, worst(5), worst(6), 100 * hidden);
-      std::printf("data axis: %.2f MiB gradient all-reduce payload per rank per step\n", r.data_bytes / 1048576.0);
-      // The model of the same step (explore/step_model.hpp): this run's compute rate, and the link bandwidth
-      // of the model axis' collectives replayed alone.
-      namespace ex = vs::explore;
-      ex::step_config config;
-      config.shape = ex::step_shape::of<shape>(shape::resolution);
-      config.images = static_cast<std::int64_t>(images);
-      config.grid = {s.data, s.model};
-      config.activation_bytes = 4;
-      const double flops_per_rank = config.shape.training_flops_per_image() * images / world->size();
-      std::printf("training FLOPs per rank per step %.3g: %.1f GFLOP/s per rank\n", flops_per_rank,
-                  flops_per_rank / worst(0) / 1e9);
-      if (s.gflops > 0) {
-        ex::measured_machine mm;
-        mm.peak_flops = s.peak_gflops * 1e9;
-        mm.gemm_flops_per_second = s.gflops * 1e9;
-        mm.chunks = int(vs::model_detail::chunks_for(s.images, s.chunks));
-        mm.link_bytes_per_second = 1e12;
-        const double wire = ex::predict(config, mm).model_axis_bytes;
-        if (worst(6) > 0) mm.link_bytes_per_second = wire / double(worst(6));
-        const ex::step_prediction p = ex::predict(config, mm);
-        std::printf("model (%.1f GFLOP/s, model-axis link %.2f GB/s from the replay): step %.3f s = compute %.3f + "
-                    "exposed communication %.4f (model axis %.4f of %.4f, gradients %.4f); measured %.3f s (%.2fx)\n",
-                    s.gflops, mm.link_bytes_per_second / 1e9, p.step_seconds, p.compute_seconds(),
-                    p.exposed_seconds(), p.model_exposed_seconds, p.model_comm_seconds, p.gradient_exposed_seconds,
-                    worst(0), worst(0) / p.step_seconds);
-      }
-      std::printf("memory per rank: %.1f MiB in arenas (parameters, gradients, AdamW state, activations), "
-                  "peak RSS %.1f MiB\n",
-                  worst(8), worst(7));
-    }
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "rank %d: %s\n", world->rank(), e.what());
-    return 1;
-  }
-  return 0;
+  return prog.run_mpi(argc, argv, [&](vs::communicator& world) { return bench(world, s); });
 }

@@ -11,10 +11,9 @@
 //                                                    one row, with the process's peak memory
 #include <vitscale/vit.hpp>
 
-#include <CLI/CLI.hpp>
-
 #include "bench_support.hpp"
 #include "fmnist_model.hpp"
+#include "tool_runtime.hpp"
 
 #include <sys/resource.h>
 
@@ -113,7 +112,8 @@ void run_precisions(const char* name, const std::string& mode, int batch, double
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"vitscale ViT forward / training-step benchmark"};
+  tool::program prog("bench_vit", "vitscale ViT forward / training-step benchmark");
+  CLI::App& app = prog.app;
   options o;
   app.add_option("--model", o.models, "b16, ti16, fmnist (the Fashion-MNIST example's model, 28 px)");
   app.add_option("--precision", o.precisions, "fp32, bf16 (bf16_mixed)");
@@ -121,17 +121,15 @@ int main(int argc, char** argv) {
   app.add_option("--batch", o.batches, "batch sizes (default: b16 at 1 and 8, ti16 at 8, fmnist at 128)");
   app.add_option("--min-time", o.min_time, "seconds per row at least (after warm-up)");
   app.add_option("--warmup", o.warmup, "warm-up iterations");
-  CLI11_PARSE(app, argc, argv);
-
-  Kokkos::ScopeGuard kokkos(argc, argv);
-  const double peak = vitscale::bench::fma_peak_gflops();
-  const bool single = o.models.size() * o.precisions.size() * o.modes.size() * std::max<std::size_t>(o.batches.size(), 1) == 1;
-  std::printf("vitscale %d.%d, Kokkos %s, %d threads, fp32 FMA peak %.1f GFLOP/s (measured now, SIMD target %s)\n",
-              VITSCALE_VERSION_MAJOR, VITSCALE_VERSION_MINOR, space::name(), space().concurrency(), peak,
-              vitscale::bench::simd_target().c_str());
-  std::printf("%-9s %-9s %-5s %-8s %5s %9s %9s %8s %7s%s\n", "engine", "model", "prec", "mode", "batch", "images/s",
-              "ms/iter", "GFLOP/s", "MFU", single ? "  peakΔMiB  peak MiB" : "");
-  try {
+  return prog.run(argc, argv, [&] {
+    const double peak = vitscale::bench::fma_peak_gflops();
+    const bool single =
+        o.models.size() * o.precisions.size() * o.modes.size() * std::max<std::size_t>(o.batches.size(), 1) == 1;
+    std::printf("vitscale %d.%d, Kokkos %s, %d threads, fp32 FMA peak %.1f GFLOP/s (measured now, SIMD target %s)\n",
+                VITSCALE_VERSION_MAJOR, VITSCALE_VERSION_MINOR, space::name(), space().concurrency(), peak,
+                vitscale::bench::simd_target().c_str());
+    std::printf("%-9s %-9s %-5s %-8s %5s %9s %9s %8s %7s%s\n", "engine", "model", "prec", "mode", "batch", "images/s",
+                "ms/iter", "GFLOP/s", "MFU", single ? "  peakΔMiB  peak MiB" : "");
     for (const auto& m : o.models)
       for (const auto& mode : o.modes) {
         std::vector<int> batches = o.batches;
@@ -144,9 +142,6 @@ int main(int argc, char** argv) {
           else vs::detail::fail("unknown model '", m, "' (b16, ti16, fmnist)");
         }
       }
-  } catch (const vitscale::error& e) {
-    std::fprintf(stderr, "bench_vit: %s\n", e.what());
-    return 1;
-  }
-  return 0;
+    return 0;
+  });
 }
