@@ -14,6 +14,7 @@
 //   activation_elements below); what backward can recompute cheaply (LayerNorm outputs, GELU outputs,
 //   dropout masks, the unfolded patches) is not kept.
 
+#include <vitscale/config/activations.hpp>
 #include <vitscale/config/optimizer_state.hpp>
 #include <vitscale/config/tensors.hpp>
 #include <vitscale/core/precision.hpp>
@@ -110,8 +111,9 @@ constexpr flop_counts count_flops(int resolution = Shape::resolution) {
   return f;
 }
 
-// What a training step keeps from forward for backward, per image, as element counts by storage type.
-// The model's activation arena is laid out from the same list.
+// What a training step keeps from forward for backward, per image, as element counts by storage type:
+// counted from the buffers the layer units declare (config/activations.hpp), the declarations the model lays
+// out its activation arena from. In words:
 //   classic block, per token:  block input (D), q|k|v (3D, before QK-norm), attention output (D),
 //                              mid-block residual (D), MLP pre-activation (F)            — act_type
 //                              LayerNorm statistics (2 norms), attention log-sum-exp (H),
@@ -126,43 +128,11 @@ constexpr flop_counts count_flops(int resolution = Shape::resolution) {
 //                              norm statistics — float; pooled features (D), pre-logits output — act_type;
 //                              logits (float).
 // A LayerNorm keeps mean and reciprocal standard deviation (2 floats per row), or only the latter when
-// it does not centre.
-struct activation_elements {
-  std::int64_t act = 0;  // elements stored in the policy's act_type
-  std::int64_t f32 = 0;  // elements stored in float
-};
-
+// it does not centre. Scratch (the norm outputs, GELU outputs and unfolded patches that backward recomputes or
+// re-reads, and backward's own buffers) is not counted.
 template <class Shape>
 constexpr activation_elements count_activations(int resolution = Shape::resolution) {
-  const std::int64_t D = Shape::width, F = Shape::mlp_dim, H = Shape::heads;
-  const std::int64_t n = Shape::tokens(resolution);
-  const std::int64_t stats = Shape::norm_centered ? 2 : 1;  // per normalised row
-  const std::int64_t qk_stats = Shape::qk_norm ? 2 * H * stats : 0;
-  activation_elements a{};
-  if (Shape::block == block_kind::classic) {
-    a.act += Shape::depth * n * (6 * D + F);
-    a.f32 += Shape::depth * n * (2 * stats + H + qk_stats);
-  } else {
-    a.act += Shape::depth * n * (5 * D + F);
-    a.f32 += Shape::depth * n * (stats + H + qk_stats);
-  }
-  a.act += n * D;
-  switch (Shape::pool) {
-    case pooling::cls_token:
-    case pooling::gap: a.f32 += n * stats; break;
-    case pooling::map:
-      a.f32 += n * stats;
-      a.act += n * 2 * D + 3 * D + F;
-      a.f32 += H + stats;
-      break;
-    case pooling::gap_fc_norm:  // the mean of the tokens (the norm's input) and the norm's statistics
-      a.act += D;
-      a.f32 += stats;
-      break;
-  }
-  a.act += D + Shape::pre_logits;
-  a.f32 += Shape::num_classes;
-  return a;
+  return activations::count_saved<Shape>(static_cast<std::size_t>(Shape::tokens(resolution)));
 }
 
 // Bytes of training a shape under a precision policy with an optimizer (a state layout from

@@ -33,6 +33,11 @@ class arena_cursor {
     offset_ += n * sizeof(T);
     return p;
   }
+  // As a planner of declared buffers (config/activations.hpp): slot = take<T>(n), whatever the buffer's use.
+  template <class T, class Use>
+  void operator()(T*& slot, std::size_t n, Use) {
+    slot = take<T>(n);
+  }
   std::size_t bytes() const { return offset_; }
 
  private:

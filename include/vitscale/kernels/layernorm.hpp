@@ -7,7 +7,8 @@
 //
 // The two choices are compile-time template arguments, in the order of config's opt::layer_norm<Centered,
 // Bias>, because a model fixes them: layernorm_forward<true, true>(space, ...). Without a bias, the β and
-// dβ arguments must be empty Views (e.g. default-constructed); without centering, `mean` is written with 0.
+// dβ arguments must be empty Views (e.g. default-constructed); without centering `mean` may be an empty View (it is
+// not needed: a non-empty one is written with 0).
 //
 // Storage float or bf16 (double too, for gradient checks in tests); statistics and every sum in float.
 // The saved statistics are float [rows] (double for double storage).
@@ -37,7 +38,7 @@ void check_layernorm_bias(const char* function, const char* name, const Beta& be
 }
 }  // namespace detail
 
-// x: [rows, D], gamma: [D], beta: [D] (empty without Bias) -> y: [rows, D], mean, rstd: [rows]
+// x: [rows, D], gamma: [D], beta: [D] (empty without Bias) -> y: [rows, D], mean (or empty, !Centered), rstd: [rows]
 template <bool Centered, bool Bias, class ExecSpace, class X, class Gamma, class Beta, class Y, class Mean,
           class Rstd>
 void layernorm_forward(const ExecSpace& space, const X& x, const Gamma& gamma, const Beta& beta, const Y& y,
@@ -55,7 +56,7 @@ void layernorm_forward(const ExecSpace& space, const X& x, const Gamma& gamma, c
   ::vitscale::detail::require_extents(fn, "gamma", gamma, {cols});
   detail::check_layernorm_bias<Bias, ExecSpace>(fn, "beta", beta, cols);
   ::vitscale::detail::require_extents(fn, "y", y, {rows, cols});
-  ::vitscale::detail::require_extents(fn, "mean", mean, {rows});
+  if (Centered || mean.size() != 0) ::vitscale::detail::require_extents(fn, "mean", mean, {rows});
   ::vitscale::detail::require_extents(fn, "rstd", rstd, {rows});
   if (cols == 0) ::vitscale::detail::fail(fn, ": x has no columns");
   if (!(eps > 0)) ::vitscale::detail::fail(fn, ": eps must be positive, it is ", eps);
@@ -63,6 +64,7 @@ void layernorm_forward(const ExecSpace& space, const X& x, const Gamma& gamma, c
   const int n = static_cast<int>(cols);
   const A inv_n = A(1) / static_cast<A>(n);
   const A epsilon = static_cast<A>(eps);
+  const bool save_mean = mean.size() != 0;
   detail::for_each_row(space, "vitscale::layernorm_forward", rows,
                        KOKKOS_LAMBDA(const detail::team_member<ExecSpace>& member, int i) {
     A m = 0;
@@ -79,7 +81,7 @@ void layernorm_forward(const ExecSpace& space, const X& x, const Gamma& gamma, c
       y(i, j) = detail::store_as<T>(v);
     });
     Kokkos::single(Kokkos::PerTeam(member), [&] {
-      mean(i) = m;
+      if (save_mean) mean(i) = m;
       rstd(i) = r;
     });
   });
@@ -107,7 +109,7 @@ void layernorm_backward(const ExecSpace& space, const X& x, const Gamma& gamma, 
   constexpr const char* fn = "layernorm_backward";
   const std::size_t rows = x.extent(0), cols = x.extent(1);
   ::vitscale::detail::require_extents(fn, "gamma", gamma, {cols});
-  ::vitscale::detail::require_extents(fn, "mean", mean, {rows});
+  if (Centered || mean.size() != 0) ::vitscale::detail::require_extents(fn, "mean", mean, {rows});
   ::vitscale::detail::require_extents(fn, "rstd", rstd, {rows});
   ::vitscale::detail::require_extents(fn, "dy", dy, {rows, cols});
   ::vitscale::detail::require_extents(fn, "dx", dx, {rows, cols});

@@ -5,6 +5,7 @@
 // all layers share — and the typed views into them. The model (model/vit.hpp) is one; each layer unit
 // (model/heads/*.hpp, …) takes it by reference and declares its own parameters and saved activations.
 
+#include <vitscale/config/activations.hpp>
 #include <vitscale/config/shape.hpp>
 #include <vitscale/core/arena.hpp>
 #include <vitscale/core/precision.hpp>
@@ -72,32 +73,13 @@ class layer_context {
                                                           ? kernels::gemm_epilogue::bias_gelu_tanh
                                                           : kernels::gemm_epilogue::bias_gelu_erf;
 
-  // Activations saved by one block (training: one set per block; inference: one set for all).
-  struct block_buffers {
-    float *ln1_mean = nullptr, *ln1_rstd = nullptr, *ln2_mean = nullptr, *ln2_rstd = nullptr;
-    act_type* qkv = nullptr;  // classic: [rows, 3D]; parallel: [rows, F + 3D] ([MLP | q | k | v])
-    float *q_mean = nullptr, *q_rstd = nullptr, *k_mean = nullptr, *k_rstd = nullptr;  // [B, N, H]
-    act_type* o = nullptr;    // attention output [rows, D]
-    float* lse = nullptr;     // [B, H, N]
-    act_type* x_mid = nullptr;  // classic: x + attention branch [rows, D]
-    act_type* h = nullptr;      // classic: MLP pre-activation [rows, F] (training)
-  };
-  // What the blocks keep, and the scratch every layer shares (the heads keep their own: model/heads/).
-  struct buffers {
-    std::vector<act_type*> x;  // the residual stream entering block l (x[depth]: the final norm's input)
-    std::vector<block_buffers> blocks;
-    float *fn_mean = nullptr, *fn_rstd = nullptr;
-    // scratch
-    act_type *t = nullptr, *qkn = nullptr, *g = nullptr, *ybr = nullptr, *xn = nullptr;
-    param_type* fused_bias = nullptr;
-    // backward scratch
-    act_type *dx = nullptr, *dbr = nullptr, *dt = nullptr, *dln = nullptr, *dout = nullptr, *du = nullptr;
-    act_type *dg = nullptr, *dqkn = nullptr;
-    float *delta = nullptr, *ws = nullptr, *qk_tmp = nullptr;
-    // model axis: the block's gathered rows, partial sums and their reduce-scattered local rows
-    act_type *t_all = nullptr, *dy_all = nullptr;
-    float *part = nullptr, *rsum = nullptr;
-  };
+  // What the blocks keep (training: one set per block; inference: one set for all), the residual stream and
+  // the final norm's statistics; the scratch all blocks share (config/activations.hpp declares both; the heads
+  // and the embedding keep their own: model/heads/, model/layers/patch_embedding.hpp).
+  using block_buffers = activations::block<Shape, act_type>;
+  using stream_buffers = activations::stream<Shape, act_type>;
+  using scratch_buffers = activations::block_scratch<Shape, act_type, param_type>;
+  struct buffers : stream_buffers, scratch_buffers {};
 
   layer_context(int resolution, ExecSpace exec, model_shard rank, communicator* axis, int pieces)
       : space_(exec), shard_(rank), model_axis_(rank.count > 1 ? axis : nullptr), chunks_(pieces),
@@ -133,6 +115,8 @@ class layer_context {
   std::size_t rows() const { return static_cast<std::size_t>(batch_) * tokens_; }
   view2<act_type> m2(act_type* p, std::size_t r, std::size_t c) const { return view2<act_type>(p, r, c); }
   view1<float> f1(float* p, std::size_t n) const { return view1<float>(p, n); }
+  // A LayerNorm's saved mean over r rows: empty where the norm does not centre (config/activations.hpp).
+  view1<float> norm_mean(float* p, std::size_t r) const { return view1<float>(p, centered ? r : 0); }
   view3<act_type> x3(act_type* p) const { return view3<act_type>(p, batch_, tokens_, D); }
   // The [B, N, H, d] heads of a [rows, row_stride] buffer starting at column `col`.
   heads_view<act_type> heads(act_type* p, std::size_t col, std::size_t row_stride, std::size_t n) const {
@@ -158,6 +142,10 @@ class layer_context {
   view3<float> blse(float* p) const { return view3<float>(p, bimages(), hl(), tokens_); }
   model_detail::row_chunks row_split() const {
     return {rows(), model_detail::chunks_for(batch_, chunks_), static_cast<std::size_t>(shard_.count)};
+  }
+  // How a block's rows move: the local rows in one piece, or the group's on a model axis (sharded_linear.hpp).
+  model_detail::row_exchange<ExecSpace> exchange() {
+    return {space_, model_axis_, model_axis_ ? row_split() : model_detail::row_chunks{rows(), 1, 1}, &comm_stats_};
   }
   template <class V>
   static auto row_range(const V& v, std::pair<std::size_t, std::size_t> r) {
@@ -217,7 +205,7 @@ class layer_context {
   // y = LN(x) with the norm's tensors w and bias; its statistics into mean and rstd ([r] floats each).
   template <class X, class Y>
   void norm_forward(int w, int bias, const X& x, const Y& y, float* mean, float* rstd, std::size_t r) {
-    kernels::layernorm_forward<centered, norm_bias>(space_, x, vec(w), vec(bias), y, f1(mean, r), f1(rstd, r),
+    kernels::layernorm_forward<centered, norm_bias>(space_, x, vec(w), vec(bias), y, norm_mean(mean, r), f1(rstd, r),
                                                     norm_eps);
   }
 

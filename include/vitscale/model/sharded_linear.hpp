@@ -121,6 +121,49 @@ void reduce_scatter_rows(const Space& space, communicator& comm, const row_chunk
   for (std::size_t c = 0; c < rc.chunks; ++c) pending[c].wait();
 }
 
+// How a block moves its rows: one code path for the whole model and for a rank of a model axis. Without an
+// axis the block's rows are the local rows, in one piece; on an axis they are the group's, gathered and
+// reduce-scattered chunk by chunk as above.
+template <class Space>
+struct row_exchange {
+  using matrix = Kokkos::View<float**, Kokkos::LayoutRight, typename Space::memory_space, Kokkos::MemoryUnmanaged>;
+  Space space;
+  communicator* axis = nullptr;  // null: no model axis
+  row_chunks rc;                 // the whole model: one chunk of the local rows on one rank
+  comm_stats* stats = nullptr;
+
+  std::size_t block_rows() const { return rc.ranks * rc.local_rows; }
+
+  // Products that read the group's rows of a [local_rows, cols] matrix: body(k, rows_k, all) for each chunk
+  // k, `all` the [block_rows, cols] matrix (the local one itself without an axis; `gathered` on one) and
+  // rows_k its rows that have arrived.
+  template <class T, class Body>
+  void gather(T* local, std::size_t cols, T* gathered, Body&& body) const {
+    if (!axis) {
+      body(std::size_t(0), rc.gathered_range(0), local);
+      return;
+    }
+    gather_rows(space, *axis, rc, local, cols, gathered, stats, [&](std::size_t k) { body(k, rc.gathered_range(k), gathered); });
+  }
+
+  // Products whose sum over the axis gives the local rows of `out` ([local_rows, cols]): produce(k, rows_k,
+  // target, once) writes the rows rows_k of `target`. Without an axis `target` is `out` itself and `once` is
+  // true (add what is added once: the biases); on an axis `target` is the float partial sums ([block_rows,
+  // cols] at `partial`), reduce-scattered into `sum` ([local_rows, cols] float), and finish(sum) writes `out`.
+  template <class Out, class Produce, class Finish>
+  void reduce(const Out& out, float* partial, float* sum, Produce&& produce, Finish&& finish) const {
+    if (!axis) {
+      produce(std::size_t(0), rc.gathered_range(0), out, true);
+      return;
+    }
+    const std::size_t cols = out.extent(1);
+    const matrix part(partial, block_rows(), cols);
+    reduce_scatter_rows(space, *axis, rc, partial, cols, sum, stats,
+                        [&](std::size_t k) { produce(k, rc.gathered_range(k), part, false); });
+    finish(matrix(sum, rc.local_rows, cols));
+  }
+};
+
 // y = convert(sum + b1 + b2): the output products' replicated biases, added once after the reduce-scatter.
 // sum: [rows, cols] float, b1, b2: [cols] -> y: [rows, cols]
 template <class Space, class Sum, class B1, class B2, class Y>

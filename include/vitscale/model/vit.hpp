@@ -296,13 +296,12 @@ class vit : private model_detail::layer_context<Shape, Policy, ExecSpace> {
                                         model_detail::classic_block<context>>;
 
   // The run-time state and the views into it, from the layer context (model/layer_context.hpp).
-  using typename context::block_buffers;
   using typename context::buffers;
   using context::space_, context::shard_, context::model_axis_, context::comm_stats_, context::params_,
       context::grads_, context::weight_copy_, context::reg_, context::s_, context::tokens_, context::patches_,
       context::batch_, context::training_layout_, context::train_, context::step_;
   using context::upload, context::download, context::weight, context::vec, context::gvec, context::rows, context::m2,
-      context::f1, context::ln_workspace, context::stream, context::norm_forward;
+      context::f1, context::norm_mean, context::ln_workspace, context::stream, context::norm_forward;
 
   // The final norm on every token (absent with gap_fc_norm, whose norm is the pooling head's).
   static constexpr int norm_w = Shape::token_norm ? tensor_index<Shape>(-1, "norm.weight") : -1;
@@ -351,73 +350,20 @@ class vit : private model_detail::layer_context<Shape, Policy, ExecSpace> {
     }
     weights_stale_ = false;
   }
-  // The layout of the activation arena for `batch` images: every buffer named in `buffers`, in one place.
+  // The layout of the activation arena for `batch` images: the buffers the units declare
+  // (config/activations.hpp), in the order the accounting counts them.
   void plan(arena_cursor& a, int batch, bool training) {
-    const std::size_t B = static_cast<std::size_t>(batch), N = tokens_, nrows = B * N;
-    const std::size_t Np = patches_;
-    // Inside a parallel block on a model axis of m ranks there are m times the rows and 1/m of the columns
-    // (heads and MLP units): every block buffer keeps the size it has without sharding.
-    const std::size_t qkv_cols = parallel ? std::size_t(F) + 3 * D : 3 * std::size_t(D);
+    activation_geometry g;
+    g.images = static_cast<std::size_t>(batch);
+    g.tokens = tokens_;
+    g.patches = patches_;
+    g.training = training;
+    g.ranks = model_axis_ ? static_cast<std::size_t>(shard_.count) : 1;
+    g.workspace_floats = kernels::detail::param_grad_chunks * workspace_cols();
     buffers s;
-    const int x_slots = training ? depth + 1 : 2;
-    for (int i = 0; i < x_slots; ++i) s.x.push_back(a.take<act_type>(nrows * D));
-    const int block_slots = training ? depth : 1;
-    for (int i = 0; i < block_slots; ++i) {
-      block_buffers b;
-      b.ln1_mean = a.take<float>(nrows);
-      b.ln1_rstd = a.take<float>(nrows);
-      b.qkv = a.take<act_type>(nrows * qkv_cols);
-      if (Shape::qk_norm) {
-        b.q_mean = a.take<float>(nrows * H);
-        b.q_rstd = a.take<float>(nrows * H);
-        b.k_mean = a.take<float>(nrows * H);
-        b.k_rstd = a.take<float>(nrows * H);
-      }
-      b.o = a.take<act_type>(nrows * D);
-      b.lse = a.take<float>(nrows * H);
-      if (!parallel) {
-        b.x_mid = a.take<act_type>(nrows * D);
-        b.ln2_mean = a.take<float>(nrows);
-        b.ln2_rstd = a.take<float>(nrows);
-        if (training) b.h = a.take<act_type>(nrows * F);
-      }
-      s.blocks.push_back(b);
-    }
-    if (Shape::token_norm) {
-      s.fn_mean = a.take<float>(nrows);
-      s.fn_rstd = a.take<float>(nrows);
-    }
-    pool_.plan(a, B, nrows, training);  // the pooling head's buffers (model/heads/)
-    head_.plan(a, B, training);        // the pooled vector, pre-logits, logits and their gradients
-    embed_.plan(a, B, Np);  // the unfolded and projected patches (model/layers/patch_embedding.hpp)
-    // scratch shared by all blocks
-    s.t = a.take<act_type>(nrows * D);
-    if (Shape::qk_norm) s.qkn = a.take<act_type>(nrows * 2 * D);
-    s.g = a.take<act_type>(nrows * F);
-    s.ybr = a.take<act_type>(nrows * D);
-    s.xn = a.take<act_type>(nrows * D);
-    if (parallel && !Shape::qkv_bias) s.fused_bias = a.take<param_type>(qkv_cols);
-    if (model_axis_) {
-      const std::size_t m = static_cast<std::size_t>(shard_.count);
-      s.t_all = a.take<act_type>(m * nrows * D);
-      s.part = a.take<float>(m * nrows * D);
-      s.rsum = a.take<float>(nrows * D);
-      if (training) s.dy_all = a.take<act_type>(m * nrows * D);
-    }
-    if (training) {
-      s.dx = a.take<act_type>(nrows * D);
-      s.dbr = a.take<act_type>(nrows * D);
-      s.dt = a.take<act_type>(nrows * D);
-      s.dln = a.take<act_type>(nrows * D);
-      s.dout = a.take<act_type>(nrows * D);
-      s.du = a.take<act_type>(nrows * std::max(qkv_cols, std::size_t(2) * D));
-      s.dg = a.take<act_type>(nrows * F);
-      if (Shape::qk_norm) s.dqkn = a.take<act_type>(nrows * 2 * D);
-      s.delta = a.take<float>(nrows * H);
-      s.ws = a.take<float>(kernels::detail::param_grad_chunks * workspace_cols());
-      s.qk_tmp = a.take<float>(4 * head_dim);
-    }
-    s_ = std::move(s);
+    activations::plan_vit(a, g, static_cast<typename context::stream_buffers&>(s), pool_, head_, embed_,
+                          static_cast<typename context::scratch_buffers&>(s));
+    s_ = s;
   }
 
   static constexpr std::size_t workspace_cols() {
@@ -526,7 +472,7 @@ class vit : private model_detail::layer_context<Shape, Policy, ExecSpace> {
   void final_norm_backward(const view2<act_type>& dxn) {
     const std::size_t r = rows();
     kernels::layernorm_backward<centered, norm_bias>(space_, m2(stream(depth), r, D), vec(norm_w),
-                                                     f1(s_.fn_mean, r), f1(s_.fn_rstd, r), dxn, m2(s_.dx, r, D),
+                                                     norm_mean(s_.fn_mean, r), f1(s_.fn_rstd, r), dxn, m2(s_.dx, r, D),
                                                      gvec(norm_w), gvec(norm_b), this->template ln_workspace<norm_bias>(r, D));
   }
 

@@ -3,8 +3,8 @@
 //   pooled: [B, D] -> pre = tanh(pooled·Wpᵀ + bp): [B, P] (with pre-logits) -> logits = features·Whᵀ + bh: [B, classes]
 // It owns the pooled vector (the pooling head writes it) and the logits (float).
 
+#include <vitscale/config/activations.hpp>
 #include <vitscale/config/tensors.hpp>
-#include <vitscale/core/arena.hpp>
 #include <vitscale/model/heads/passes.hpp>
 #include <vitscale/model/linear.hpp>
 
@@ -13,7 +13,7 @@
 namespace vitscale::model_detail {
 
 template <class Ctx>
-struct classifier {
+struct classifier : activations::classifier_buffers<typename Ctx::shape, typename Ctx::act_type> {
   using shape = typename Ctx::shape;
   using act_type = typename Ctx::act_type;
   template <class T>
@@ -25,20 +25,10 @@ struct classifier {
   static constexpr int head_w = tensor_index<shape>(-1, "head.weight");
   static constexpr int head_b = tensor_index<shape>(-1, "head.bias");
 
-  act_type *pooled = nullptr, *pre = nullptr;  // [B, D], [B, P] (saved)
-  float* logits = nullptr;                     // [B, classes]
-  act_type *dl = nullptr, *dfeat = nullptr, *dpooled = nullptr;  // training
+  // Its buffers (pooled, pre, logits; their gradients): activations::classifier_buffers.
+  using buffers = activations::classifier_buffers<shape, act_type>;
+  using buffers::pooled, buffers::pre, buffers::logits, buffers::dl, buffers::dfeat, buffers::dpooled;
 
-  void plan(arena_cursor& a, std::size_t B, bool training) {
-    pooled = a.take<act_type>(B * D);
-    if (pre_width > 0) pre = a.take<act_type>(B * pre_width);
-    logits = a.take<float>(B * classes);
-    if (training) {
-      dl = a.take<act_type>(B * classes);
-      dfeat = a.take<act_type>(B * features);
-      dpooled = a.take<act_type>(B * D);
-    }
-  }
   // The classifier's input: the pre-logits output, or the pooled vector.
   act_type* input() const { return pre_width > 0 ? pre : pooled; }
 

@@ -1,7 +1,7 @@
 #pragma once
 // The class-token head: the final state of the prepended class token is the image's representation.
 
-#include <vitscale/core/arena.hpp>
+#include <vitscale/config/activations.hpp>
 #include <vitscale/model/heads/passes.hpp>
 #include <vitscale/model/heads/pool.hpp>
 
@@ -10,12 +10,10 @@
 namespace vitscale::model_detail {
 
 template <class Ctx>
-struct pool_head<pooling::cls_token, Ctx> {
+struct pool_head<pooling::cls_token, Ctx> : activations::no_buffers {
   using act_type = typename Ctx::act_type;
   template <class T>
   using view2 = typename Ctx::template view2<T>;
-
-  void plan(arena_cursor&, std::size_t, std::size_t, bool) {}
 
   // tokens: [B, N, D] -> pooled: [B, D] = tokens(:, 0, :)
   void forward(Ctx& c, act_type* tokens, const view2<act_type>& pooled) const {

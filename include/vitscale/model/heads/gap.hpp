@@ -2,7 +2,7 @@
 // Global average pooling over the patch tokens (after the final norm, as big_vision; timm's global_pool='avg'
 // with fc_norm=False).
 
-#include <vitscale/core/arena.hpp>
+#include <vitscale/config/activations.hpp>
 #include <vitscale/kernels/pooling.hpp>
 #include <vitscale/model/heads/pool.hpp>
 
@@ -11,12 +11,10 @@
 namespace vitscale::model_detail {
 
 template <class Ctx>
-struct pool_head<pooling::gap, Ctx> {
+struct pool_head<pooling::gap, Ctx> : activations::no_buffers {
   using act_type = typename Ctx::act_type;
   template <class T>
   using view2 = typename Ctx::template view2<T>;
-
-  void plan(arena_cursor&, std::size_t, std::size_t, bool) {}
 
   // tokens: [B, N, D] -> pooled: [B, D], the mean over N
   void forward(Ctx& c, act_type* tokens, const view2<act_type>& pooled) const {

@@ -2,8 +2,8 @@
 // timm's GAP head with fc_norm (global_pool='avg', the norm after the pooling; the model then has no final norm
 // on the tokens): pooled = LN(mean over the tokens), with the tensors fc_norm.weight / fc_norm.bias.
 
+#include <vitscale/config/activations.hpp>
 #include <vitscale/config/tensors.hpp>
-#include <vitscale/core/arena.hpp>
 #include <vitscale/kernels/layernorm.hpp>
 #include <vitscale/kernels/pooling.hpp>
 #include <vitscale/model/heads/pool.hpp>
@@ -13,7 +13,8 @@
 namespace vitscale::model_detail {
 
 template <class Ctx>
-struct pool_head<pooling::gap_fc_norm, Ctx> {
+struct pool_head<pooling::gap_fc_norm, Ctx>
+    : activations::gap_fc_norm_buffers<typename Ctx::shape, typename Ctx::act_type> {
   using shape = typename Ctx::shape;
   using act_type = typename Ctx::act_type;
   template <class T>
@@ -22,16 +23,9 @@ struct pool_head<pooling::gap_fc_norm, Ctx> {
   static constexpr int w = tensor_index<shape>(-1, "fc_norm.weight");
   static constexpr int b = shape::norm_bias ? tensor_index<shape>(-1, "fc_norm.bias") : -1;
 
-  act_type* mean = nullptr;                          // [B, D] the mean of the tokens, fc_norm's input (saved)
-  float *ln_mean = nullptr, *ln_rstd = nullptr;      // [B] fc_norm's statistics (saved)
-  act_type* dmean = nullptr;                         // [B, D] (training)
-
-  void plan(arena_cursor& a, std::size_t B, std::size_t, bool training) {
-    mean = a.take<act_type>(B * D);
-    ln_mean = a.take<float>(B);
-    ln_rstd = a.take<float>(B);
-    if (training) dmean = a.take<act_type>(B * D);
-  }
+  // Its buffers (the mean of the tokens and fc_norm's statistics, saved): activations::gap_fc_norm_buffers.
+  using buffers = activations::gap_fc_norm_buffers<shape, act_type>;
+  using buffers::mean, buffers::ln_mean, buffers::ln_rstd, buffers::dmean;
 
   // tokens: [B, N, D] (the last block's output) -> pooled: [B, D] = LN(mean over N)
   void forward(Ctx& c, act_type* tokens, const view2<act_type>& pooled) const {
@@ -44,7 +38,7 @@ struct pool_head<pooling::gap_fc_norm, Ctx> {
   void backward(Ctx& c, act_type*, const view2<act_type>& dpooled, act_type* dtokens) const {
     const std::size_t B = dpooled.extent(0);
     auto dm = c.m2(dmean, B, D);
-    kernels::layernorm_backward<Ctx::centered, Ctx::norm_bias>(c.space_, c.m2(mean, B, D), c.vec(w), c.f1(ln_mean, B),
+    kernels::layernorm_backward<Ctx::centered, Ctx::norm_bias>(c.space_, c.m2(mean, B, D), c.vec(w), c.norm_mean(ln_mean, B),
                                                                c.f1(ln_rstd, B), dpooled, dm, c.gvec(w), c.gvec(b),
                                                                c.template ln_workspace<Ctx::norm_bias>(B, D));
     kernels::token_mean_pool_backward(c.space_, dm, 0, c.x3(dtokens));

@@ -4,8 +4,8 @@
 //   q = latent·Wqᵀ + bq (once, shared by the batch); k|v = tokens·Wkvᵀ + bkv
 //   y = proj(attention(q, k, v)); pooled = y + fc2(gelu(fc1(LN(y))))
 
+#include <vitscale/config/activations.hpp>
 #include <vitscale/config/tensors.hpp>
-#include <vitscale/core/arena.hpp>
 #include <vitscale/kernels/activations.hpp>
 #include <vitscale/kernels/attention.hpp>
 #include <vitscale/kernels/gemm.hpp>
@@ -22,7 +22,7 @@
 namespace vitscale::model_detail {
 
 template <class Ctx>
-struct pool_head<pooling::map, Ctx> {
+struct pool_head<pooling::map, Ctx> : activations::map_buffers<typename Ctx::shape, typename Ctx::act_type> {
   using shape = typename Ctx::shape;
   using act_type = typename Ctx::act_type;
   using grad_type = typename Ctx::grad_type;
@@ -48,34 +48,11 @@ struct pool_head<pooling::map, Ctx> {
   static constexpr int fc2_w = tensor_index<shape>(-1, "attn_pool.mlp.fc2.weight");
   static constexpr int fc2_b = tensor_index<shape>(-1, "attn_pool.mlp.fc2.bias");
 
-  // Saved for backward.
-  act_type *q = nullptr, *kv = nullptr, *o = nullptr, *y = nullptr, *h = nullptr;  // [B,D] [rows,2D] [B,D] [B,D] [B,F]
-  float *lse = nullptr, *ln_mean = nullptr, *ln_rstd = nullptr;                    // [B,H] [B] [B]
-  // Scratch.
-  act_type *probe = nullptr, *z = nullptr, *g = nullptr;  // [D] the latent in act_type, [B,D] LN(y), [B,F]
-  act_type *dg = nullptr, *dz = nullptr, *dy = nullptr, *dout = nullptr, *dq = nullptr, *dq_sum = nullptr;
-
-  void plan(arena_cursor& a, std::size_t B, std::size_t rows, bool training) {
-    q = a.take<act_type>(B * D);
-    kv = a.take<act_type>(rows * 2 * D);
-    o = a.take<act_type>(B * D);
-    lse = a.take<float>(B * Ctx::H);
-    y = a.take<act_type>(B * D);
-    ln_mean = a.take<float>(B);
-    ln_rstd = a.take<float>(B);
-    h = a.take<act_type>(B * F);
-    probe = a.take<act_type>(D);
-    z = a.take<act_type>(B * D);
-    g = a.take<act_type>(B * F);
-    if (training) {
-      dg = a.take<act_type>(B * F);
-      dz = a.take<act_type>(B * D);
-      dy = a.take<act_type>(B * D);
-      dout = a.take<act_type>(B * D);
-      dq = a.take<act_type>(B * D);
-      dq_sum = a.take<act_type>(D);
-    }
-  }
+  // Its buffers (saved: q, kv, o, y, h, lse and the norm's statistics; scratch): activations::map_buffers.
+  using buffers = activations::map_buffers<shape, act_type>;
+  using buffers::q, buffers::kv, buffers::o, buffers::y, buffers::h, buffers::lse, buffers::ln_mean, buffers::ln_rstd;
+  using buffers::probe, buffers::z, buffers::g, buffers::dg, buffers::dz, buffers::dy, buffers::dout, buffers::dq,
+      buffers::dq_sum;
 
   // tokens: [B, N, D] -> pooled: [B, D]
   void forward(Ctx& c, act_type* tokens, const view2<act_type>& pooled) const {
@@ -118,7 +95,7 @@ struct pool_head<pooling::map, Ctx> {
     auto dzv = c.m2(dz, B, D);
     linear_backward(c.space_, zv, c.weight(fc1_w), dgv, c.gmat(fc1_w), c.gvec(fc1_b), dzv, c.sum_workspace(B, F));
     auto dyv = c.m2(dy, B, D);
-    kernels::layernorm_backward<Ctx::centered, Ctx::norm_bias>(c.space_, yv, c.vec(norm_w), c.f1(ln_mean, B),
+    kernels::layernorm_backward<Ctx::centered, Ctx::norm_bias>(c.space_, yv, c.vec(norm_w), c.norm_mean(ln_mean, B),
                                                                c.f1(ln_rstd, B), dzv, dyv, c.gvec(norm_w),
                                                                c.gvec(norm_b),
                                                                c.template ln_workspace<Ctx::norm_bias>(B, D));

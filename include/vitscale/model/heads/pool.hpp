@@ -7,9 +7,8 @@
 //   map.hpp          multihead attention pooling                    (big_vision's MAPHead, timm's 'map')
 //
 // A unit pool_head<Kind, Ctx> (Ctx: model_detail::layer_context) declares its parameters (compile-time indices
-// into the shape's table), the activations it keeps and its scratch (plan), and its forward and backward side by
-// side:
-//   plan(arena, B, rows, training)               takes its buffers from the activation arena (rows = B·N)
+// into the shape's table), the activations it keeps and its scratch (by deriving from their declaration,
+// activations::pool_buffers_for<Kind, …> in config/activations.hpp), and its forward and backward side by side:
 //   forward(ctx, tokens, pooled)                 tokens: [B, N, D] -> pooled: [B, D]
 //   backward(ctx, tokens, dpooled, dtokens)      dpooled: [B, D] -> dtokens: [B, N, D] (overwritten), and
 //                                                 its parameters' gradients

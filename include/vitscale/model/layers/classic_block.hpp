@@ -108,7 +108,7 @@ struct classic_block {
       linear_backward(c.space_, t, c.weight(bi.fc1_w), dg, c.gmat(bi.fc1_w), c.gvec(bi.fc1_b), dt,
                       c.sum_workspace(r, F));
       kernels::layernorm_backward<centered, norm_bias>(c.space_, c.m2(b.x_mid, r, D), c.vec(bi.norm2_w),
-                                                       c.f1(b.ln2_mean, r), c.f1(b.ln2_rstd, r), dt, dln,
+                                                       c.norm_mean(b.ln2_mean, r), c.f1(b.ln2_rstd, r), dt, dln,
                                                        c.gvec(bi.norm2_w), c.gvec(bi.norm2_b),
                                                        c.template ln_workspace<norm_bias>(r, D));
       kernels::residual_accumulate(c.space_, dx, dln);
@@ -122,7 +122,7 @@ struct classic_block {
       linear_backward(c.space_, t, c.weight(bi.qkv_w), c.m2(c.s_.du, r, 3 * D), c.gmat(bi.qkv_w), c.gvec(bi.qkv_b),
                       dt, c.sum_workspace(r, 3 * D));
       kernels::layernorm_backward<centered, norm_bias>(c.space_, c.m2(x_in, r, D), c.vec(bi.norm1_w),
-                                                       c.f1(b.ln1_mean, r), c.f1(b.ln1_rstd, r), dt, dln,
+                                                       c.norm_mean(b.ln1_mean, r), c.f1(b.ln1_rstd, r), dt, dln,
                                                        c.gvec(bi.norm1_w), c.gvec(bi.norm1_b),
                                                        c.template ln_workspace<norm_bias>(r, D));
       kernels::residual_accumulate(c.space_, dx, dln);

@@ -88,48 +88,42 @@ struct parallel_block {
     return typename Ctx::template strided2<act_type>(u, Kokkos::LayoutStride(c.brows(), c.in_width(), c.fl(), 1));
   }
 
-  // x_in (block l's input) -> x_out; keeps block l's activations (ctx.saved(l))
+  // x_in (block l's input) -> x_out; keeps block l's activations (ctx.saved(l)). One path with and without a
+  // model axis: the row exchange (model/sharded_linear.hpp) gathers and reduce-scatters on one, and hands over
+  // the local rows as they are without.
+  //   x_in: [B, N, D] -> LN -> in_proj over the group's rows: [m·B·N, F/m + 3D/m] -> attention | GELU ->
+  //   attn_out + mlp_out, summed over the axis: [B, N, D] -> x_out = x_in + that
   static void forward(Ctx& c, int l, act_type* x_in, act_type* x_out) {
     const index bi = at(l);
     const auto& b = c.saved(l);
+    const auto rows = c.exchange();
     const std::size_t r = c.rows(), br = c.brows(), width = c.in_width();
-    auto t = c.m2(c.s_.t, r, D);
-    c.norm_forward(bi.norm_w, bi.norm_b, c.m2(x_in, r, D), t, b.ln1_mean, b.ln1_rstd, r);
+    c.norm_forward(bi.norm_w, bi.norm_b, c.m2(x_in, r, D), c.m2(c.s_.t, r, D), b.ln1_mean, b.ln1_rstd, r);
     auto u = c.m2(b.qkv, br, width);
     const auto bias = fused_bias(c, bi);
-    if (c.model_axis_) {
-      const auto rc = c.row_split();
-      auto t_all = c.m2(c.s_.t_all, br, D);
-      gather_rows(c.space_, *c.model_axis_, rc, c.s_.t, D, c.s_.t_all, &c.comm_stats_, [&](std::size_t k) {
-        linear_forward(c.space_, Ctx::row_range(t_all, rc.gathered_range(k)), c.weight(bi.in_w), bias,
-                       Ctx::row_range(u, rc.gathered_range(k)));
-      });
-    } else {
-      linear_forward(c.space_, t, c.weight(bi.in_w), bias, u);
-    }
+    rows.gather(c.s_.t, D, c.s_.t_all, [&](std::size_t, auto rows_k, act_type* t_all) {
+      linear_forward(c.space_, Ctx::row_range(c.m2(t_all, br, D), rows_k), c.weight(bi.in_w), bias,
+                     Ctx::row_range(u, rows_k));
+    });
     block_attention_forward(c, bi.qk, b, c.fl(), width);
     auto g = c.m2(c.s_.g, br, c.fl());
     kernels::gelu_forward<gelu>(c.space_, mlp_part(c, b.qkv), g);
     if (c.dropout_on())
       kernels::dropout_forward(c.space_, c.key(Ctx::dropout_site(l, 1)), c.reg_.dropout, g, g, c.hidden_index());
-    auto y = c.m2(c.s_.ybr, r, D);
     auto o = c.m2(b.o, br, c.aw());
-    if (c.model_axis_) {
-      const auto rc = c.row_split();
-      view2<float> part(c.s_.part, br, D);
-      const view1<const param_type> none;
-      reduce_scatter_rows(c.space_, *c.model_axis_, rc, c.s_.part, D, c.s_.rsum, &c.comm_stats_, [&](std::size_t k) {
-        const auto rows_k = rc.gathered_range(k);
-        auto part_k = Ctx::row_range(part, rows_k);
-        linear_forward(c.space_, Ctx::row_range(o, rows_k), c.weight(bi.attn_out_w), none, part_k);
-        linear_forward(c.space_, Ctx::row_range(g, rows_k), c.weight(bi.mlp_out_w), none, part_k,
-                       kernels::gemm_epilogue::bias, 1.0f);
-      });
-      add_two_biases(c.space_, view2<float>(c.s_.rsum, r, D), c.vec(bi.attn_out_b), c.vec(bi.mlp_out_b), y);
-    } else {
-      linear_forward(c.space_, o, c.weight(bi.attn_out_w), c.vec(bi.attn_out_b), y);
-      linear_forward(c.space_, g, c.weight(bi.mlp_out_w), c.vec(bi.mlp_out_b), y, kernels::gemm_epilogue::bias, 1.0f);
-    }
+    auto y = c.m2(c.s_.ybr, r, D);
+    // The two output products into one output; their biases once (on an axis: after the sum).
+    rows.reduce(
+        y, c.s_.part, c.s_.rsum,
+        [&](std::size_t, auto rows_k, const auto& out, bool once) {
+          const view1<const param_type> none;
+          auto out_k = Ctx::row_range(out, rows_k);
+          linear_forward(c.space_, Ctx::row_range(o, rows_k), c.weight(bi.attn_out_w), once ? c.vec(bi.attn_out_b) : none,
+                         out_k);
+          linear_forward(c.space_, Ctx::row_range(g, rows_k), c.weight(bi.mlp_out_w), once ? c.vec(bi.mlp_out_b) : none,
+                         out_k, kernels::gemm_epilogue::bias, 1.0f);
+        },
+        [&](const auto& sum) { add_two_biases(c.space_, sum, c.vec(bi.attn_out_b), c.vec(bi.mlp_out_b), y); });
     residual_join(c, l, 0, x_in, x_out);
   }
 
@@ -138,9 +132,10 @@ struct parallel_block {
     using kernels::gemm_op;
     const index bi = at(l);
     const auto& b = c.saved(l);
+    const auto rows = c.exchange();
     constexpr bool centered = Ctx::centered, norm_bias = Ctx::norm_bias;
     const std::size_t r = c.rows(), br = c.brows(), width = c.in_width();
-    auto dx = c.m2(c.s_.dx, r, D), t = c.m2(c.s_.t, r, D), dt = c.m2(c.s_.dt, r, D), dln = c.m2(c.s_.dln, r, D);
+    auto dx = c.m2(c.s_.dx, r, D), dt = c.m2(c.s_.dt, r, D), dln = c.m2(c.s_.dln, r, D);
     auto dy = branch_gradient(c, l, 0);
     auto g = c.m2(c.s_.g, br, c.fl()), dg = c.m2(c.s_.dg, br, c.fl());
     kernels::gelu_forward<gelu>(c.space_, mlp_part(c, b.qkv), g);
@@ -148,67 +143,47 @@ struct parallel_block {
     if (dropout)
       kernels::dropout_forward(c.space_, c.key(Ctx::dropout_site(l, 1)), c.reg_.dropout, g, g, c.hidden_index());
     auto o = c.m2(b.o, br, c.aw()), dout = c.m2(c.s_.dout, br, c.aw());
-    if (c.model_axis_) {
-      const auto rc = c.row_split();
-      kernels::column_sum(c.space_, dy, c.gvec(bi.attn_out_b), c.sum_workspace(r, D));
-      Kokkos::deep_copy(c.space_, c.gvec(bi.mlp_out_b), c.gvec(bi.attn_out_b));  // both biases add to one output
-      auto dy_all = c.m2(c.s_.dy_all, br, D);
-      gather_rows(c.space_, *c.model_axis_, rc, dy.data(), D, c.s_.dy_all, &c.comm_stats_, [&](std::size_t k) {
-        const auto rows_k = rc.gathered_range(k);
-        const float acc = k == 0 ? 0.0f : 1.0f;
-        auto dy_k = Ctx::row_range(dy_all, rows_k);
-        kernels::gemm(c.space_, gemm_op::t, gemm_op::n, 1.0f, dy_k, Ctx::row_range(o, rows_k), acc,
-                      c.gmat(bi.attn_out_w));
-        kernels::gemm(c.space_, gemm_op::n, gemm_op::n, 1.0f, dy_k, c.weight(bi.attn_out_w), 0.0f,
-                      Ctx::row_range(dout, rows_k));
-        kernels::gemm(c.space_, gemm_op::t, gemm_op::n, 1.0f, dy_k, Ctx::row_range(g, rows_k), acc,
-                      c.gmat(bi.mlp_out_w));
-        kernels::gemm(c.space_, gemm_op::n, gemm_op::n, 1.0f, dy_k, c.weight(bi.mlp_out_w), 0.0f,
-                      Ctx::row_range(dg, rows_k));
-      });
-    } else {
-      linear_backward(c.space_, o, c.weight(bi.attn_out_w), dy, c.gmat(bi.attn_out_w), c.gvec(bi.attn_out_b), dout,
-                      c.sum_workspace(r, D));
-      linear_backward(c.space_, g, c.weight(bi.mlp_out_w), dy, c.gmat(bi.mlp_out_w), view1<grad_type>(), dg,
-                      c.sum_workspace(r, D));
-      Kokkos::deep_copy(c.space_, c.gvec(bi.mlp_out_b), c.gvec(bi.attn_out_b));  // both biases add to one output
-    }
+    // The output products: both biases add to one output, so they share a gradient.
+    kernels::column_sum(c.space_, dy, c.gvec(bi.attn_out_b), c.sum_workspace(r, D));
+    Kokkos::deep_copy(c.space_, c.gvec(bi.mlp_out_b), c.gvec(bi.attn_out_b));
+    rows.gather(dy.data(), D, c.s_.dy_all, [&](std::size_t k, auto rows_k, act_type* dy_all) {
+      const float acc = k == 0 ? 0.0f : 1.0f;  // the weight gradients sum over the chunks
+      auto dy_k = Ctx::row_range(c.m2(dy_all, br, D), rows_k);
+      kernels::gemm(c.space_, gemm_op::t, gemm_op::n, 1.0f, dy_k, Ctx::row_range(o, rows_k), acc, c.gmat(bi.attn_out_w));
+      kernels::gemm(c.space_, gemm_op::n, gemm_op::n, 1.0f, dy_k, c.weight(bi.attn_out_w), 0.0f,
+                    Ctx::row_range(dout, rows_k));
+      kernels::gemm(c.space_, gemm_op::t, gemm_op::n, 1.0f, dy_k, Ctx::row_range(g, rows_k), acc, c.gmat(bi.mlp_out_w));
+      kernels::gemm(c.space_, gemm_op::n, gemm_op::n, 1.0f, dy_k, c.weight(bi.mlp_out_w), 0.0f,
+                    Ctx::row_range(dg, rows_k));
+    });
     if (dropout)
       kernels::dropout_backward(c.space_, c.key(Ctx::dropout_site(l, 1)), c.reg_.dropout, dg, dg, c.hidden_index());
     auto du_mlp = mlp_part(c, c.s_.du);
     kernels::gelu_backward<gelu>(c.space_, mlp_part(c, b.qkv), dg, du_mlp);
     block_attention_backward(c, bi.qk, b, c.fl(), width);
-    c.norm_forward(bi.norm_w, bi.norm_b, c.m2(x_in, r, D), t, b.ln1_mean, b.ln1_rstd, r);
+    // The input product, on LN(x) recomputed.
+    c.norm_forward(bi.norm_w, bi.norm_b, c.m2(x_in, r, D), c.m2(c.s_.t, r, D), b.ln1_mean, b.ln1_rstd, r);
     auto du = c.m2(c.s_.du, br, width);
-    if (c.model_axis_) {
-      const auto rc = c.row_split();
-      auto t_all = c.m2(c.s_.t_all, br, D);
-      gather_rows(c.space_, *c.model_axis_, rc, c.s_.t, D, c.s_.t_all, &c.comm_stats_, [&](std::size_t k) {
-        const auto rows_k = rc.gathered_range(k);
-        kernels::gemm(c.space_, gemm_op::t, gemm_op::n, 1.0f, Ctx::row_range(du, rows_k),
-                      Ctx::row_range(t_all, rows_k), k == 0 ? 0.0f : 1.0f, c.gmat(bi.in_w));
-      });
-      if constexpr (shape::qkv_bias)
-        kernels::column_sum(c.space_, du, c.gvec(bi.in_b), c.sum_workspace(br, width));
-      else
-        kernels::column_sum(c.space_, du_mlp, c.gvec(bi.mlp_bias), c.sum_workspace(br, c.fl()));
-      view2<float> part(c.s_.part, br, D);
-      reduce_scatter_rows(c.space_, *c.model_axis_, rc, c.s_.part, D, c.s_.rsum, &c.comm_stats_, [&](std::size_t k) {
-        const auto rows_k = rc.gathered_range(k);
-        kernels::gemm(c.space_, gemm_op::n, gemm_op::n, 1.0f, Ctx::row_range(du, rows_k), c.weight(bi.in_w), 0.0f,
-                      Ctx::row_range(part, rows_k));
-      });
-      kernels::convert(c.space_, view1<float>(c.s_.rsum, r * D), view1<act_type>(c.s_.dt, r * D));
-    } else if constexpr (shape::qkv_bias) {
-      linear_backward(c.space_, t, c.weight(bi.in_w), du, c.gmat(bi.in_w), c.gvec(bi.in_b), dt,
-                      c.sum_workspace(r, width));
-    } else {
-      linear_backward(c.space_, t, c.weight(bi.in_w), du, c.gmat(bi.in_w), view1<grad_type>(), dt,
-                      c.sum_workspace(r, width));
-      kernels::column_sum(c.space_, du_mlp, c.gvec(bi.mlp_bias), c.sum_workspace(r, F));
-    }
-    kernels::layernorm_backward<centered, norm_bias>(c.space_, c.m2(x_in, r, D), c.vec(bi.norm_w), c.f1(b.ln1_mean, r),
-                                                     c.f1(b.ln1_rstd, r), dt, dln, c.gvec(bi.norm_w), c.gvec(bi.norm_b),
+    rows.gather(c.s_.t, D, c.s_.t_all, [&](std::size_t k, auto rows_k, act_type* t_all) {
+      kernels::gemm(c.space_, gemm_op::t, gemm_op::n, 1.0f, Ctx::row_range(du, rows_k),
+                    Ctx::row_range(c.m2(t_all, br, D), rows_k), k == 0 ? 0.0f : 1.0f, c.gmat(bi.in_w));
+    });
+    if constexpr (shape::qkv_bias)
+      kernels::column_sum(c.space_, du, c.gvec(bi.in_b), c.sum_workspace(br, width));
+    else
+      kernels::column_sum(c.space_, du_mlp, c.gvec(bi.mlp_bias), c.sum_workspace(br, c.fl()));
+    rows.reduce(
+        dt, c.s_.part, c.s_.rsum,
+        [&](std::size_t, auto rows_k, const auto& out, bool) {
+          kernels::gemm(c.space_, gemm_op::n, gemm_op::n, 1.0f, Ctx::row_range(du, rows_k), c.weight(bi.in_w), 0.0f,
+                        Ctx::row_range(out, rows_k));
+        },
+        [&](const auto& sum) {
+          kernels::convert(c.space_, view1<float>(sum.data(), r * D), view1<act_type>(dt.data(), r * D));
+        });
+    kernels::layernorm_backward<centered, norm_bias>(c.space_, c.m2(x_in, r, D), c.vec(bi.norm_w),
+                                                     c.norm_mean(b.ln1_mean, r), c.f1(b.ln1_rstd, r), dt, dln,
+                                                     c.gvec(bi.norm_w), c.gvec(bi.norm_b),
                                                      c.template ln_workspace<norm_bias>(r, D));
     kernels::residual_accumulate(c.space_, dx, dln);
   }

@@ -5,8 +5,8 @@
 // big_vision's fixed 2-D sin-cos table — then dropout on the tokens (training).
 //   images: [B, H, W, C] -> x0: [B, N, D]
 
+#include <vitscale/config/activations.hpp>
 #include <vitscale/config/tensors.hpp>
-#include <vitscale/core/arena.hpp>
 #include <vitscale/kernels/dropout.hpp>
 #include <vitscale/model/embedding.hpp>
 #include <vitscale/model/linear.hpp>
@@ -18,7 +18,8 @@
 namespace vitscale::model_detail {
 
 template <class Ctx>
-struct patch_embedding {
+struct patch_embedding
+    : activations::embedding_buffers<typename Ctx::shape, typename Ctx::act_type, typename Ctx::gemm_type> {
   using shape = typename Ctx::shape;
   using act_type = typename Ctx::act_type;
   using gemm_type = typename Ctx::gemm_type;
@@ -38,8 +39,10 @@ struct patch_embedding {
   static constexpr int patch_w = tensor_index<shape>(-1, "patch_embed.proj.weight");
   static constexpr int patch_b = tensor_index<shape>(-1, "patch_embed.proj.bias");
 
-  gemm_type* patches = nullptr;  // [B·Np, K] the unfolded patches (kept until backward: the images are not)
-  act_type* ptok = nullptr;      // [B·Np, D] the projected patches; backward: their gradient
+  // Its buffers (the unfolded patches, kept until backward since the images are not; the projected patches):
+  // activations::embedding_buffers.
+  using buffers = activations::embedding_buffers<shape, act_type, gemm_type>;
+  using buffers::patches, buffers::ptok;
   Kokkos::View<float**, Kokkos::LayoutRight, memory_space> sincos;  // [Np, D] the fixed table (sin-cos shapes)
 
   // The sin-cos table at a resolution of `grid`×`grid` patches (nothing for a learned table).
@@ -51,11 +54,6 @@ struct patch_embedding {
       sincos = Kokkos::View<float**, Kokkos::LayoutRight, memory_space>("vitscale::posemb_sincos", np, D);
       Ctx::upload(host.data(), view1<float>(sincos.data(), sincos.size()));
     }
-  }
-
-  void plan(arena_cursor& a, std::size_t B, std::size_t np) {
-    patches = a.take<gemm_type>(B * np * K);
-    ptok = a.take<act_type>(B * np * D);
   }
 
   // images: [B, H, W, C] -> x0: [B, N, D]
