@@ -197,6 +197,40 @@ TEST_CASE_TEMPLATE_DEFINE("layernorm backward is bit-identical from run to run",
 }
 VITSCALE_ON_HOST_SPACES(ln_determinism_id);
 
+// A norm that does not centre needs no mean: the model keeps none (config/activations.hpp). With an empty one
+// the results are the same bits; a centring norm still requires it.
+TEST_CASE_TEMPLATE_DEFINE("layernorm without centring takes an empty mean", Space, ln_empty_mean_id) {
+  const std::size_t rows = 37, cols = 96;
+  std::mt19937 rng(5);
+  mat<float, Space> x("x", rows, cols), dy("dy", rows, cols);
+  mat<float, Space> y1("y1", rows, cols), y2("y2", rows, cols), dx1("dx1", rows, cols), dx2("dx2", rows, cols);
+  vec<float, Space> gamma("gamma", cols), mean("mean", rows), rstd1("rstd1", rows), rstd2("rstd2", rows);
+  vec<float, Space> dgamma1("dgamma1", cols), dgamma2("dgamma2", cols), none;
+  const auto ws_shape = vk::layernorm_backward_workspace<false>(rows, cols);
+  mat<float, Space> workspace("workspace", ws_shape.chunks, ws_shape.cols);
+  vs::test::fill_random(x, rng, -1.5, 2.5);
+  vs::test::fill_random(gamma, rng, 0.5, 1.5);
+  vs::test::fill_random(dy, rng, -1.0, 1.0);
+  const Space s;
+  vk::layernorm_forward<false, false>(s, x, gamma, none, y1, mean, rstd1, eps);
+  vk::layernorm_forward<false, false>(s, x, gamma, none, y2, none, rstd2, eps);
+  vk::layernorm_backward<false, false>(s, x, gamma, mean, rstd1, dy, dx1, dgamma1, none, workspace);
+  vk::layernorm_backward<false, false>(s, x, gamma, none, rstd2, dy, dx2, dgamma2, none, workspace);
+  s.fence();
+  CHECK(vs::test::bytes(y1) == vs::test::bytes(y2));
+  CHECK(vs::test::bytes(rstd1) == vs::test::bytes(rstd2));
+  CHECK(vs::test::bytes(dx1) == vs::test::bytes(dx2));
+  CHECK(vs::test::bytes(dgamma1) == vs::test::bytes(dgamma2));
+  vec<float, Space> beta("beta", cols), dbeta("dbeta", cols);
+  const auto ws_c = vk::layernorm_backward_workspace<true>(rows, cols);
+  mat<float, Space> workspace_c("workspace", ws_c.chunks, ws_c.cols);
+  auto fwd = [&](auto... args) { vk::layernorm_forward<true, true>(s, args...); };
+  auto bwd = [&](auto... args) { vk::layernorm_backward<true, true>(s, args...); };
+  CHECK_THROWS_AS(fwd(x, gamma, beta, y1, none, rstd1, eps), vs::error);
+  CHECK_THROWS_AS(bwd(x, gamma, none, rstd1, dy, dx1, dgamma1, dbeta, workspace_c), vs::error);
+}
+VITSCALE_ON_HOST_SPACES(ln_empty_mean_id);
+
 TEST_CASE_TEMPLATE_DEFINE("layernorm rejects mismatched shapes and bad arguments", Space, ln_shapes_id) {
   const std::size_t rows = 5, cols = 8;
   mat<float, Space> x("x", rows, cols), y("y", rows, cols), dy("dy", rows, cols), dx("dx", rows, cols);
