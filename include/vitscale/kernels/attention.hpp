@@ -55,8 +55,9 @@ constexpr void static_check_attention_view() {
 // transposed, the softmax statistics of 16 queries are whole vectors (no horizontal reductions), and the
 // accumulators of both products (16 vectors: 16 rows of a score tile, or 16 columns of an output) stay in
 // registers across the reduction. A streamed tile's last rows (N = 197 leaves 5 keys) go through products of
-// 8, 4, 2 and 1 rows rather than a zero-padded 16, and the softmax and dS steps are whole-vector code too. Host teams are one thread and take bigger tiles (the staging is then
-// amortised over more work); device teams keep their scratch under 48 KiB.
+// 8, 4, 2 and 1 rows rather than a zero-padded 16, and the softmax and dS steps are whole-vector code too.
+// Host teams are one thread and take bigger tiles (the staging is then amortised over more work); device teams
+// keep their scratch under 48 KiB.
 template <int HeadDim, bool Host>
 struct attention_tiling {
   static_assert(HeadDim % 8 == 0 && HeadDim >= 8 && HeadDim <= 256,
@@ -280,14 +281,389 @@ void check_attention_inputs(const char* fn, const QView& q, const KView& k, cons
   require_attention_rows(fn, "v", v);
 }
 
+// The types of one execution space's attention kernels and their tiles for one head dimension.
+template <class ExecSpace, int HeadDim>
+struct attention_kernel_types {
+  using tiling = attention_tiling<HeadDim, attention_on_host_v<ExecSpace>>;
+  static constexpr bool simd = attention_simd_v<ExecSpace>;
+  using policy_t = Kokkos::TeamPolicy<ExecSpace>;
+  using member_t = typename policy_t::member_type;
+  using scratch_t = Kokkos::View<float*, typename ExecSpace::scratch_memory_space, Kokkos::MemoryUnmanaged>;
+
+  // `league` teams with `floats` floats of team scratch each.
+  static policy_t policy(const ExecSpace& space, int league, int floats) {
+    policy_t policy(space, league, Kokkos::AUTO);
+    policy.set_scratch_size(0, Kokkos::PerTeam(scratch_t::shmem_size(floats)));
+    return policy;
+  }
+};
+
+// A team's (batch, head, block) in a league of [B][H][blocks] teams (the block varies fastest).
+struct attention_team_index {
+  int b, h, block;
+};
+KOKKOS_FORCEINLINE_FUNCTION attention_team_index attention_team(int league_rank, int blocks, int n_heads) {
+  return {league_rank / blocks / n_heads, (league_rank / blocks) % n_heads, league_rank % blocks};
+}
+
+// The rows a team of the backward's dK/dV or dQ pass owns: block `block` of Block rows of (b, h), that is rows
+// [r0, r0 + n) of the rows_total keys or queries, in `groups` groups of 16 lanes.
+struct attention_owned_rows {
+  int b, h, r0, n, groups;
+};
+template <int Block>
+KOKKOS_FORCEINLINE_FUNCTION attention_owned_rows attention_team_rows(int league_rank, int blocks, int n_heads,
+                                                                     int rows_total) {
+  const attention_team_index at = attention_team(league_rank, blocks, n_heads);
+  const int r0 = at.block * Block;
+  const int n = imin(Block, rows_total - r0);
+  return {at.b, at.h, r0, n, (n + 15) / 16};
+}
+
+// The backward's recomputation of one 16-lane group against n streamed rows, the step every backward pass
+// starts from: p = rows · t (the scores s), ds = drows · dt (dP), then P = 2^(s - shift) and
+// dS = P (dP - delta) · factor (attention_ds_rows; PerLane: shift and delta per lane rather than per row).
+//   rows, drows: [n][D] row-major; t, dt: [D][16] transposed group -> p, ds: [n][16]
+template <int D, bool PerLane, bool Simd>
+KOKKOS_FORCEINLINE_FUNCTION void attention_p_ds(const float* rows, const float* t, const float* drows,
+                                                const float* dt, int n, const float* shift, const float* delta,
+                                                float factor, float* p, float* ds) {
+  attention_lane_products<D, Simd>(rows, t, p, n);
+  attention_lane_products<D, Simd>(drows, dt, ds, n);
+  attention_ds_rows<PerLane, Simd>(p, ds, n, shift, delta, factor);
+}
+
+// ------------------------------------------------------------------------------------------------ forward
+
+// A team per (b, h, block of query groups): the queries staged transposed, pre-scaled to base 2; key and value
+// tiles stream through row-major scratch; per group of 16 queries, the scores of a tile, the online softmax
+// and o += P·v with o rescaled by 2^(old max - new max). The block is [g0, g0 + groups) of the head's q_groups
+// groups of 16 queries, spread evenly over q_blocks blocks.
+//   q: [B, Nq, H, d], k, v: [B, Nk, H, d] -> o: [B, Nq, H, d], lse: [B, H, Nq]
+template <class Types, class QView, class KView, class VView, class OView, class LseView>
+struct attention_forward_pass {
+  static constexpr int D = Types::tiling::d, BQ = Types::tiling::forward_block_q, BK = Types::tiling::block_k;
+  // qt [BQ/16][D][16] (pre-scaled to base 2), ks, vs [BK][D], ot [BQ/16][D][16], running max and sum [BQ].
+  static constexpr int scratch_floats = 2 * BQ * D + 2 * BK * D + 2 * BQ;
+
+  QView q;
+  KView k;
+  VView v;
+  OView o;
+  LseView lse;
+  int nq, nk, n_heads, q_groups, q_blocks;
+  float q_scale;
+
+  KOKKOS_INLINE_FUNCTION void operator()(const typename Types::member_t& team) const {
+    constexpr int L = Types::tiling::lanes;
+    constexpr bool simd = Types::simd;
+    const attention_team_index at = attention_team(team.league_rank(), q_blocks, n_heads);
+    const int qb = at.block, h = at.h, b = at.b;
+    const int g0 = static_cast<int>(static_cast<long>(qb) * q_groups / q_blocks);
+    const int groups = static_cast<int>(static_cast<long>(qb + 1) * q_groups / q_blocks) - g0;
+    const int i0 = g0 * L;
+    const int n_rows = imin(groups * L, nq - i0);
+    typename Types::scratch_t buffer(team.team_scratch(0), scratch_floats);
+    float* const qt = buffer.data();
+    float* const ks = qt + BQ * D;
+    float* const vs = ks + BK * D;
+    float* const ot = vs + BK * D;
+    float* const row_max = ot + BQ * D;
+    float* const row_sum = row_max + BQ;
+
+    attention_stage<D, true>(team, q, b, h, i0, n_rows, groups * L, q_scale, qt);
+    Kokkos::parallel_for(Kokkos::TeamThreadRange(team, groups * L * D), [&](int x) { ot[x] = 0.0f; });
+    Kokkos::parallel_for(Kokkos::TeamThreadRange(team, groups * L), [&](int i) {
+      row_max[i] = -1e30f;  // finite, so that the first rescale is 2^(-huge) = 0, not NaN
+      row_sum[i] = 0.0f;
+    });
+
+    for (int j0 = 0; j0 < nk; j0 += BK) {
+      const int n_keys = imin(BK, nk - j0);
+      team.team_barrier();  // the previous tile is consumed (and, the first time, q is staged)
+      attention_stage<D, false>(team, k, b, h, j0, n_keys, n_keys, 1.0f, ks);
+      attention_stage<D, false>(team, v, b, h, j0, n_keys, n_keys, 1.0f, vs);
+      team.team_barrier();
+
+      // A group of 16 queries: scores s[j][lane] for the tile's keys, the online softmax per lane, and
+      // o += P·v with o rescaled by 2^(old max - new max).
+      Kokkos::parallel_for(Kokkos::TeamThreadRange(team, groups), [&](int g) {
+        attention_local<BK * L> s_local;
+        float* const s = s_local.x;
+        attention_lane_products<D, simd>(ks, qt + g * D * L, s, n_keys);
+        attention_local<L> alpha_local;
+        float* const alpha = alpha_local.x;
+        attention_softmax_step<simd>(s, n_keys, row_max + g * L, row_sum + g * L, alpha);
+        attention_lane_accumulate<D, true, simd>(ot + g * D * L, vs, s, n_keys, alpha);
+      });
+    }
+    team.team_barrier();
+
+    Kokkos::parallel_for(Kokkos::TeamThreadRange(team, n_rows), [&](int i) {
+      const float inv = 1.0f / row_sum[i];
+      const float* o_col = ot + (i / L) * D * L + i % L;
+      auto* dst = &o(b, i0 + i, h, 0);
+      for (int c = 0; c < D; ++c) dst[c] = o_col[c * L] * inv;
+      lse(b, h, i0 + i) = row_max[i] * attention_ln2 + kmath::log(row_sum[i]);
+    });
+  }
+};
+
+// ----------------------------------------------------------------------------------------------- backward
+//
+// dS_ij = P_ij (dP_ij - delta_i), P_ij = 2^(s_ij - lse_i · log2 e) with s in base 2 (the staged q carries
+// scale · log2 e), dP_ij = dout_i · v_j, delta_i = dout_i · o_i. dV_j = Σ_i P_ij dout_i, dK_j = scale Σ_i dS_ij q_i,
+// dQ_i = scale Σ_j dS_ij k_j. Passes: delta; then either the single-tile pass (a head that fits one tile each
+// way) or the dK/dV pass and the dQ pass.
+
+// What every backward pass reads: the forward's inputs, dout, the saved lse and delta, and the sizes.
+template <class QView, class KView, class VView, class DOView, class LseView, class DeltaView>
+struct attention_backward_inputs {
+  QView q;
+  KView k;
+  VView v;
+  DOView dout;
+  LseView lse;
+  DeltaView delta;
+  int n_heads, nq, nk;
+  float scale;
+  float q_scale;    // scale · log2 e: q staged for scores in base 2
+  float dk_factor;  // 1 / log2 e: the dS fed to dK (whose staged q carries scale · log2 e)
+
+  // Stages lse (base 2) and delta of rows [i0, i0 + BQ); padding rows get 0 and 0, which with their zero q
+  // and dout make dS exactly 0.
+  template <int BQ, class Member>
+  KOKKOS_INLINE_FUNCTION void stage_stats(const Member& team, int b, int h, int i0, int n_rows, float* lse2,
+                                          float* dl) const {
+    Kokkos::parallel_for(Kokkos::TeamThreadRange(team, BQ), [&](int i) {
+      lse2[i] = i < n_rows ? lse(b, h, i0 + i) * attention_log2e : 0.0f;
+      dl[i] = i < n_rows ? delta(b, h, i0 + i) : 0.0f;
+    });
+  }
+};
+
+// delta_i = dout_i · o_i, which equals Σ_j P_ij dP_ij. One work item per (b, i, h).
+//   o, dout: [B, Nq, H, d] -> delta: [B, H, Nq]
+template <int D, class OView, class DOView, class DeltaView>
+struct attention_delta_pass {
+  OView o;
+  DOView dout;
+  DeltaView delta;
+  int nq, n_heads;
+
+  KOKKOS_INLINE_FUNCTION void operator()(int idx) const {
+    const int h = idx % n_heads;
+    const int i = (idx / n_heads) % nq;
+    const int b = idx / n_heads / nq;
+    const auto* o_row = &o(b, i, h, 0);
+    const auto* do_row = &dout(b, i, h, 0);
+    float sum = 0.0f;
+    for (int c = 0; c < D; ++c) sum += static_cast<float>(o_row[c]) * static_cast<float>(do_row[c]);
+    delta(b, h, i) = sum;
+  }
+};
+
+// A head that fits in one tile each way (nq <= BQ, nk <= BK: the small images of the Fashion-MNIST model,
+// MAP pooling's single query over up to BK tokens) is one team's work: the whole dS matrix fits in team
+// scratch, so dQ is a product with it rather than a second pass that recomputes P and dP — FlashAttention-2's
+// five tile products instead of seven, the inputs staged once instead of twice, and still no atomics.
+//   q, dout: [B, Nq, H, d], k, v: [B, Nk, H, d], lse, delta: [B, H, Nq]
+//   -> dq: [B, Nq, H, d], dk, dv: [B, Nk, H, d]
+template <class Types, class In, class DQView, class DKView, class DVView>
+struct attention_single_tile_pass {
+  static constexpr int D = Types::tiling::d, BQ = Types::tiling::block_q, BK = Types::tiling::block_k;
+  // kt, vt, dkt, dvt [BK/16][D][16]; qs, dos [BQ][D]; ks [BK][D]; dst [BQ/16][BK][16]; lse2, delta [BQ].
+  static constexpr int scratch_floats = single_tile_backward_floats<D, BQ, BK>;
+
+  In in;
+  DQView dq;
+  DKView dk;
+  DVView dv;
+  int k_groups, q_groups;
+  float dq_factor;  // dQ = scale · Σ_j dS_ij k_j, and the dS computed for dK carries 1/log2 e (see dk_factor)
+
+  KOKKOS_INLINE_FUNCTION void operator()(const typename Types::member_t& team) const {
+    constexpr int L = Types::tiling::lanes;
+    constexpr bool simd = Types::simd;
+    const int nq = in.nq, nk = in.nk;
+    const int h = team.league_rank() % in.n_heads;
+    const int b = team.league_rank() / in.n_heads;
+    typename Types::scratch_t buffer(team.team_scratch(0), scratch_floats);
+    float* const kt = buffer.data();
+    float* const vt = kt + BK * D;
+    float* const dkt = vt + BK * D;
+    float* const dvt = dkt + BK * D;
+    float* const qs = dvt + BK * D;
+    float* const dos = qs + BQ * D;
+    float* const ks = dos + BQ * D;
+    float* const dst = ks + BK * D;
+    float* const lse2 = dst + BQ * BK;
+    float* const dl = lse2 + BQ;
+
+    attention_stage<D, true>(team, in.k, b, h, 0, nk, k_groups * L, 1.0f, kt);
+    attention_stage<D, true>(team, in.v, b, h, 0, nk, k_groups * L, 1.0f, vt);
+    attention_stage<D, false>(team, in.k, b, h, 0, nk, nk, 1.0f, ks);
+    attention_stage<D, false>(team, in.q, b, h, 0, nq, nq, in.q_scale, qs);
+    attention_stage<D, false>(team, in.dout, b, h, 0, nq, nq, 1.0f, dos);
+    in.template stage_stats<BQ>(team, b, h, 0, nq, lse2, dl);
+    // The last query group's lanes past nq are read by the dQ products (and discarded): keep them finite.
+    Kokkos::parallel_for(Kokkos::TeamThreadRange(team, BK * L),
+                         [&](int x) { dst[(q_groups - 1) * BK * L + x] = 0.0f; });
+    team.team_barrier();
+
+    // Per group of 16 keys: P and dS for every query, dV^T and dK^T of the group, and dS (rescaled
+    // for dQ) transposed into groups of 16 queries.
+    Kokkos::parallel_for(Kokkos::TeamThreadRange(team, k_groups), [&](int g) {
+      attention_local<BQ * L> p_local;
+      float* const p = p_local.x;
+      attention_local<BQ * L> ds_local;
+      float* const ds = ds_local.x;
+      attention_p_ds<D, false, simd>(qs, kt + g * D * L, dos, vt + g * D * L, nq, lse2, dl, in.dk_factor, p, ds);
+      for (int x = 0; x < D * L; ++x) dkt[g * D * L + x] = dvt[g * D * L + x] = 0.0f;
+      attention_lane_accumulate<D, false, simd>(dvt + g * D * L, dos, p, nq, nullptr);
+      attention_lane_accumulate<D, false, simd>(dkt + g * D * L, qs, ds, nq, nullptr);
+      for (int i = 0; i < nq; ++i) {
+        float* const col = dst + (i / L) * BK * L + (g * L) * L + i % L;
+        for (int l = 0; l < L; ++l) col[l * L] = ds[i * L + l] * dq_factor;
+      }
+    });
+    team.team_barrier();
+
+    // dQ^T of each group of 16 queries = Σ_j k_j dS_ij, keys in increasing order. q is consumed, so its
+    // scratch holds dQ^T [q_groups][D][16].
+    float* const dqt = qs;
+    Kokkos::parallel_for(Kokkos::TeamThreadRange(team, q_groups), [&](int g) {
+      for (int x = 0; x < D * L; ++x) dqt[g * D * L + x] = 0.0f;
+      attention_lane_accumulate<D, false, simd>(dqt + g * D * L, ks, dst + g * BK * L, nk, nullptr);
+    });
+    team.team_barrier();
+    attention_unstage<D>(team, dqt, nq, dq, b, h, 0);
+    attention_unstage<D>(team, dkt, nk, dk, b, h, 0);
+    attention_unstage<D>(team, dvt, nk, dv, b, h, 0);
+  }
+};
+
+// dK, dV: a team per (b, h, block of BK keys), over every query block in order. The keys are staged
+// transposed in groups of 16 lanes; query rows stream through row-major tiles. Per query row i and key lane:
+// P = 2^(s - lse_i), dS = P (dP - delta_i); dV^T += dO_i P, dK^T += q_i dS (in the order of i).
+//   q, dout: [B, Nq, H, d], k, v: [B, Nk, H, d], lse, delta: [B, H, Nq] -> dk, dv: [B, Nk, H, d]
+template <class Types, class In, class DKView, class DVView>
+struct attention_dkdv_pass {
+  static constexpr int D = Types::tiling::d, BQ = Types::tiling::block_q, BK = Types::tiling::block_k;
+  // kt, vt, dkt, dvt [BK/16][D][16]; qs, dos [BQ][D]; lse2, delta [BQ].
+  static constexpr int scratch_floats = 4 * BK * D + 2 * BQ * D + 2 * BQ;
+
+  In in;
+  DKView dk;
+  DVView dv;
+  int k_blocks;
+
+  KOKKOS_INLINE_FUNCTION void operator()(const typename Types::member_t& team) const {
+    constexpr int L = Types::tiling::lanes;
+    constexpr bool simd = Types::simd;
+    const int nq = in.nq;
+    const attention_owned_rows keys = attention_team_rows<BK>(team.league_rank(), k_blocks, in.n_heads, in.nk);
+    const int h = keys.h, b = keys.b, j0 = keys.r0, n_keys = keys.n, groups = keys.groups;
+    typename Types::scratch_t buffer(team.team_scratch(0), scratch_floats);
+    float* const kt = buffer.data();
+    float* const vt = kt + BK * D;
+    float* const dkt = vt + BK * D;
+    float* const dvt = dkt + BK * D;
+    float* const qs = dvt + BK * D;
+    float* const dos = qs + BQ * D;
+    float* const lse2 = dos + BQ * D;
+    float* const dl = lse2 + BQ;
+
+    attention_stage<D, true>(team, in.k, b, h, j0, n_keys, BK, 1.0f, kt);
+    attention_stage<D, true>(team, in.v, b, h, j0, n_keys, BK, 1.0f, vt);
+    Kokkos::parallel_for(Kokkos::TeamThreadRange(team, BK * D), [&](int x) { dkt[x] = dvt[x] = 0.0f; });
+
+    for (int i0 = 0; i0 < nq; i0 += BQ) {
+      const int n_rows = imin(BQ, nq - i0);
+      team.team_barrier();
+      attention_stage<D, false>(team, in.q, b, h, i0, n_rows, n_rows, in.q_scale, qs);
+      attention_stage<D, false>(team, in.dout, b, h, i0, n_rows, n_rows, 1.0f, dos);
+      in.template stage_stats<BQ>(team, b, h, i0, n_rows, lse2, dl);
+      team.team_barrier();
+      Kokkos::parallel_for(Kokkos::TeamThreadRange(team, groups), [&](int g) {
+        attention_local<BQ * L> p_local;
+        float* const p = p_local.x;
+        attention_local<BQ * L> ds_local;
+        float* const ds = ds_local.x;
+        attention_p_ds<D, false, simd>(qs, kt + g * D * L, dos, vt + g * D * L, n_rows, lse2, dl, in.dk_factor, p, ds);
+        attention_lane_accumulate<D, false, simd>(dvt + g * D * L, dos, p, n_rows, nullptr);
+        attention_lane_accumulate<D, false, simd>(dkt + g * D * L, qs, ds, n_rows, nullptr);
+      });
+    }
+    team.team_barrier();
+    attention_unstage<D>(team, dkt, n_keys, dk, b, h, j0);
+    attention_unstage<D>(team, dvt, n_keys, dv, b, h, j0);
+  }
+};
+
+// dQ: a team per (b, h, block of BQ queries), over every key block in order; dQ_i = scale Σ_j dS_ij k_j.
+// The queries (and dout) are staged transposed in groups of 16 lanes; key and value rows stream through
+// row-major tiles, so P and dS come out per key row with lse and delta per lane.
+//   q, dout: [B, Nq, H, d], k, v: [B, Nk, H, d], lse, delta: [B, H, Nq] -> dq: [B, Nq, H, d]
+template <class Types, class In, class DQView>
+struct attention_dq_pass {
+  static constexpr int D = Types::tiling::d, BQ = Types::tiling::block_q, BK = Types::tiling::block_k;
+  // qt, dot, dqt [BQ/16][D][16]; lse2, delta [BQ]; ks, vs [BK][D].
+  static constexpr int scratch_floats = 3 * BQ * D + 2 * BQ + 2 * BK * D;
+
+  In in;
+  DQView dq;
+  int q_blocks;
+
+  KOKKOS_INLINE_FUNCTION void operator()(const typename Types::member_t& team) const {
+    constexpr int L = Types::tiling::lanes;
+    constexpr bool simd = Types::simd;
+    const int nk = in.nk;
+    const attention_owned_rows queries = attention_team_rows<BQ>(team.league_rank(), q_blocks, in.n_heads, in.nq);
+    const int h = queries.h, b = queries.b, i0 = queries.r0, n_rows = queries.n, groups = queries.groups;
+    typename Types::scratch_t buffer(team.team_scratch(0), scratch_floats);
+    float* const qt = buffer.data();
+    float* const dot = qt + BQ * D;
+    float* const dqt = dot + BQ * D;
+    float* const lse2 = dqt + BQ * D;
+    float* const dl = lse2 + BQ;
+    float* const ks = dl + BQ;
+    float* const vs = ks + BK * D;
+
+    attention_stage<D, true>(team, in.q, b, h, i0, n_rows, BQ, in.q_scale, qt);
+    attention_stage<D, true>(team, in.dout, b, h, i0, n_rows, BQ, 1.0f, dot);
+    in.template stage_stats<BQ>(team, b, h, i0, n_rows, lse2, dl);
+    Kokkos::parallel_for(Kokkos::TeamThreadRange(team, BQ * D), [&](int x) { dqt[x] = 0.0f; });
+    for (int j0 = 0; j0 < nk; j0 += BK) {
+      const int n_keys = imin(BK, nk - j0);
+      team.team_barrier();
+      attention_stage<D, false>(team, in.k, b, h, j0, n_keys, n_keys, 1.0f, ks);
+      attention_stage<D, false>(team, in.v, b, h, j0, n_keys, n_keys, 1.0f, vs);
+      team.team_barrier();
+      Kokkos::parallel_for(Kokkos::TeamThreadRange(team, groups), [&](int g) {
+        attention_local<BK * L> p_local;
+        float* const p = p_local.x;
+        attention_local<BK * L> ds_local;
+        float* const ds = ds_local.x;
+        const float* const lse2_g = lse2 + g * L;
+        const float* const dl_g = dl + g * L;
+        attention_p_ds<D, true, simd>(ks, qt + g * D * L, vs, dot + g * D * L, n_keys, lse2_g, dl_g, in.scale, p, ds);
+        attention_lane_accumulate<D, false, simd>(dqt + g * D * L, ks, ds, n_keys, nullptr);
+      });
+    }
+    team.team_barrier();
+    attention_unstage<D>(team, dqt, n_rows, dq, b, h, i0);
+  }
+};
+
 }  // namespace detail
 
 // q: [B, Nq, H, d], k, v: [B, Nk, H, d] -> o: [B, Nq, H, d], lse: [B, H, Nq] = log sum_j exp(scale · q_i · k_j)
 template <int HeadDim, class ExecSpace, class QView, class KView, class VView, class OView, class LseView>
 void attention_forward(const ExecSpace& space, const QView& q, const KView& k, const VView& v, const OView& o,
                        const LseView& lse, float scale) {
-  using tiling = detail::attention_tiling<HeadDim, detail::attention_on_host_v<ExecSpace>>;
-  constexpr bool simd = detail::attention_simd_v<ExecSpace>;
+  using types = detail::attention_kernel_types<ExecSpace, HeadDim>;
+  using tiling = typename types::tiling;
   detail::static_check_attention_view<ExecSpace, QView, 4, false>();
   detail::static_check_attention_view<ExecSpace, KView, 4, false>();
   detail::static_check_attention_view<ExecSpace, VView, 4, false>();
@@ -302,7 +678,7 @@ void attention_forward(const ExecSpace& space, const QView& q, const KView& k, c
   vitscale::detail::require_extents(fn, "lse", lse, {batch, heads, q.extent(1)});
   detail::require_attention_rows(fn, "o", o);
 
-  constexpr int D = tiling::d, BQ = tiling::forward_block_q, BK = tiling::block_k, L = tiling::lanes;
+  constexpr int BQ = tiling::forward_block_q, L = tiling::lanes;
   const int nq = static_cast<int>(q.extent(1)), nk = static_cast<int>(k.extent(1));
   const int n_heads = static_cast<int>(heads);
   const int heads_total = static_cast<int>(batch) * n_heads;
@@ -315,71 +691,13 @@ void attention_forward(const ExecSpace& space, const QView& q, const KView& k, c
   if (q_blocks * heads_total < wanted_teams)
     q_blocks = detail::imin(q_groups, (wanted_teams + heads_total - 1) / heads_total);
   const int league = heads_total * q_blocks;
-
-  using policy_t = Kokkos::TeamPolicy<ExecSpace>;
-  using member_t = typename policy_t::member_type;
-  using scratch_t = Kokkos::View<float*, typename ExecSpace::scratch_memory_space, Kokkos::MemoryUnmanaged>;
-  // qt [BQ/16][D][16] (pre-scaled to base 2), ks, vs [BK][D], ot [BQ/16][D][16], running max and sum [BQ].
-  constexpr int scratch_floats = 2 * BQ * D + 2 * BK * D + 2 * BQ;
-  policy_t policy(space, league, Kokkos::AUTO);
-  policy.set_scratch_size(0, Kokkos::PerTeam(scratch_t::shmem_size(scratch_floats)));
   const float q_scale = scale * detail::attention_log2e;  // scores in base 2: exp(x) = 2^(x·log2 e)
 
-  Kokkos::parallel_for(
-      "vitscale::attention_forward", policy, KOKKOS_LAMBDA(const member_t& team) {
-        const int t = team.league_rank();
-        const int qb = t % q_blocks;
-        const int h = (t / q_blocks) % n_heads;
-        const int b = t / q_blocks / n_heads;
-        const int g0 = static_cast<int>(static_cast<long>(qb) * q_groups / q_blocks);
-        const int groups = static_cast<int>(static_cast<long>(qb + 1) * q_groups / q_blocks) - g0;
-        const int i0 = g0 * L;
-        const int n_rows = detail::imin(groups * L, nq - i0);
-        scratch_t buffer(team.team_scratch(0), scratch_floats);
-        float* const qt = buffer.data();
-        float* const ks = qt + BQ * D;
-        float* const vs = ks + BK * D;
-        float* const ot = vs + BK * D;
-        float* const row_max = ot + BQ * D;
-        float* const row_sum = row_max + BQ;
-
-        detail::attention_stage<D, true>(team, q, b, h, i0, n_rows, groups * L, q_scale, qt);
-        Kokkos::parallel_for(Kokkos::TeamThreadRange(team, groups * L * D), [&](int x) { ot[x] = 0.0f; });
-        Kokkos::parallel_for(Kokkos::TeamThreadRange(team, groups * L), [&](int i) {
-          row_max[i] = -1e30f;  // finite, so that the first rescale is 2^(-huge) = 0, not NaN
-          row_sum[i] = 0.0f;
-        });
-
-        for (int j0 = 0; j0 < nk; j0 += BK) {
-          const int n_keys = detail::imin(BK, nk - j0);
-          team.team_barrier();  // the previous tile is consumed (and, the first time, q is staged)
-          detail::attention_stage<D, false>(team, k, b, h, j0, n_keys, n_keys, 1.0f, ks);
-          detail::attention_stage<D, false>(team, v, b, h, j0, n_keys, n_keys, 1.0f, vs);
-          team.team_barrier();
-
-          // A group of 16 queries: scores s[j][lane] for the tile's keys, the online softmax per lane, and
-          // o += P·v with o rescaled by 2^(old max - new max).
-          Kokkos::parallel_for(Kokkos::TeamThreadRange(team, groups), [&](int g) {
-            detail::attention_local<tiling::block_k * tiling::lanes> s_local;
-            float* const s = s_local.x;
-            detail::attention_lane_products<D, simd>(ks, qt + g * D * L, s, n_keys);
-            detail::attention_local<tiling::lanes> alpha_local;
-            float* const alpha = alpha_local.x;
-            detail::attention_softmax_step<simd>(s, n_keys, row_max + g * L, row_sum + g * L, alpha);
-            detail::attention_lane_accumulate<D, true, simd>(ot + g * D * L, vs, s, n_keys, alpha);
-          });
-        }
-        team.team_barrier();
-
-        Kokkos::parallel_for(Kokkos::TeamThreadRange(team, n_rows), [&](int i) {
-          const float inv = 1.0f / row_sum[i];
-          const float* o_col = ot + (i / L) * D * L + i % L;
-          auto* dst = &o(b, i0 + i, h, 0);
-          for (int c = 0; c < D; ++c) dst[c] = o_col[c * L] * inv;
-          lse(b, h, i0 + i) = row_max[i] * detail::attention_ln2 + kmath::log(row_sum[i]);
-        });
-      });
+  using pass = detail::attention_forward_pass<types, QView, KView, VView, OView, LseView>;
+  Kokkos::parallel_for("vitscale::attention_forward", types::policy(space, league, pass::scratch_floats),
+                       pass{q, k, v, o, lse, nq, nk, n_heads, q_groups, q_blocks, q_scale});
 }
+
 // q, k, v, o, lse: as attention_forward, dout: [B, Nq, H, d], delta: [B, H, Nq] float workspace
 //   -> dq: [B, Nq, H, d], dk, dv: [B, Nk, H, d] (delta is left holding rowsum(dout ∘ o))
 template <int HeadDim, class ExecSpace, class QView, class KView, class VView, class OView, class DOView,
@@ -387,8 +705,8 @@ template <int HeadDim, class ExecSpace, class QView, class KView, class VView, c
 void attention_backward(const ExecSpace& space, const QView& q, const KView& k, const VView& v, const OView& o,
                         const DOView& dout, const LseView& lse, const DeltaView& delta, const DQView& dq,
                         const DKView& dk, const DVView& dv, float scale) {
-  using tiling = detail::attention_tiling<HeadDim, detail::attention_on_host_v<ExecSpace>>;
-  constexpr bool simd = detail::attention_simd_v<ExecSpace>;
+  using types = detail::attention_kernel_types<ExecSpace, HeadDim>;
+  using tiling = typename types::tiling;
   detail::static_check_attention_view<ExecSpace, QView, 4, false>();
   detail::static_check_attention_view<ExecSpace, KView, 4, false>();
   detail::static_check_attention_view<ExecSpace, VView, 4, false>();
@@ -425,224 +743,36 @@ void attention_backward(const ExecSpace& space, const QView& q, const KView& k, 
   const int nb = static_cast<int>(batch), n_heads = static_cast<int>(heads);
   const int nq = static_cast<int>(nq_), nk = static_cast<int>(nk_);
   if (nb == 0 || n_heads == 0 || (nq == 0 && nk == 0)) return;
-  const float q_scale = scale * detail::attention_log2e;
-  // dS_ij = P_ij (dP_ij - delta_i); dK_j = scale Σ_i dS_ij q_i. The staged q carries scale·log2 e, so the dS
-  // fed to dK carries 1/log2 e instead.
-  const float dk_factor = 1.0f / detail::attention_log2e;
+  using inputs = detail::attention_backward_inputs<QView, KView, VView, DOView, LseView, DeltaView>;
+  const inputs in{q, k, v, dout, lse, delta, n_heads, nq, nk, scale, scale * detail::attention_log2e,
+                  1.0f / detail::attention_log2e};
 
-  using policy_t = Kokkos::TeamPolicy<ExecSpace>;
-  using member_t = typename policy_t::member_type;
-  using scratch_t = Kokkos::View<float*, typename ExecSpace::scratch_memory_space, Kokkos::MemoryUnmanaged>;
-
-  // delta_i = dout_i · o_i, which equals Σ_j P_ij dP_ij.
   if (nq > 0) {
-    Kokkos::parallel_for(
-        "vitscale::attention_backward_delta", Kokkos::RangePolicy<ExecSpace>(space, 0, nb * nq * n_heads),
-        KOKKOS_LAMBDA(int idx) {
-          const int h = idx % n_heads;
-          const int i = (idx / n_heads) % nq;
-          const int b = idx / n_heads / nq;
-          const auto* o_row = &o(b, i, h, 0);
-          const auto* do_row = &dout(b, i, h, 0);
-          float sum = 0.0f;
-          for (int c = 0; c < D; ++c) sum += static_cast<float>(o_row[c]) * static_cast<float>(do_row[c]);
-          delta(b, h, i) = sum;
-        });
+    Kokkos::parallel_for("vitscale::attention_backward_delta",
+                         Kokkos::RangePolicy<ExecSpace>(space, 0, nb * nq * n_heads),
+                         detail::attention_delta_pass<D, OView, DOView, DeltaView>{o, dout, delta, nq, n_heads});
   }
 
-  // Stages lse (base 2) and delta of rows [i0, i0 + BQ); padding rows get 0 and 0, which with their zero q
-  // and dout make dS exactly 0.
-  auto stage_stats = KOKKOS_LAMBDA(const member_t& team, int b, int h, int i0, int n_rows, float* lse2, float* dl) {
-    Kokkos::parallel_for(Kokkos::TeamThreadRange(team, BQ), [&](int i) {
-      lse2[i] = i < n_rows ? lse(b, h, i0 + i) * detail::attention_log2e : 0.0f;
-      dl[i] = i < n_rows ? delta(b, h, i0 + i) : 0.0f;
-    });
-  };
-
-  // A head that fits in one tile each way (nq <= BQ, nk <= BK: the small images of the Fashion-MNIST model,
-  // MAP pooling's single query over up to BK tokens) is one team's work: the whole dS matrix fits in team
-  // scratch, so dQ is a product with it rather than a second pass that recomputes P and dP — FlashAttention-2's
-  // five tile products instead of seven, the inputs staged once instead of twice, and still no atomics.
   if (nq > 0 && nk > 0 && nq <= BQ && nk <= BK && detail::single_tile_backward_fits<D, BQ, BK, ExecSpace>) {
-    // kt, vt, dkt, dvt [BK/16][D][16]; qs, dos [BQ][D]; ks [BK][D]; dst [BQ/16][BK][16]; lse2, delta [BQ].
-    constexpr int scratch_floats = detail::single_tile_backward_floats<D, BQ, BK>;
+    using pass = detail::attention_single_tile_pass<types, inputs, DQView, DKView, DVView>;
     const int k_groups = (nk + L - 1) / L, q_groups = (nq + L - 1) / L;
-    // dQ = scale · Σ_j dS_ij k_j, and the dS computed for dK carries 1/log2 e (see dk_factor).
-    const float dq_factor = scale * detail::attention_log2e;
-    policy_t policy(space, nb * n_heads, Kokkos::AUTO);
-    policy.set_scratch_size(0, Kokkos::PerTeam(scratch_t::shmem_size(scratch_floats)));
-    Kokkos::parallel_for(
-        "vitscale::attention_backward_single_tile", policy, KOKKOS_LAMBDA(const member_t& team) {
-          const int h = team.league_rank() % n_heads;
-          const int b = team.league_rank() / n_heads;
-          scratch_t buffer(team.team_scratch(0), scratch_floats);
-          float* const kt = buffer.data();
-          float* const vt = kt + BK * D;
-          float* const dkt = vt + BK * D;
-          float* const dvt = dkt + BK * D;
-          float* const qs = dvt + BK * D;
-          float* const dos = qs + BQ * D;
-          float* const ks = dos + BQ * D;
-          float* const dst = ks + BK * D;
-          float* const lse2 = dst + BQ * BK;
-          float* const dl = lse2 + BQ;
-
-          detail::attention_stage<D, true>(team, k, b, h, 0, nk, k_groups * L, 1.0f, kt);
-          detail::attention_stage<D, true>(team, v, b, h, 0, nk, k_groups * L, 1.0f, vt);
-          detail::attention_stage<D, false>(team, k, b, h, 0, nk, nk, 1.0f, ks);
-          detail::attention_stage<D, false>(team, q, b, h, 0, nq, nq, q_scale, qs);
-          detail::attention_stage<D, false>(team, dout, b, h, 0, nq, nq, 1.0f, dos);
-          stage_stats(team, b, h, 0, nq, lse2, dl);
-          // The last query group's lanes past nq are read by the dQ products (and discarded): keep them finite.
-          Kokkos::parallel_for(Kokkos::TeamThreadRange(team, BK * L),
-                               [&](int x) { dst[(q_groups - 1) * BK * L + x] = 0.0f; });
-          team.team_barrier();
-
-          // Per group of 16 keys: P and dS for every query, dV^T and dK^T of the group, and dS (rescaled
-          // for dQ) transposed into groups of 16 queries.
-          Kokkos::parallel_for(Kokkos::TeamThreadRange(team, k_groups), [&](int g) {
-            detail::attention_local<tiling::block_q * tiling::lanes> p_local;
-            float* const p = p_local.x;
-            detail::attention_local<tiling::block_q * tiling::lanes> ds_local;
-            float* const ds = ds_local.x;
-            detail::attention_lane_products<D, simd>(qs, kt + g * D * L, p, nq);
-            detail::attention_lane_products<D, simd>(dos, vt + g * D * L, ds, nq);
-            detail::attention_ds_rows<false, simd>(p, ds, nq, lse2, dl, dk_factor);
-            for (int x = 0; x < D * L; ++x) dkt[g * D * L + x] = dvt[g * D * L + x] = 0.0f;
-            detail::attention_lane_accumulate<D, false, simd>(dvt + g * D * L, dos, p, nq, nullptr);
-            detail::attention_lane_accumulate<D, false, simd>(dkt + g * D * L, qs, ds, nq, nullptr);
-            for (int i = 0; i < nq; ++i) {
-              float* const col = dst + (i / L) * BK * L + (g * L) * L + i % L;
-              for (int l = 0; l < L; ++l) col[l * L] = ds[i * L + l] * dq_factor;
-            }
-          });
-          team.team_barrier();
-
-          // dQ^T of each group of 16 queries = Σ_j k_j dS_ij, keys in increasing order. q is consumed, so its
-          // scratch holds dQ^T [q_groups][D][16].
-          float* const dqt = qs;
-          Kokkos::parallel_for(Kokkos::TeamThreadRange(team, q_groups), [&](int g) {
-            for (int x = 0; x < D * L; ++x) dqt[g * D * L + x] = 0.0f;
-            detail::attention_lane_accumulate<D, false, simd>(dqt + g * D * L, ks, dst + g * BK * L, nk, nullptr);
-          });
-          team.team_barrier();
-          detail::attention_unstage<D>(team, dqt, nq, dq, b, h, 0);
-          detail::attention_unstage<D>(team, dkt, nk, dk, b, h, 0);
-          detail::attention_unstage<D>(team, dvt, nk, dv, b, h, 0);
-        });
+    Kokkos::parallel_for("vitscale::attention_backward_single_tile",
+                         types::policy(space, nb * n_heads, pass::scratch_floats),
+                         pass{in, dq, dk, dv, k_groups, q_groups, scale * detail::attention_log2e});
     return;
   }
-
-  // dK, dV: a team per (b, h, block of BK keys), over every query block in order. The keys are staged
-  // transposed in groups of 16 lanes; query rows stream through row-major tiles. Per query row i and key lane:
-  // P = 2^(s - lse_i), dS = P (dP - delta_i); dV^T += dO_i P, dK^T += q_i dS (in the order of i).
   if (nk > 0) {
+    using pass = detail::attention_dkdv_pass<types, inputs, DKView, DVView>;
     const int k_blocks = (nk + BK - 1) / BK;
-    // kt, vt, dkt, dvt [BK/16][D][16]; qs, dos [BQ][D]; lse2, delta [BQ].
-    constexpr int scratch_floats = 4 * BK * D + 2 * BQ * D + 2 * BQ;
-    policy_t policy(space, nb * n_heads * k_blocks, Kokkos::AUTO);
-    policy.set_scratch_size(0, Kokkos::PerTeam(scratch_t::shmem_size(scratch_floats)));
-    Kokkos::parallel_for(
-        "vitscale::attention_backward_dkdv", policy, KOKKOS_LAMBDA(const member_t& team) {
-          const int t = team.league_rank();
-          const int kb = t % k_blocks;
-          const int h = (t / k_blocks) % n_heads;
-          const int b = t / k_blocks / n_heads;
-          const int j0 = kb * BK;
-          const int n_keys = detail::imin(BK, nk - j0);
-          const int groups = (n_keys + L - 1) / L;
-          scratch_t buffer(team.team_scratch(0), scratch_floats);
-          float* const kt = buffer.data();
-          float* const vt = kt + BK * D;
-          float* const dkt = vt + BK * D;
-          float* const dvt = dkt + BK * D;
-          float* const qs = dvt + BK * D;
-          float* const dos = qs + BQ * D;
-          float* const lse2 = dos + BQ * D;
-          float* const dl = lse2 + BQ;
-
-          detail::attention_stage<D, true>(team, k, b, h, j0, n_keys, BK, 1.0f, kt);
-          detail::attention_stage<D, true>(team, v, b, h, j0, n_keys, BK, 1.0f, vt);
-          Kokkos::parallel_for(Kokkos::TeamThreadRange(team, BK * D), [&](int x) { dkt[x] = dvt[x] = 0.0f; });
-
-          for (int i0 = 0; i0 < nq; i0 += BQ) {
-            const int n_rows = detail::imin(BQ, nq - i0);
-            team.team_barrier();
-            detail::attention_stage<D, false>(team, q, b, h, i0, n_rows, n_rows, q_scale, qs);
-            detail::attention_stage<D, false>(team, dout, b, h, i0, n_rows, n_rows, 1.0f, dos);
-            stage_stats(team, b, h, i0, n_rows, lse2, dl);
-            team.team_barrier();
-            Kokkos::parallel_for(Kokkos::TeamThreadRange(team, groups), [&](int g) {
-              detail::attention_local<tiling::block_q * tiling::lanes> p_local;
-              float* const p = p_local.x;
-              detail::attention_local<tiling::block_q * tiling::lanes> ds_local;
-              float* const ds = ds_local.x;
-              detail::attention_lane_products<D, simd>(qs, kt + g * D * L, p, n_rows);
-              detail::attention_lane_products<D, simd>(dos, vt + g * D * L, ds, n_rows);
-              detail::attention_ds_rows<false, simd>(p, ds, n_rows, lse2, dl, dk_factor);
-              detail::attention_lane_accumulate<D, false, simd>(dvt + g * D * L, dos, p, n_rows, nullptr);
-              detail::attention_lane_accumulate<D, false, simd>(dkt + g * D * L, qs, ds, n_rows, nullptr);
-            });
-          }
-          team.team_barrier();
-          detail::attention_unstage<D>(team, dkt, n_keys, dk, b, h, j0);
-          detail::attention_unstage<D>(team, dvt, n_keys, dv, b, h, j0);
-        });
+    Kokkos::parallel_for("vitscale::attention_backward_dkdv",
+                         types::policy(space, nb * n_heads * k_blocks, pass::scratch_floats),
+                         pass{in, dk, dv, k_blocks});
   }
-
-  // dQ: a team per (b, h, block of BQ queries), over every key block in order; dQ_i = scale Σ_j dS_ij k_j.
-  // The queries (and dout) are staged transposed in groups of 16 lanes; key and value rows stream through
-  // row-major tiles.
   if (nq > 0) {
+    using pass = detail::attention_dq_pass<types, inputs, DQView>;
     const int q_blocks = (nq + BQ - 1) / BQ;
-    // qt, dot, dqt [BQ/16][D][16]; lse2, delta [BQ]; ks, vs [BK][D].
-    constexpr int scratch_floats = 3 * BQ * D + 2 * BQ + 2 * BK * D;
-    policy_t policy(space, nb * n_heads * q_blocks, Kokkos::AUTO);
-    policy.set_scratch_size(0, Kokkos::PerTeam(scratch_t::shmem_size(scratch_floats)));
-    Kokkos::parallel_for(
-        "vitscale::attention_backward_dq", policy, KOKKOS_LAMBDA(const member_t& team) {
-          const int t = team.league_rank();
-          const int qb = t % q_blocks;
-          const int h = (t / q_blocks) % n_heads;
-          const int b = t / q_blocks / n_heads;
-          const int i0 = qb * BQ;
-          const int n_rows = detail::imin(BQ, nq - i0);
-          const int groups = (n_rows + L - 1) / L;
-          scratch_t buffer(team.team_scratch(0), scratch_floats);
-          float* const qt = buffer.data();
-          float* const dot = qt + BQ * D;
-          float* const dqt = dot + BQ * D;
-          float* const lse2 = dqt + BQ * D;
-          float* const dl = lse2 + BQ;
-          float* const ks = dl + BQ;
-          float* const vs = ks + BK * D;
-
-          detail::attention_stage<D, true>(team, q, b, h, i0, n_rows, BQ, q_scale, qt);
-          detail::attention_stage<D, true>(team, dout, b, h, i0, n_rows, BQ, 1.0f, dot);
-          stage_stats(team, b, h, i0, n_rows, lse2, dl);
-          Kokkos::parallel_for(Kokkos::TeamThreadRange(team, BQ * D), [&](int x) { dqt[x] = 0.0f; });
-          for (int j0 = 0; j0 < nk; j0 += BK) {
-            const int n_keys = detail::imin(BK, nk - j0);
-            team.team_barrier();
-            detail::attention_stage<D, false>(team, k, b, h, j0, n_keys, n_keys, 1.0f, ks);
-            detail::attention_stage<D, false>(team, v, b, h, j0, n_keys, n_keys, 1.0f, vs);
-            team.team_barrier();
-            Kokkos::parallel_for(Kokkos::TeamThreadRange(team, groups), [&](int g) {
-              detail::attention_local<tiling::block_k * tiling::lanes> p_local;
-              float* const p = p_local.x;
-              detail::attention_local<tiling::block_k * tiling::lanes> ds_local;
-              float* const ds = ds_local.x;
-              detail::attention_lane_products<D, simd>(ks, qt + g * D * L, p, n_keys);
-              detail::attention_lane_products<D, simd>(vs, dot + g * D * L, ds, n_keys);
-              const float* const lse2_g = lse2 + g * L;
-              const float* const dl_g = dl + g * L;
-              detail::attention_ds_rows<true, simd>(p, ds, n_keys, lse2_g, dl_g, scale);
-              detail::attention_lane_accumulate<D, false, simd>(dqt + g * D * L, ks, ds, n_keys, nullptr);
-            });
-          }
-          team.team_barrier();
-          detail::attention_unstage<D>(team, dqt, n_rows, dq, b, h, i0);
-        });
+    Kokkos::parallel_for("vitscale::attention_backward_dq",
+                         types::policy(space, nb * n_heads * q_blocks, pass::scratch_floats), pass{in, dq, q_blocks});
   }
 }
 
