@@ -66,8 +66,9 @@ void reference_gemm(mock_operation op_a, mock_operation op_b, int m, int n, int 
     for (int i = 0; i < m; ++i) {
       float acc = 0.0f;
       for (int l = 0; l < k; ++l) {
-        const float x = load(a, a_type, op_a == mock_operation::none ? i + std::int64_t(l) * lda : l + std::int64_t(i) * lda);
-        const float y = load(b, b_type, op_b == mock_operation::none ? l + std::int64_t(j) * ldb : j + std::int64_t(l) * ldb);
+        const std::int64_t ia = op_a == mock_operation::none ? i + std::int64_t(l) * lda : l + std::int64_t(i) * lda;
+        const std::int64_t ib = op_b == mock_operation::none ? l + std::int64_t(j) * ldb : j + std::int64_t(l) * ldb;
+        const float x = load(a, a_type, ia), y = load(b, b_type, ib);
         acc += x * y;
       }
       float v = alpha * acc;
@@ -244,14 +245,14 @@ void compare(const spec& s, std::uint32_t seed) {
       vk::gemm(space, s.op_a, s.op_b, s.alpha, a, b, s.beta, ch, s.epilogue, bias);
     space.fence();
   };
+  const auto a_cols_window = std::make_pair(0, a_cols), b_cols_window = std::make_pair(0, b_cols);
+  const auto c_cols_window = std::make_pair(0, s.n);
   if (s.batch == 0) {
-    run(Kokkos::subview(a_full, 0, all, std::make_pair(0, a_cols)),
-        Kokkos::subview(b_full, 0, all, std::make_pair(0, b_cols)), Kokkos::subview(c_mock, 0, all, std::make_pair(0, s.n)),
-        Kokkos::subview(c_host, 0, all, std::make_pair(0, s.n)));
+    run(Kokkos::subview(a_full, 0, all, a_cols_window), Kokkos::subview(b_full, 0, all, b_cols_window),
+        Kokkos::subview(c_mock, 0, all, c_cols_window), Kokkos::subview(c_host, 0, all, c_cols_window));
   } else {
-    run(Kokkos::subview(a_full, all, all, std::make_pair(0, a_cols)),
-        Kokkos::subview(b_full, all, all, std::make_pair(0, b_cols)),
-        Kokkos::subview(c_mock, all, all, std::make_pair(0, s.n)), Kokkos::subview(c_host, all, all, std::make_pair(0, s.n)));
+    run(Kokkos::subview(a_full, all, all, a_cols_window), Kokkos::subview(b_full, all, all, b_cols_window),
+        Kokkos::subview(c_mock, all, all, c_cols_window), Kokkos::subview(c_host, all, all, c_cols_window));
   }
 
   const double absolute = 4e-6 * (s.k + 1) * (std::fabs(s.alpha) + 1.0);

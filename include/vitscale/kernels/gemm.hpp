@@ -24,20 +24,21 @@
 //
 // Backends, chosen by a tag that defaults to gemm_backend::automatic, each in its own header under
 // kernels/detail/ (this file is the front end: the API, the argument checks and the choice of backend):
-//   onednn    (gemm_onednn.hpp) oneDNN's matmul primitive (host spaces, VITSCALE_HAVE_ONEDNN). Transposes are memory-descriptor
-//             strides, alpha an output scale, beta a sum post-op, GELU an eltwise post-op, bf16 inputs with
-//             f32 accumulation. Primitives are created once per (shape, strides, types, ops, epilogue,
-//             alpha, beta, threads) and cached for the life of the program (thread-safe); the scratchpad is
-//             the calling thread's, grown once, so the same primitive may run on several threads at once.
-//             On a CPU where oneDNN has no bf16 matmul (x86 without AVX-512, Arm) bf16 operands are widened
-//             to float first (exact; the same float accumulation): bf16 runs everywhere, never an error.
-//   eigen     (gemm_eigen.hpp) Eigen's GEMM on Eigen::Map of the Views (host spaces). float inputs are mapped without copies;
-//             bf16 inputs are converted once per call into float buffers owned by the calling thread, which
-//             grow to the largest size seen and are then reused (one-time allocation, never per call after
-//             the first at that size). A bf16 C, or an epilogue together with beta != 0, goes through a
-//             float buffer of the same kind before the epilogue pass.
-//   portable  (gemm_portable.hpp) a Kokkos TeamPolicy kernel for any execution space: tiles of A and B in team scratch (converted
-//             to float there), register blocks of C in each thread, the epilogue fused in the store.
+//   onednn    oneDNN's matmul primitive (host spaces, VITSCALE_HAVE_ONEDNN; gemm_onednn.hpp). Transposes are
+//             memory-descriptor strides, alpha an output scale, beta a sum post-op, GELU an eltwise post-op, bf16
+//             inputs with f32 accumulation. Primitives are created once per (shape, strides, types, ops,
+//             epilogue, alpha, beta, threads) and cached for the life of the program (thread-safe); the
+//             scratchpad is the calling thread's, grown once, so the same primitive may run on several threads
+//             at once. On a CPU where oneDNN has no bf16 matmul (x86 without AVX-512, Arm) bf16 operands are
+//             widened to float first (exact; the same float accumulation): bf16 runs everywhere, never an error.
+//   eigen     Eigen's GEMM on Eigen::Map of the Views (host spaces; gemm_eigen.hpp). float inputs are mapped
+//             without copies; bf16 inputs are converted once per call into float buffers owned by the calling
+//             thread, which grow to the largest size seen and are then reused (one-time allocation, never per
+//             call after the first at that size). A bf16 C, or an epilogue together with beta != 0, goes
+//             through a float buffer of the same kind before the epilogue pass.
+//   portable  a Kokkos TeamPolicy kernel for any execution space (gemm_portable.hpp): tiles of A and B in team
+//             scratch (converted to float there), register blocks of C in each thread, the epilogue fused in
+//             the store.
 //   cublas    cuBLAS on Kokkos::Cuda (VITSCALE_HAVE_CUBLAS): cublasGemmEx, or cublasGemmStridedBatchedEx for
 //             rank-3 Views, fp32 compute; the epilogue, where it is not the identity, is a Kokkos kernel on the
 //             same stream (gemm_cublas.hpp says why not cuBLASLt).
