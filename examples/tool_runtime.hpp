@@ -14,9 +14,10 @@
 // OpenMP backend adopts; Kokkos' environment variables (KOKKOS_NUM_THREADS, ...) still apply.
 //
 // OpenMP's binding and idle-thread policy stay what the environment says. libgomp (GCC's OpenMP) reads
-// OMP_PROC_BIND, OMP_PLACES and OMP_WAIT_POLICY once, when the library is loaded: before main, before the
-// program's constructors, and before its .preinit_array functions take effect (glibc resets the environment
-// after them), so no code in the program can change them (benchmarks/RESULTS.md, "tools' start-up"). Hence:
+// OMP_PROC_BIND, OMP_PLACES and OMP_WAIT_POLICY once, when the library is loaded: before main and the
+// program's constructors, and a setenv in a .preinit_array function, which runs earlier, is lost (glibc sets
+// environ afresh after it). No code in the program can change them (benchmarks/RESULTS.md, 2026-12-07, "the
+// tools' start-up"). Hence:
 //  - binding: unset, libgomp binds nothing, which is what the tools want (ranks of an oversubscribed mpirun
 //    must not be pinned to the same cores; the benchmarks' commands say OMP_PROC_BIND=false). Kokkos 3.4
 //    prints four lines of advice when OMP_PROC_BIND is unset, so the runtime sets it to the binding the
@@ -27,8 +28,6 @@
 //    2026-11-24). It is the user's choice; a program that wants it says so (wants_passive_wait) and gets one
 //    line on stderr when the variable is unset.
 // --verbose prints one line with the thread count, the binding and the wait policy, and where each came from.
-
-#include <vitscale/core/error.hpp>
 
 #include <Kokkos_Core.hpp>
 
@@ -62,17 +61,17 @@ struct settings {
 namespace detail {
 
 #if defined(_OPENMP)
-// The OMP_PROC_BIND value naming a binding ("master" rather than OpenMP 5.1's "primary": older runtimes
-// know only the former).
+// The OMP_PROC_BIND value naming a binding, by the values OpenMP fixes: 2's enumerator, omp_proc_bind_master,
+// is deprecated from OpenMP 5.1 on, and its new name, omp_proc_bind_primary, is missing before; every runtime
+// reads "master".
 inline const char* proc_bind_name(omp_proc_bind_t bind) {
-  switch (bind) {
-    case omp_proc_bind_false: return "false";
-    case omp_proc_bind_true: return "true";
-    case omp_proc_bind_master: return "master";
-    case omp_proc_bind_close: return "close";
-    case omp_proc_bind_spread: return "spread";
+  switch (static_cast<int>(bind)) {
+    case 0: return "false";
+    case 2: return "master";
+    case 3: return "close";
+    case 4: return "spread";
+    default: return "true";
   }
-  return "true";
 }
 #endif
 
