@@ -12,8 +12,9 @@
 //
 // Memory. Parameters, gradients (and the GEMM-precision weight copy of policies that keep one) are
 // parameter arenas of the shape's tensor table (model/parameters.hpp). Activations live in one more arena,
-// laid out from the shape, the resolution and the batch (layout_activations below): what a training step
-// keeps for backward (the list in config/accounting.hpp), plus scratch shared by all blocks. It is sized by
+// laid out from the shape, the resolution and the batch (layout_activations below) by the buffers each unit
+// declares (config/activations.hpp, from which the accounting counts them too): what a training step keeps for
+// backward, plus the scratch the units use. It is sized by
 // reserve() or by the first call at a larger batch, and never allocated again after that: a training loop
 // at a fixed batch allocates nothing after its first step. Inference (predict, features) lays the same
 // arena out with one block's worth of activations, so it keeps nothing per block.
@@ -114,13 +115,10 @@ class vit : private model_detail::layer_context<Shape, Policy, ExecSpace> {
   using shape = Shape;
   using policy = Policy;
   using execution_space = ExecSpace;
-  using memory_space = typename ExecSpace::memory_space;
-  using param_type = typename Policy::param_type;
-  using grad_type = typename Policy::grad_type;
-  using act_type = typename Policy::act_type;
-  using gemm_type = typename Policy::gemm_type;
-
-  // Unmanaged Views in the model's memory space (model/layer_context.hpp), and the parameter and gradient arenas.
+  // The storage types (precision.hpp), unmanaged Views in the model's memory space (model/layer_context.hpp),
+  // and the parameter and gradient arenas.
+  using typename context::memory_space, typename context::param_type, typename context::grad_type,
+      typename context::act_type, typename context::gemm_type;
   template <class T>
   using view1 = typename context::template view1<T>;
   template <class T>
