@@ -28,6 +28,8 @@ namespace vitscale::kernels {
 namespace detail {
 
 inline constexpr float attention_log2e = 1.44269504088896340736f;
+// The dS fed to dK carries 1 / log2 e: its staged q carries scale · log2 e (scores in base 2).
+inline constexpr float attention_dk_factor = 1.0f / attention_log2e;
 inline constexpr float attention_ln2 = 0.69314718055994530942f;
 
 template <class T>
@@ -427,8 +429,7 @@ struct attention_backward_inputs {
   DeltaView delta;
   int n_heads, nq, nk;
   float scale;
-  float q_scale;    // scale · log2 e: q staged for scores in base 2
-  float dk_factor;  // 1 / log2 e: the dS fed to dK (whose staged q carries scale · log2 e)
+  float q_scale;  // scale · log2 e: q staged for scores in base 2
 
   // Stages lse (base 2) and delta of rows [i0, i0 + BQ); padding rows get 0 and 0, which with their zero q
   // and dout make dS exactly 0.
@@ -479,15 +480,13 @@ struct attention_single_tile_pass {
   DQView dq;
   DKView dk;
   DVView dv;
-  int k_groups, q_groups;
-  float dq_factor;  // dQ = scale · Σ_j dS_ij k_j, and the dS computed for dK carries 1/log2 e (see dk_factor)
 
   KOKKOS_INLINE_FUNCTION void operator()(const typename Types::member_t& team) const {
     constexpr int L = Types::tiling::lanes;
     constexpr bool simd = Types::simd;
-    const int nq = in.nq, nk = in.nk;
-    const int h = team.league_rank() % in.n_heads;
-    const int b = team.league_rank() / in.n_heads;
+    const int nq = in.nq, nk = in.nk, k_groups = (nk + L - 1) / L, q_groups = (nq + L - 1) / L;
+    const attention_team_index at = attention_team(team.league_rank(), 1, in.n_heads);
+    const int h = at.h, b = at.b;
     typename Types::scratch_t buffer(team.team_scratch(0), scratch_floats);
     float* const kt = buffer.data();
     float* const vt = kt + BK * D;
@@ -518,13 +517,14 @@ struct attention_single_tile_pass {
       float* const p = p_local.x;
       attention_local<BQ * L> ds_local;
       float* const ds = ds_local.x;
-      attention_p_ds<D, false, simd>(qs, kt + g * D * L, dos, vt + g * D * L, nq, lse2, dl, in.dk_factor, p, ds);
+      attention_p_ds<D, false, simd>(qs, kt + g * D * L, dos, vt + g * D * L, nq, lse2, dl, attention_dk_factor, p, ds);
       for (int x = 0; x < D * L; ++x) dkt[g * D * L + x] = dvt[g * D * L + x] = 0.0f;
       attention_lane_accumulate<D, false, simd>(dvt + g * D * L, dos, p, nq, nullptr);
       attention_lane_accumulate<D, false, simd>(dkt + g * D * L, qs, ds, nq, nullptr);
       for (int i = 0; i < nq; ++i) {
         float* const col = dst + (i / L) * BK * L + (g * L) * L + i % L;
-        for (int l = 0; l < L; ++l) col[l * L] = ds[i * L + l] * dq_factor;
+        // dQ = scale · Σ_j dS_ij k_j, and this dS carries 1 / log2 e: the factor is q_scale.
+        for (int l = 0; l < L; ++l) col[l * L] = ds[i * L + l] * in.q_scale;
       }
     });
     team.team_barrier();
@@ -590,7 +590,8 @@ struct attention_dkdv_pass {
         float* const p = p_local.x;
         attention_local<BQ * L> ds_local;
         float* const ds = ds_local.x;
-        attention_p_ds<D, false, simd>(qs, kt + g * D * L, dos, vt + g * D * L, n_rows, lse2, dl, in.dk_factor, p, ds);
+        attention_p_ds<D, false, simd>(qs, kt + g * D * L, dos, vt + g * D * L, n_rows, lse2, dl, attention_dk_factor,
+                                       p, ds);
         attention_lane_accumulate<D, false, simd>(dvt + g * D * L, dos, p, n_rows, nullptr);
         attention_lane_accumulate<D, false, simd>(dkt + g * D * L, qs, ds, n_rows, nullptr);
       });
@@ -739,13 +740,12 @@ void attention_backward(const ExecSpace& space, const QView& q, const KView& k, 
   detail::require_attention_rows(fn, "dk", dk);
   detail::require_attention_rows(fn, "dv", dv);
 
-  constexpr int D = tiling::d, BQ = tiling::block_q, BK = tiling::block_k, L = tiling::lanes;
+  constexpr int D = tiling::d, BQ = tiling::block_q, BK = tiling::block_k;
   const int nb = static_cast<int>(batch), n_heads = static_cast<int>(heads);
   const int nq = static_cast<int>(nq_), nk = static_cast<int>(nk_);
   if (nb == 0 || n_heads == 0 || (nq == 0 && nk == 0)) return;
   using inputs = detail::attention_backward_inputs<QView, KView, VView, DOView, LseView, DeltaView>;
-  const inputs in{q, k, v, dout, lse, delta, n_heads, nq, nk, scale, scale * detail::attention_log2e,
-                  1.0f / detail::attention_log2e};
+  const inputs in{q, k, v, dout, lse, delta, n_heads, nq, nk, scale, scale * detail::attention_log2e};
 
   if (nq > 0) {
     Kokkos::parallel_for("vitscale::attention_backward_delta",
@@ -755,10 +755,8 @@ void attention_backward(const ExecSpace& space, const QView& q, const KView& k, 
 
   if (nq > 0 && nk > 0 && nq <= BQ && nk <= BK && detail::single_tile_backward_fits<D, BQ, BK, ExecSpace>) {
     using pass = detail::attention_single_tile_pass<types, inputs, DQView, DKView, DVView>;
-    const int k_groups = (nk + L - 1) / L, q_groups = (nq + L - 1) / L;
     Kokkos::parallel_for("vitscale::attention_backward_single_tile",
-                         types::policy(space, nb * n_heads, pass::scratch_floats),
-                         pass{in, dq, dk, dv, k_groups, q_groups, scale * detail::attention_log2e});
+                         types::policy(space, nb * n_heads, pass::scratch_floats), pass{in, dq, dk, dv});
     return;
   }
   if (nk > 0) {

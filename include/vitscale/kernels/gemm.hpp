@@ -61,7 +61,6 @@
 // work queued on it) and return with C written. The cuBLAS and rocBLAS paths are asynchronous like the
 // portable kernel: everything is queued on the space's stream and C is ready after space.fence().
 
-#include <vitscale/core/bf16.hpp>
 #include <vitscale/core/error.hpp>
 #include <vitscale/core/kokkos_compat.hpp>
 #include <vitscale/core/views.hpp>

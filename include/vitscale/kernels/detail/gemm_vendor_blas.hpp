@@ -289,14 +289,15 @@ struct vendor_blas {
   // The backend: C = act(alpha·op(A)·op(B) + bias) + beta·C on `space`, queued on its stream.
   template <class ExecSpace, class TA, class TBias, class TC>
   static void run(const ExecSpace& space, const problem& p, const TA* a, const TA* b, const TBias* bias, TC* c) {
-    const device_scope device(Traits::device_of(space));
+    const int dev = Traits::device_of(space);
+    const device_scope device(dev);
     if (p.k == 0) {  // a zero product: only the epilogue (the vendor's handling of K == 0 is not needed)
       epilogue_pass(space, p, static_cast<const float*>(nullptr), 0, 0, bias, c);
       return;
     }
     resources& res = resources::instance();
     const stream s = Traits::stream_of(space);
-    const handle h = res.get(Traits::device_of(space));
+    const handle h = res.get(dev);
     check(Traits::set_stream(h, s), Traits::set_stream_call);
     // The vendors' GEMMs have bf16 × bf16 -> bf16 / float and float × float -> float, not float × float -> bf16.
     constexpr bool direct_types = !(std::is_same<TA, float>::value && std::is_same<TC, ::vitscale::bf16>::value);
