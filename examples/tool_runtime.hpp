@@ -147,11 +147,7 @@ class program {
   // what an error gives.
   template <class Body>
   int run(int argc, char** argv, Body&& body) {
-    try {
-      app.parse(argc, argv);
-    } catch (const CLI::ParseError& e) {
-      return app.exit(e);
-    }
+    if (const int rc = parse(argc, argv); rc >= 0) return rc;
     try {
       runtime rt(settings_, name_);
       return std::forward<Body>(body)();
@@ -166,11 +162,7 @@ class program {
   // rank and ends the whole job (MPI_Abort): the other ranks would otherwise wait for it in a collective.
   template <class Body>
   int run_mpi(int argc, char** argv, Body&& body) {
-    try {
-      app.parse(argc, argv);
-    } catch (const CLI::ParseError& e) {
-      return app.exit(e);
-    }
+    if (const int rc = parse(argc, argv); rc >= 0) return rc;
     try {
       vitscale::shard::mpi_environment mpi(argc, argv);
       int rank = 0;
@@ -192,6 +184,16 @@ class program {
 #endif
 
  private:
+  // -1 when the command line parsed; else CLI11's exit code (its message printed: a bad option, or --help).
+  int parse(int argc, char** argv) {
+    try {
+      app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+      return app.exit(e);
+    }
+    return -1;
+  }
+
   int report(const char* what) const {
     // On a terminal a progress line ending in '\r' may be pending: the message starts a line of its own.
     std::fprintf(stderr, "%s%s: %s\n", isatty(fileno(stderr)) ? "\n" : "", name_.c_str(), what);

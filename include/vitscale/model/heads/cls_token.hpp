@@ -10,7 +10,8 @@
 namespace vitscale::model_detail {
 
 template <class Ctx>
-struct pool_head<pooling::cls_token, Ctx> : activations::no_buffers {
+struct pool_head<pooling::cls_token, Ctx>
+    : activations::pool_buffers_for<pooling::cls_token, typename Ctx::shape, typename Ctx::act_type> {
   using act_type = typename Ctx::act_type;
   template <class T>
   using view2 = typename Ctx::template view2<T>;

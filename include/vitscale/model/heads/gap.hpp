@@ -11,7 +11,8 @@
 namespace vitscale::model_detail {
 
 template <class Ctx>
-struct pool_head<pooling::gap, Ctx> : activations::no_buffers {
+struct pool_head<pooling::gap, Ctx>
+    : activations::pool_buffers_for<pooling::gap, typename Ctx::shape, typename Ctx::act_type> {
   using act_type = typename Ctx::act_type;
   template <class T>
   using view2 = typename Ctx::template view2<T>;

@@ -14,7 +14,7 @@ namespace vitscale::model_detail {
 
 template <class Ctx>
 struct pool_head<pooling::gap_fc_norm, Ctx>
-    : activations::gap_fc_norm_buffers<typename Ctx::shape, typename Ctx::act_type> {
+    : activations::pool_buffers_for<pooling::gap_fc_norm, typename Ctx::shape, typename Ctx::act_type> {
   using shape = typename Ctx::shape;
   using act_type = typename Ctx::act_type;
   template <class T>
@@ -24,7 +24,7 @@ struct pool_head<pooling::gap_fc_norm, Ctx>
   static constexpr int b = shape::norm_bias ? tensor_index<shape>(-1, "fc_norm.bias") : -1;
 
   // Its buffers (the mean of the tokens and fc_norm's statistics, saved): activations::gap_fc_norm_buffers.
-  using buffers = activations::gap_fc_norm_buffers<shape, act_type>;
+  using buffers = activations::pool_buffers_for<pooling::gap_fc_norm, shape, act_type>;
   using buffers::mean, buffers::ln_mean, buffers::ln_rstd, buffers::dmean;
 
   // tokens: [B, N, D] (the last block's output) -> pooled: [B, D] = LN(mean over N)

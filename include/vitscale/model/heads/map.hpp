@@ -22,7 +22,8 @@
 namespace vitscale::model_detail {
 
 template <class Ctx>
-struct pool_head<pooling::map, Ctx> : activations::map_buffers<typename Ctx::shape, typename Ctx::act_type> {
+struct pool_head<pooling::map, Ctx>
+    : activations::pool_buffers_for<pooling::map, typename Ctx::shape, typename Ctx::act_type> {
   using shape = typename Ctx::shape;
   using act_type = typename Ctx::act_type;
   using grad_type = typename Ctx::grad_type;
@@ -49,7 +50,7 @@ struct pool_head<pooling::map, Ctx> : activations::map_buffers<typename Ctx::sha
   static constexpr int fc2_b = tensor_index<shape>(-1, "attn_pool.mlp.fc2.bias");
 
   // Its buffers (saved: q, kv, o, y, h, lse and the norm's statistics; scratch): activations::map_buffers.
-  using buffers = activations::map_buffers<shape, act_type>;
+  using buffers = activations::pool_buffers_for<pooling::map, shape, act_type>;
   using buffers::q, buffers::kv, buffers::o, buffers::y, buffers::h, buffers::lse, buffers::ln_mean, buffers::ln_rstd;
   using buffers::probe, buffers::z, buffers::g, buffers::dg, buffers::dz, buffers::dy, buffers::dout, buffers::dq,
       buffers::dq_sum;

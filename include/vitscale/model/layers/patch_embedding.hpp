@@ -31,7 +31,6 @@ struct patch_embedding
   template <class T>
   using view2 = typename Ctx::template view2<T>;
   static constexpr int D = Ctx::D, P = Ctx::P, C = Ctx::C;
-  static constexpr std::size_t K = std::size_t(C) * P * P;  // one unfolded patch
   static constexpr bool learned = shape::posemb == posemb_kind::learned;
 
   static constexpr int cls = shape::class_token ? tensor_index<shape>(-1, "cls_token") : -1;
@@ -42,7 +41,7 @@ struct patch_embedding
   // Its buffers (the unfolded patches, kept until backward since the images are not; the projected patches):
   // activations::embedding_buffers.
   using buffers = activations::embedding_buffers<shape, act_type, gemm_type>;
-  using buffers::patches, buffers::ptok;
+  using buffers::patches, buffers::ptok, buffers::K;  // K: one unfolded patch, C·p²
   Kokkos::View<float**, Kokkos::LayoutRight, memory_space> sincos;  // [Np, D] the fixed table (sin-cos shapes)
 
   // The sin-cos table at a resolution of `grid`×`grid` patches (nothing for a learned table).
