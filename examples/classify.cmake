@@ -1,12 +1,14 @@
-# classify: images through a checkpoint (examples/classify.cpp). Images are decoded by stb_image, from
-# Debian's libstb-dev (headers in /usr/include/stb, the implementation in libstb); without it the example
-# is left out.
+# classify: images through a checkpoint (examples/classify.cpp). Images are read by
+# vitscale/data/image_file.hpp: checked, then decoded by stb_image, from Debian's libstb-dev (headers in
+# /usr/include/stb, the implementation in libstb), with zlib for the PNG check; without them the example is
+# left out.
 find_path(VITSCALE_STB_INCLUDE_DIR stb_image.h PATH_SUFFIXES stb)
 find_library(VITSCALE_STB_LIBRARY stb)
-if(VITSCALE_STB_INCLUDE_DIR AND VITSCALE_STB_LIBRARY)
+find_package(ZLIB)
+if(VITSCALE_STB_INCLUDE_DIR AND VITSCALE_STB_LIBRARY AND ZLIB_FOUND)
   add_executable(classify classify.cpp)
   target_include_directories(classify SYSTEM PRIVATE ${VITSCALE_STB_INCLUDE_DIR})
-  target_link_libraries(classify PRIVATE vitscale::vitscale CLI11::CLI11 ${VITSCALE_STB_LIBRARY})
+  target_link_libraries(classify PRIVATE vitscale::vitscale CLI11::CLI11 ${VITSCALE_STB_LIBRARY} ZLIB::ZLIB)
   vitscale_target_defaults(classify)
   if(VITSCALE_BUILD_TESTS)
     set(_images ${CMAKE_CURRENT_SOURCE_DIR}/../tests/golden/images)
@@ -18,6 +20,57 @@ if(VITSCALE_STB_INCLUDE_DIR AND VITSCALE_STB_LIBRARY)
                               ${_images}/fmnist_boot.png ${_images}/fmnist_pullover_rgb.png)
     set_tests_properties(examples.classify_timm PROPERTIES PASS_REGULAR_EXPRESSION "2 of 2 images compared.*: agree"
                          ENVIRONMENT "OMP_NUM_THREADS=2;OMP_PROC_BIND=false;OMP_WAIT_POLICY=PASSIVE")
+    # Untrusted images (tests/golden/images/untrusted/, written by tests/reference/untrusted_images.py) and bad
+    # normalisation values: each refused with its sentence. The refusals from the header run under a 50 MB
+    # data limit (RLIMIT_DATA: the heap and private mappings; classify itself needs about 25 MB, while the
+    # address space, which ulimit -v caps, is hundreds of MB of libraries and thread stacks): before the
+    # checks, stb_image decoded the 19-byte PGM as 800 MB of zeros and ran out of memory at this limit, and
+    # its error message did not match.
+    set(_bad ${_images}/untrusted)
+    set(_seeds ${CMAKE_CURRENT_SOURCE_DIR}/../tests/fuzz/corpus/image)
+    set(_ckpt --checkpoint ${_images}/timm_small_vit.safetensors)
+    set(_env "OMP_NUM_THREADS=2;OMP_PROC_BIND=false;OMP_WAIT_POLICY=PASSIVE")
+    find_program(VITSCALE_SH sh)
+    function(vitscale_classify_refuses name regex)
+      if(VITSCALE_SH)
+        add_test(NAME examples.classify_refuses_${name}
+                 COMMAND ${VITSCALE_SH} -c "ulimit -d 51200 && exec \"$0\" \"$@\"" $<TARGET_FILE:classify> ${ARGN})
+      else()
+        add_test(NAME examples.classify_refuses_${name} COMMAND classify ${ARGN})
+      endif()
+      set_tests_properties(examples.classify_refuses_${name} PROPERTIES PASS_REGULAR_EXPRESSION "${regex}"
+                           ENVIRONMENT "${_env}")
+    endfunction()
+    vitscale_classify_refuses(pgm "pgm_16384.pgm' is a PGM \\(netpbm\\) image \\(P5\\); only PNG and JPEG images are read"
+                              ${_ckpt} ${_bad}/pgm_16384.pgm)
+    vitscale_classify_refuses(pixel_limit "png_16384.png' is a PNG of 16384 x 16384 = 268435456 pixels, more than the limit of 89478485 pixels"
+                              ${_ckpt} ${_bad}/png_16384.png)
+    vitscale_classify_refuses(max_pixels "fmnist_boot.png' is a PNG of 112 x 112 = 12544 pixels, more than the limit of 12543 pixels"
+                              ${_ckpt} --max-pixels 12543 ${_images}/fmnist_boot.png)
+    vitscale_classify_refuses(png_bomb "png_1x1_bomb.png' is a PNG of 1 x 1 pixels whose image data inflates to more than 65538 bytes, where 2 are needed"
+                              ${_ckpt} ${_bad}/png_1x1_bomb.png)
+    vitscale_classify_refuses(truncated_png "truncated.png' is a truncated PNG: its IDAT chunk at byte [0-9]+ claims [0-9]+ bytes, but [0-9]+ follow"
+                              ${_ckpt} ${_bad}/truncated.png)
+    vitscale_classify_refuses(truncated_jpeg "truncated.jpg' is a truncated JPEG: it ends in its compressed data at byte 700 without an end-of-image \\(EOI\\) marker"
+                              ${_ckpt} ${_bad}/truncated.jpg)
+    vitscale_classify_refuses(std_zero "option --std: std = \"0\" has a value that is not positive"
+                              ${_ckpt} --std 0 ${_images}/fmnist_boot.png)
+    vitscale_classify_refuses(mean_nan "option --mean: mean = \"0.5,nan,0.5\" is not a finite number or a comma list of them"
+                              ${_ckpt} --mean 0.5,nan,0.5 ${_images}/fmnist_boot.png)
+    vitscale_classify_refuses(crop_pct "option --crop-pct: crop_pct 0 is not in \\[0.25, 1\\]"
+                              ${_ckpt} --crop-pct 0 ${_images}/fmnist_boot.png)
+    # What is accepted: JPEG (grey, 4:4:4, 4:2:0), 16-bit, palette, colour-keyed and interlaced PNGs (the fuzz
+    # seeds), each classified with probabilities summing to 1.
+    set(_formats grey_8x8.jpg rgb_16x16_444.jpg rgb_17x9_420.jpg rgba16.png grey16.png palette8_trns.png
+                 rgb8_colour_key.png grey8_colour_key.png rgb8_interlaced.png grey1.png)
+    set(_files)
+    set(_regex "")
+    foreach(_f ${_formats})
+      list(APPEND _files ${_seeds}/${_f})
+      string(APPEND _regex "${_f} .*all 10 classes 1\\.0000.*")
+    endforeach()
+    add_test(NAME examples.classify_formats COMMAND classify ${_ckpt} --top-k 1 ${_files})
+    set_tests_properties(examples.classify_formats PROPERTIES PASS_REGULAR_EXPRESSION "${_regex}" ENVIRONMENT "${_env}")
     # The Fashion-MNIST model: a 5-step checkpoint from the training example (mean, std and labels in its
     # metadata), then both images (grey, and colour reduced to grey), crop_pct 1 as the model was trained.
     if(TARGET train)

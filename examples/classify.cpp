@@ -12,26 +12,32 @@
 // img_size, pixel/255, then (x − mean) / std. mean, std (a number or a comma list, one per channel),
 // crop_pct, interpolation and labels (comma separated) come from the checkpoint's metadata when it has
 // them; otherwise ImageNet's mean and std (timm's IMAGENET_DEFAULT_MEAN/STD), crop_pct 0.875, bicubic and
-// class indices. Command-line options (--crop-pct, --interpolation, --mean, --std) override the metadata. Images are decoded by stb_image; grey images
+// class indices. Command-line options (--crop-pct, --interpolation, --mean, --std) override the metadata;
+// whichever is used must be finite, std > 0 and crop_pct in [0.25, 1], or classify stops with an error.
+// Images are read by vitscale/data/image_file.hpp: PNG and JPEG only (by their magic bytes), at most
+// --max-pixels pixels (default PIL's MAX_IMAGE_PIXELS, 89,478,485), checked from the header before
+// decoding, truncated files refused; then decoded by stb_image. Grey images
 // are replicated to RGB for a 3-channel model, colour images reduced to grey for a 1-channel model with
 // the ITU-R 601 luma weights (0.299 R + 0.587 G + 0.114 B, as PIL's convert("L")), alpha dropped.
+// A checkpoint whose logits are not finite is an error, never NaN probabilities.
 #include "fmnist_model.hpp"
 #include "image_transform.hpp"
 #include "tool_runtime.hpp"
 
 #include <vitscale/config/presets.hpp>
+#include <vitscale/data/image_file.hpp>
 #include <vitscale/io/dispatch.hpp>
 #include <vitscale/io/parameters.hpp>
 #include <vitscale/vit.hpp>
 
 #include <nlohmann/json.hpp>
-#include <stb_image.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <numeric>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -48,12 +54,20 @@ struct options {
   std::string checkpoint;
   std::vector<std::string> images;
   int top_k = 5;
-  double crop_pct = 0.0;  // 0: the metadata's, else 0.875
+  double crop_pct = 0;  // used when crop_pct_given, else the metadata's, else 0.875
+  bool crop_pct_given = false;
   std::string interpolation;
   std::string mean, stdev;  // override the metadata's
   std::string expect;  // JSON of reference top-k probabilities to compare with
   double tolerance = 1e-4;
+  std::uint64_t max_pixels = vs::data::image_limits::default_max_pixels;
 };
+
+// The smallest crop_pct accepted: timm's models use 0.8 to 1.0; a smaller one resizes the image to more than
+// 4 x the model's resolution before the crop (and at 0, to infinity).
+constexpr double min_crop_pct = 0.25;
+// The largest model resolution classify accepts from a file (a ViT-22B fine-tune runs at 560 px).
+constexpr int max_resolution = 4096;
 
 std::vector<std::string> split(const std::string& text) {
   std::vector<std::string> parts;
@@ -62,17 +76,30 @@ std::vector<std::string> split(const std::string& text) {
   return parts;
 }
 
-// "0.5" or "0.485,0.456,0.406" → one value per channel.
-std::vector<double> per_channel(const std::string& text, int channels, const char* what) {
+// The whole of `text` as a finite number (spaces around it allowed), or nothing.
+std::optional<double> finite_number(const std::string& text) {
+  const char* begin = text.c_str();
+  char* end = nullptr;
+  const double v = std::strtod(begin, &end);
+  if (end == begin) return std::nullopt;
+  while (*end == ' ') ++end;
+  if (*end != '\0' || !std::isfinite(v)) return std::nullopt;
+  return v;
+}
+
+// "0.5" or "0.485,0.456,0.406" → one finite value per channel; `source` says where the text came from.
+std::vector<double> per_channel(const std::string& text, int channels, const char* what, const std::string& source) {
   std::vector<double> values;
   for (const std::string& part : split(text)) {
-    char* end = nullptr;
-    values.push_back(std::strtod(part.c_str(), &end));
-    if (end == part.c_str()) vs::detail::fail("metadata ", what, " = \"", text, "\" is not a number or a comma list");
+    const auto v = finite_number(part);
+    if (!v)
+      vs::detail::fail(source, ": ", what, " = \"", text, "\" is not a finite number or a comma list of them");
+    values.push_back(*v);
   }
+  if (values.empty()) vs::detail::fail(source, ": ", what, " is empty; give a number or a comma list");
   if (values.size() == 1) values.resize(std::size_t(channels), values[0]);
   if (int(values.size()) != channels)
-    vs::detail::fail("metadata ", what, " = \"", text, "\" has ", values.size(), " values for ", channels, " channels");
+    vs::detail::fail(source, ": ", what, " = \"", text, "\" has ", values.size(), " values for ", channels, " channels");
   return values;
 }
 
@@ -92,12 +119,29 @@ std::vector<result> run(const options& o, const vs::shape_descriptor& found, con
   constexpr int C = Shape::in_channels;
   const std::string mean_text = !o.mean.empty() ? o.mean : meta_or("mean", "0.485,0.456,0.406");
   const std::string std_text = !o.stdev.empty() ? o.stdev : meta_or("std", "0.229,0.224,0.225");
-  const std::vector<double> mean = per_channel(mean_text, C, "mean");
-  const std::vector<double> stdev = per_channel(std_text, C, "std");
-  const double crop_pct = o.crop_pct > 0 ? o.crop_pct : std::strtod(meta_or("crop_pct", "0.875").c_str(), nullptr);
+  // Where a value came from, for its error: the option, the checkpoint's metadata, or classify's default.
+  auto source = [&](bool option, const char* flag, const char* key) {
+    return option ? std::string("option --") + flag
+                  : meta.count(key) ? "the metadata of " + o.checkpoint : std::string("the default");
+  };
+  const std::vector<double> mean = per_channel(mean_text, C, "mean", source(!o.mean.empty(), "mean", "mean"));
+  const std::vector<double> stdev = per_channel(std_text, C, "std", source(!o.stdev.empty(), "std", "std"));
+  for (double s : stdev)
+    if (!(s > 0))
+      vs::detail::fail(source(!o.stdev.empty(), "std", "std"), ": std = \"", std_text,
+                       "\" has a value that is not positive; the standard deviation divides each pixel, so every "
+                       "value must be > 0");
+  const bool crop_option = o.crop_pct_given;
+  const std::string crop_text = crop_option ? std::string() : meta_or("crop_pct", "0.875");
+  const std::optional<double> crop_value = crop_option ? std::optional<double>(o.crop_pct) : finite_number(crop_text);
+  if (!crop_value)
+    vs::detail::fail(source(false, "crop-pct", "crop_pct"), ": crop_pct = \"", crop_text, "\" is not a finite number");
+  const double crop_pct = *crop_value;
+  if (!(crop_pct >= min_crop_pct && crop_pct <= 1))
+    vs::detail::fail(source(crop_option, "crop-pct", "crop_pct"), ": crop_pct ", crop_pct, " is not in [", min_crop_pct,
+                     ", 1] (the image is resized to resolution / crop_pct, then the centre cropped)");
   const std::string interp = !o.interpolation.empty() ? o.interpolation : meta_or("interpolation", "bicubic");
   if (interp != "bicubic" && interp != "bilinear") vs::detail::fail("interpolation \"", interp, "\": bicubic or bilinear");
-  if (!(crop_pct > 0 && crop_pct <= 1)) vs::detail::fail("crop_pct ", crop_pct, " is not in (0, 1]");
   const auto filter = interp == "bicubic" ? image_transform::filter::bicubic : image_transform::filter::bilinear;
   std::vector<std::string> labels = split(meta_or("labels", ""));
   if (int(labels.size()) != Shape::num_classes) {
@@ -109,6 +153,9 @@ std::vector<result> run(const options& o, const vs::shape_descriptor& found, con
   }
 
   const int res = found.resolution.value_or(Shape::resolution);
+  if (res < Shape::patch || res > max_resolution)
+    vs::detail::fail(o.checkpoint, ": resolution ", res, " is not in [", Shape::patch, ", ", max_resolution,
+                     "] pixels (the patch size up to classify's limit)");
   vs::vit<Shape> model(res);
   vs::io::load_parameters(model, o.checkpoint);
   std::printf("%s: %s\n  %s\n  crop_pct %g, mean %s, std %s\n", o.checkpoint.c_str(),
@@ -119,11 +166,11 @@ std::vector<result> run(const options& o, const vs::shape_descriptor& found, con
   auto host = Kokkos::create_mirror_view(images);
   std::vector<result> results;
   for (const std::string& path : o.images) {
-    int w = 0, h = 0, n = 0;
-    stbi_uc* data = stbi_load(path.c_str(), &w, &h, &n, 0);
-    if (!data) vs::detail::fail("cannot decode ", path, ": ", stbi_failure_reason());
-    image_transform::image img{w, h, n, std::vector<std::uint8_t>(data, data + std::size_t(w) * h * n)};
-    stbi_image_free(data);
+    vs::data::image_limits limits;
+    limits.max_pixels = o.max_pixels;
+    vs::data::image decoded = vs::data::read_image(path, limits);
+    const int w = decoded.width, h = decoded.height, n = decoded.channels;
+    const image_transform::image img{w, h, n, std::move(decoded.pixels)};
     const image_transform::image crop =
         image_transform::eval_resize_crop(image_transform::convert(img, C), res, crop_pct, filter);
     const std::vector<float> x = image_transform::normalise(crop, mean, stdev);
@@ -131,6 +178,10 @@ std::vector<result> run(const options& o, const vs::shape_descriptor& found, con
     Kokkos::deep_copy(images, host);
     const auto logits = model.predict(images);
     auto logits_host = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), logits);
+    for (int c = 0; c < Shape::num_classes; ++c)
+      if (!std::isfinite(logits_host(0, c)))
+        vs::detail::fail("the checkpoint ", o.checkpoint, " gives a non-finite logit (", logits_host(0, c),
+                         " for class ", c, ") on ", path, ": its parameters are damaged or not finite");
     std::vector<double> p(Shape::num_classes);
     double top = -INFINITY, sum = 0;
     for (int c = 0; c < Shape::num_classes; ++c) top = std::max(top, double(logits_host(0, c)));
@@ -202,7 +253,7 @@ int main(int argc, char** argv) {
   CLI::App& app = prog.app;
   app.add_option("--checkpoint", o.checkpoint, "safetensors parameter file")->required()->check(CLI::ExistingFile);
   app.add_option("--top-k", o.top_k, "labels printed per image")->check(CLI::PositiveNumber);
-  app.add_option("--crop-pct", o.crop_pct, "resize the shorter side to img_size / crop_pct, then crop the centre "
+  CLI::Option* crop_pct_option = app.add_option("--crop-pct", o.crop_pct, "resize the shorter side to img_size / crop_pct, then crop the centre "
                                            "(default: the metadata's crop_pct, else timm's 0.875)");
   app.add_option("--interpolation", o.interpolation, "bicubic or bilinear (default: the metadata's, else bicubic)")
       ->check(CLI::IsMember({"bicubic", "bilinear"}));
@@ -212,8 +263,12 @@ int main(int argc, char** argv) {
                                  "0.229,0.224,0.225)");
   app.add_option("--expect", o.expect, "JSON of reference top-k probabilities (tests/reference/classify_reference.py)");
   app.add_option("--tolerance", o.tolerance, "largest |p - p_ref| --expect accepts");
+  app.add_option("--max-pixels", o.max_pixels, "largest image (width x height) decoded; a larger one is refused "
+                                               "from its header (default: PIL's MAX_IMAGE_PIXELS, 89478485)")
+      ->check(CLI::PositiveNumber);
   app.add_option("images", o.images, "PNG or JPEG files")->required()->check(CLI::ExistingFile);
   return prog.run(argc, argv, [&] {
+    o.crop_pct_given = crop_pct_option->count() > 0;
     const vs::io::safetensors_reader file(o.checkpoint);
     const vs::shape_descriptor found = vs::io::infer_shape(file);
     const auto results = vs::io::dispatch<candidates>(found, [&](auto tag) {
