@@ -24,7 +24,9 @@
 #include <vitscale/core/type_list.hpp>
 #include <vitscale/io/safetensors.hpp>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <map>
 #include <set>
 #include <string>
@@ -51,22 +53,36 @@ std::map<std::string, std::string> shape_metadata(int resolution = Shape::resolu
 }
 
 namespace detail {
+// The largest size infer_shape accepts for any dimension it reads (width, MLP width, patch, classes, depth,
+// heads, resolution): far above any ViT (ViT-22B: width 6144, MLP 24576), and small enough that products
+// of two of them stay far from overflowing the 64-bit sizes, and each fits an int.
+inline constexpr std::int64_t max_shape_value = std::int64_t(1) << 30;
+
+// A decimal integer in [lo, max_shape_value], digits only (no sign, spaces or leading zeros), or -1.
+inline std::int64_t parse_decimal(const std::string& text, std::int64_t lo) {
+  if (text.empty() || text.size() > 10 || text.find_first_not_of("0123456789") != std::string::npos ||
+      (text.size() > 1 && text[0] == '0'))
+    return -1;
+  std::int64_t v = 0;
+  for (char c : text) v = v * 10 + (c - '0');
+  return v >= lo && v <= max_shape_value ? v : -1;
+}
+
 inline int positive_int(const std::string& text, const std::string& what, const std::string& path) {
-  std::size_t used = 0;
-  long v = 0;
-  try {
-    v = std::stol(text, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used != text.size() || v < 1 || v > (1L << 30))
-    ::vitscale::detail::fail("infer_shape: ", path, ": metadata ", what, " = \"", text, "\" is not a positive integer");
+  const std::int64_t v = parse_decimal(text, 1);
+  if (v < 0)
+    ::vitscale::detail::fail("infer_shape: ", path, ": metadata ", what, " = \"", text,
+                             "\" is not a positive integer (decimal digits, at most 2^30)");
   return static_cast<int>(v);
 }
+
+// The integer square root of n when n is a perfect square of at most max_shape_value, else -1.
 inline int exact_sqrt(std::int64_t n) {
-  if (n < 1) return -1;
+  if (n < 1 || n > max_shape_value * max_shape_value) return -1;
   auto r = static_cast<std::int64_t>(std::llround(std::sqrt(static_cast<double>(n))));
-  return r * r == n ? static_cast<int>(r) : -1;
+  for (std::int64_t c = std::max<std::int64_t>(r - 1, 1); c <= r + 1; ++c)
+    if (c * c == n) return c <= max_shape_value ? static_cast<int>(c) : -1;
+  return -1;
 }
 }  // namespace detail
 
@@ -76,6 +92,12 @@ inline shape_descriptor infer_shape(const safetensors_reader& file) {
   auto fail = [&](auto&&... parts) { ::vitscale::detail::fail("infer_shape: ", path, ": ", parts...); };
   auto shape_of = [&](const std::string& name) -> const std::vector<std::int64_t>* {
     return file.contains(name) ? &file.entry(name).shape : nullptr;
+  };
+  // A size read from the file, as an int: from 1 to detail::max_shape_value, or an error naming it.
+  auto size = [&](std::int64_t v, const std::string& what) -> int {
+    if (v < 1 || v > detail::max_shape_value)
+      fail(what, " is ", v, ", not a size infer_shape accepts (1 to 2^30)");
+    return static_cast<int>(v);
   };
   auto need = [&](const std::string& name, std::size_t rank) -> const std::vector<std::int64_t>& {
     const auto* s = shape_of(name);
@@ -91,9 +113,9 @@ inline shape_descriptor infer_shape(const safetensors_reader& file) {
     if (e.name.rfind("blocks.", 0) != 0) continue;
     const std::size_t dot = e.name.find('.', 7);
     const std::string index = e.name.substr(7, dot == std::string::npos ? std::string::npos : dot - 7);
-    if (index.empty() || index.find_first_not_of("0123456789") != std::string::npos || index.size() > 6)
-      fail("unexpected tensor name ", e.name);
-    blocks.insert(std::stoi(index));
+    const std::int64_t i = index.size() > 6 ? -1 : detail::parse_decimal(index, 0);
+    if (i < 0) fail("unexpected tensor name ", e.name, " (a block index is a decimal number below 10^6, no leading zeros)");
+    blocks.insert(static_cast<int>(i));
   }
   if (blocks.empty()) fail("no blocks.N.* tensors (not a ViT state dict under timm's names?)");
   if (*blocks.begin() != 0 || *blocks.rbegin() != int(blocks.size()) - 1)
@@ -102,23 +124,23 @@ inline shape_descriptor infer_shape(const safetensors_reader& file) {
 
   const auto& pe = need("patch_embed.proj.weight", 4);
   if (pe[2] != pe[3]) fail("patch_embed.proj.weight ", detail::format_shape(pe), " is not a square patch");
-  d.width = int(pe[0]);
-  d.channels = int(pe[1]);
-  d.patch = int(pe[2]);
+  d.width = size(pe[0], "the width (patch_embed.proj.weight's first dimension)");
+  d.channels = size(pe[1], "the channels (patch_embed.proj.weight's second dimension)");
+  d.patch = size(pe[2], "the patch size (patch_embed.proj.weight's last dimension)");
   const std::int64_t D = d.width;
 
   std::optional<std::int64_t> head_dim;
   if (shape_of("blocks.0.attn.qkv.weight")) {
     d.block = block_kind::classic;
-    d.mlp_dim = int(need("blocks.0.mlp.fc1.weight", 2)[0]);
+    d.mlp_dim = size(need("blocks.0.mlp.fc1.weight", 2)[0], "the MLP width (blocks.0.mlp.fc1.weight's rows)");
     d.qkv_bias = shape_of("blocks.0.attn.qkv.bias") != nullptr;
     d.qk_norm = shape_of("blocks.0.attn.q_norm.weight") != nullptr;
     if (d.qk_norm) head_dim = need("blocks.0.attn.q_norm.weight", 1)[0];
   } else if (shape_of("blocks.0.in_proj.weight")) {
     d.block = block_kind::parallel;
     const auto& in = need("blocks.0.in_proj.weight", 2);
-    d.mlp_dim = int(in[0] - 3 * D);
-    if (d.mlp_dim < 1) fail("blocks.0.in_proj.weight ", detail::format_shape(in), " leaves no MLP rows");
+    if (in[0] <= 3 * D) fail("blocks.0.in_proj.weight ", detail::format_shape(in), " leaves no MLP rows");
+    d.mlp_dim = size(in[0] - 3 * D, "the MLP width (blocks.0.in_proj.weight's rows - 3 x width)");
     d.qkv_bias = shape_of("blocks.0.in_proj.bias") != nullptr;
     d.qk_norm = shape_of("blocks.0.q_norm.weight") != nullptr;
     if (d.qk_norm) head_dim = need("blocks.0.q_norm.weight", 1)[0];
@@ -141,9 +163,10 @@ inline shape_descriptor infer_shape(const safetensors_reader& file) {
     fail("fc_norm.weight with ", cls ? "cls_token" : "attn_pool.latent",
          ": vitscale has fc_norm only after global average pooling (timm's global_pool='avg')");
   d.pool = cls ? pooling::cls_token : map ? pooling::map : fc_norm ? pooling::gap_fc_norm : pooling::gap;
-  if (const auto* pl = shape_of("pre_logits.fc.weight")) d.pre_logits = int((*pl)[0]);
+  if (shape_of("pre_logits.fc.weight"))
+    d.pre_logits = size(need("pre_logits.fc.weight", 2)[0], "the pre-logits width (pre_logits.fc.weight's rows)");
   const auto& head = need("head.weight", 2);
-  d.classes = int(head[0]);
+  d.classes = size(head[0], "the number of classes (head.weight's rows)");
 
   if (const auto* pos = shape_of("pos_embed")) {
     d.posemb = posemb_kind::learned;
@@ -157,7 +180,7 @@ inline shape_descriptor infer_shape(const safetensors_reader& file) {
     } else {
       fail("pos_embed has ", n, " entries: not a square grid", cls ? " (with or without a class-token entry)" : "");
     }
-    d.resolution = grid * d.patch;
+    d.resolution = size(std::int64_t(grid) * d.patch, "the resolution (pos_embed's grid side x patch size)");
   } else {
     d.posemb = posemb_kind::sincos2d;
   }
