@@ -53,6 +53,10 @@ if(VITSCALE_STB_INCLUDE_DIR AND VITSCALE_STB_LIBRARY AND ZLIB_FOUND)
                               ${_ckpt} ${_bad}/truncated.png)
     vitscale_classify_refuses(truncated_jpeg "truncated.jpg' is a truncated JPEG: it ends in its compressed data at byte 700 without an end-of-image \\(EOI\\) marker"
                               ${_ckpt} ${_bad}/truncated.jpg)
+    # A JPEG whose Huffman table defines 302 codes: stb_image 2.27 (Debian 12's libstb) writes past its tables
+    # (found by tests/fuzz/fuzz_image, tests/fuzz/regressions/image/): refused before stb_image sees it.
+    vitscale_classify_refuses(jpeg_huffman "jpeg_dht_302_codes.jpg' is a corrupt JPEG: a Huffman table \\(DHT\\) at byte 175 defines 302 codes; a table holds at most 256"
+                              ${_ckpt} ${_bad}/jpeg_dht_302_codes.jpg)
     vitscale_classify_refuses(std_zero "option --std: std = \"0\" has a value that is not positive"
                               ${_ckpt} --std 0 ${_images}/fmnist_boot.png)
     vitscale_classify_refuses(mean_nan "option --mean: mean = \"0.5,nan,0.5\" is not a finite number or a comma list of them"

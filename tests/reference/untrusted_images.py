@@ -6,6 +6,8 @@ vitscale/data/image_file.hpp) must refuse with a clear error, each under 1 kB. S
   png_16384.png         a valid PNG whose IHDR claims 16384 x 16384 (268 Mpx, over the pixel limit)
   png_1x1_bomb.png      a 1 x 1 grey PNG whose image data inflates to 512 kB (stb_image keeps all of it)
   truncated.png         tests/golden/images/fmnist_boot.png cut to its first 1000 bytes
+  jpeg_dht_302_codes.jpg  a JPEG whose Huffman table defines 302 codes (stb_image 2.27 writes past its tables):
+                        copied from tests/fuzz/regressions/image/, where fuzz_image found it (not written here)
   truncated.jpg         tests/fuzz/corpus/image/rgb_16x16_444.jpg (make_jpeg_seeds.cpp) cut to 700 bytes (inside its compressed data)
 
 Run from anywhere: python3 tests/reference/untrusted_images.py"""

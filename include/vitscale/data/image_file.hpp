@@ -20,8 +20,10 @@
 //     realloc holding old and new) for as long as the stream produces bytes, so a 65 KB file whose IDAT
 //     inflates to 67 MB made stb allocate ~200 MB for a 1×1 image; a short stream is a truncated file;
 //   - JPEG: the marker structure from SOI through a frame header (SOF) to EOI: a file that ends before its
-//     EOI marker is truncated (stb_image would decode the missing data as zeros, without an error);
-//     arithmetic-coded, lossless and hierarchical JPEGs, which stb_image does not decode, are refused.
+//     EOI marker is refused as truncated (stb_image's own message for it is "expected marker");
+//     arithmetic-coded, lossless and hierarchical JPEGs, which stb_image does not decode, are refused; every
+//     Huffman table holds at most 256 codes (stb_image 2.27, Debian 12's, writes past its tables otherwise:
+//     found by tests/fuzz/fuzz_image, regressions/image/).
 // stb_image's own failures become errors naming the file and stbi_failure_reason(). Every refusal is a
 // vitscale::error naming the file, what was found and what is accepted.
 //
@@ -349,6 +351,27 @@ class image_checker {
         info.decode_bytes = std::uint64_t(info.width) * std::uint64_t(info.height) * std::uint64_t(components) *
                             (info.progressive ? 3 : 1);
         check_dimensions(info);
+      } else if (marker == 0xC4) {
+        // Huffman tables: stb_image 2.27 trusts the 16 code counts, and a table of more than 256 codes writes
+        // past its arrays (stbi__build_huffman), so each table is checked here.
+        std::uint32_t left = length - 2;
+        const unsigned char* t = body;
+        while (left > 0) {
+          if (left < 17) fail("is a corrupt JPEG: a Huffman table (DHT) at byte ", at, " is cut short");
+          if ((t[0] >> 4) > 1 || (t[0] & 15) > 3)
+            fail("is a corrupt JPEG: a Huffman table (DHT) has class ", t[0] >> 4, " and slot ", t[0] & 15,
+                 " (at most 1 and 3)");
+          std::uint32_t codes = 0;
+          for (int i = 1; i <= 16; ++i) codes += t[i];
+          if (codes > 256)
+            fail("is a corrupt JPEG: a Huffman table (DHT) at byte ", at, " defines ", codes,
+                 " codes; a table holds at most 256");
+          if (17 + codes > left)
+            fail("is a corrupt JPEG: a Huffman table (DHT) at byte ", at, " lists ", codes, " codes but its segment ",
+                 "holds ", left - 17);
+          left -= 17 + codes;
+          t += 17 + codes;
+        }
       } else if (marker == 0xDA) {
         if (!frame) fail("is a corrupt JPEG: a scan (SOS) comes before the frame header (SOF)");
         scan = true;
