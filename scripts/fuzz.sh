@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds the libFuzzer targets of vitscale's file readers (tests/fuzz/) with Clang and runs them:
+# Builds the libFuzzer targets of vitscale's file readers (tests/fuzz/: safetensors, npz, idx, image, checkpoint,
+# infer_shape, big_vision; each timed run takes SECONDS) with Clang and runs them:
 #   scripts/fuzz.sh [BUILD_DIR] [SECONDS]     regression runs, then each fuzzer for SECONDS (default 60)
 #   scripts/fuzz.sh BUILD_DIR 0               regression runs only (the committed seeds and crashers)
 # BUILD_DIR defaults to $VITSCALE_FUZZ_BUILD_DIR or /tmp/vitscale-build-fuzz. Dependencies are read from
@@ -23,7 +24,7 @@ echo "[vitscale] configuring the fuzz targets in $build with $cxx" >&2
 CXX=$cxx cmake -S "$repo" -B "$build" -G Ninja -C "$deps" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DVITSCALE_BUILD_FUZZERS=ON -DVITSCALE_BUILD_TESTS=OFF -DVITSCALE_BUILD_EXAMPLES=OFF \
   "-DVITSCALE_FUZZ_SECONDS=$((seconds > 0 ? seconds : 60))" >/dev/null
-cmake --build "$build" --parallel "$jobs" --target fuzz_safetensors fuzz_npz fuzz_idx
+cmake --build "$build" --parallel "$jobs" --target vitscale_fuzzers  # every target of tests/fuzz/CMakeLists.txt
 
 cd "$build/tests/fuzz"
 ctest --output-on-failure -L '^fuzz-regression$'

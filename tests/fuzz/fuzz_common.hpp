@@ -3,7 +3,7 @@
 // written to one temporary file per process (in /dev/shm where it is writable, else $TMPDIR, else /tmp),
 // reused for every input and removed when the process exits. A vitscale::error is the expected outcome
 // for a bad input; any other exception is reported and aborts, so that libFuzzer records the input as a
-// crash.
+// crash. VITSCALE_FUZZ_VERBOSE=1 in the environment prints each refusal (to check what the seeds reach).
 
 #include <vitscale/core/error.hpp>
 
@@ -54,8 +54,11 @@ template <class Body>
 void run_expecting_only_vitscale_errors(Body&& body) {
   try {
     body();
-  } catch (const vitscale::error&) {
-    // the reader refused the input with a sentence: the expected outcome for hostile bytes
+  } catch (const vitscale::error& e) {
+    // the reader refused the input with a sentence: the expected outcome for hostile bytes. With
+    // VITSCALE_FUZZ_VERBOSE set, the sentence is printed (to see what the seeds reach).
+    static const bool verbose = std::getenv("VITSCALE_FUZZ_VERBOSE") != nullptr;
+    if (verbose) std::fprintf(stderr, "refused: %s\n", e.what());
   } catch (const std::exception& e) {
     input_file::die(std::string("an exception other than vitscale::error escaped the reader: ") + e.what());
   } catch (...) {

@@ -4,7 +4,8 @@
 Run from anywhere: python3 tests/fuzz/make_seeds.py. Needs only the Python standard library; the .npz
 seeds are cut from tests/golden/big_vision/formats.npz (written by numpy), the safetensors seed
 python_mixed.safetensors is copied from tests/golden/io/, and the image seeds are PNGs built here byte by
-byte (the JPEG seeds are written by make_jpeg_seeds.cpp)."""
+byte (the JPEG seeds are written by make_jpeg_seeds.cpp, the checkpoint seeds by fuzz_checkpoint itself:
+VITSCALE_FUZZ_WRITE_SEEDS=tests/fuzz/corpus/checkpoint <build>/tests/fuzz/fuzz_checkpoint)."""
 import gzip
 import io
 import json
@@ -217,6 +218,58 @@ def seeds_big_vision():
         big_vision_npz(big_vision_arrays(1, "cls", True, True, ""), zipfile.ZIP_STORED, descr="<f2"))
 
 
+def timm_vit(depth=2, D=8, F=16, p=2, C=1, K=3, grid=2, pool="cls", block="classic", qk_norm=False,
+             pre_logits=0, posemb=True, metadata=None):
+    """A safetensors file of a tiny ViT under timm's names (F16 elements, made-up values), for infer_shape."""
+    t = [("patch_embed.proj.weight", [D, C, p, p]), ("patch_embed.proj.bias", [D])]
+    if pool == "cls":
+        t.append(("cls_token", [1, 1, D]))
+    if posemb:
+        t.append(("pos_embed", [1, grid * grid + (1 if pool == "cls" else 0), D]))
+    for i in range(depth):
+        b = "blocks.%d." % i
+        t += [(b + "norm1.weight", [D]), (b + "norm1.bias", [D])]
+        if block == "classic":
+            t += [(b + "attn.qkv.weight", [3 * D, D]), (b + "attn.qkv.bias", [3 * D]),
+                  (b + "attn.proj.weight", [D, D]), (b + "attn.proj.bias", [D]),
+                  (b + "norm2.weight", [D]), (b + "norm2.bias", [D]),
+                  (b + "mlp.fc1.weight", [F, D]), (b + "mlp.fc1.bias", [F]),
+                  (b + "mlp.fc2.weight", [D, F]), (b + "mlp.fc2.bias", [D])]
+            if qk_norm:
+                t += [(b + "attn.q_norm.weight", [4]), (b + "attn.k_norm.weight", [4])]
+        else:
+            t += [(b + "in_proj.weight", [3 * D + F, D]), (b + "out_proj.weight", [D, D + F])]
+            if qk_norm:
+                t += [(b + "q_norm.weight", [4]), (b + "k_norm.weight", [4])]
+    if pool == "map":
+        t += [("attn_pool.latent", [1, 1, D]), ("attn_pool.q.weight", [D, D]), ("attn_pool.kv.weight", [2 * D, D])]
+    t += [("fc_norm.weight" if pool == "gap_fc_norm" else "norm.weight", [D]),
+          ("fc_norm.bias" if pool == "gap_fc_norm" else "norm.bias", [D])]
+    if pre_logits:
+        t += [("pre_logits.fc.weight", [pre_logits, D]), ("pre_logits.fc.bias", [pre_logits])]
+    t += [("head.weight", [K, pre_logits or D]), ("head.bias", [K])]
+    tensors = []
+    for name, shape in t:
+        n = 1
+        for d in shape:
+            n *= d
+        tensors.append((name, "F16", shape, struct.pack("<%dH" % n, *[(0x3c00 + 37 * k) & 0x7bff for k in range(n)])))
+    return safetensors(tensors, metadata)
+
+
+def seeds_infer_shape():
+    meta = {"vitscale.heads": "2", "vitscale.mlp_activation": "gelu_erf", "vitscale.norm_centered": "true",
+            "vitscale.resolution": "4"}
+    out("infer_shape", "classic_cls_meta.safetensors", timm_vit(metadata=meta))
+    out("infer_shape", "classic_cls_timm.safetensors", timm_vit())
+    out("infer_shape", "map_depth1_meta.safetensors", timm_vit(depth=1, pool="map", metadata=meta))
+    out("infer_shape", "gap_fc_norm_pre_logits.safetensors", timm_vit(pool="gap_fc_norm", pre_logits=6, qk_norm=True))
+    out("infer_shape", "parallel_qk_norm_sincos.safetensors",
+        timm_vit(block="parallel", qk_norm=True, pool="gap", posemb=False,
+                 metadata={"vitscale.heads": "2", "vitscale.resolution": "8", "vitscale.norm_centered": "false",
+                           "vitscale.mlp_activation": "gelu_tanh"}))
+
+
 def idx(type_byte, dims, data):
     return bytes([0, 0, type_byte, len(dims)]) + b"".join(struct.pack(">I", d) for d in dims) + data
 
@@ -233,7 +286,7 @@ def seeds_idx():
 
 
 if __name__ == "__main__":
-    for r in ("safetensors", "npz", "idx", "image", "big_vision"):
+    for r in ("safetensors", "npz", "idx", "image", "big_vision", "infer_shape", "checkpoint"):
         os.makedirs(os.path.join(HERE, "corpus", r), exist_ok=True)
         os.makedirs(os.path.join(HERE, "regressions", r), exist_ok=True)
     seeds_safetensors()
@@ -241,3 +294,4 @@ if __name__ == "__main__":
     seeds_idx()
     seeds_image()
     seeds_big_vision()
+    seeds_infer_shape()
