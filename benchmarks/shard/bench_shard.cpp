@@ -124,7 +124,7 @@ step_result run(vs::communicator& world, const settings& s) {
   for (int k = 0; k < s.warmup + s.steps; ++k) {
     if (k == s.warmup) {
       model.communication().reset();
-      world.barrier();
+      world.barrier("end of warm-up");
       r = step_result{};
     }
     const auto t0 = clock_type::now();
@@ -175,7 +175,7 @@ int bench(vs::communicator& world, const settings& s) {
   std::vector<float> mine{float(r.step), float(r.forward), float(r.backward), float(r.reduce), float(r.optimizer),
                           float(r.waited), float(r.alone), float(r.memory_mib), float(r.arena_mib)};
   std::vector<float> all(mine.size() * world.size());
-  world.all_gather(mine.data(), all.data(), mine.size());
+  world.all_gather(mine.data(), all.data(), mine.size(), "step timings");
   if (world.rank() == 0) {
     auto worst = [&](std::size_t f) {
       float w = 0;

@@ -20,6 +20,16 @@ namespace vs = vitscale;
 using vs::shard::run_in_process;
 using namespace std::chrono_literals;
 
+namespace vitscale::test {
+// Waits (at most `limit`) until no rank thread that run_in_process detached is still running.
+inline bool detached_ranks_end(std::chrono::milliseconds limit) {
+  const auto until = std::chrono::steady_clock::now() + limit;
+  while (vs::shard::detached_rank_threads() > 0 && std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(10ms);
+  return vs::shard::detached_rank_threads() == 0;
+}
+}  // namespace vitscale::test
+
 TEST_CASE("in-process collectives agree with direct sums and gathers, 1 to 4 ranks") {
   for (int p = 1; p <= 4; ++p) {
     for (std::size_t n : {std::size_t(0), std::size_t(1), std::size_t(7), std::size_t(1001)}) {
@@ -88,11 +98,11 @@ TEST_CASE("a rank that skips a collective: the others time out with an error nam
                     const std::string m = vs::test::error_of([&] { comm.all_reduce(x.data(), x.data(), x.size()); });
                     INFO(m);
                     // The first to time out names the ranks missing; the other learns that it gave up.
-                    const bool own = m.find("all_reduce #1 of 1024 floats") != std::string::npos &&
+                    const bool own = m.find("all_reduce #1 (1024 floats)") != std::string::npos &&
                                      m.find("timed out after 200 ms") != std::string::npos &&
                                      m.find("missing: rank 1") != std::string::npos &&
-                                     m.find("a rank may have died, or the ranks called different collectives") !=
-                                         std::string::npos;
+                                     m.find("a rank may have died or hung in compute, or the ranks called "
+                                            "different collectives") != std::string::npos;
                     CHECK((own || m.find("gave up") != std::string::npos));
                     named += own;
                     throw vs::error("rank " + std::to_string(comm.rank()) + " saw: " + m);
@@ -101,6 +111,8 @@ TEST_CASE("a rank that skips a collective: the others time out with an error nam
               "timed out after 200 ms");
   CHECK(named >= 1);
   CHECK(std::chrono::steady_clock::now() - start < 5s);
+  // run_in_process left rank 1 sleeping (one time-out after the first time-out): it ends by itself.
+  CHECK(vs::test::detached_ranks_end(5s));
 }
 
 TEST_CASE("a rank that returns without a collective the others wait in: an error at once, not a time-out") {
@@ -125,9 +137,10 @@ TEST_CASE("mismatched counts are an error on every rank, with both counts") {
         const std::size_t n = comm.rank() == 2 ? 9 : 10;
         const std::string m = vs::test::error_of([&] { comm.all_reduce(x.data(), x.data(), n); });
         INFO(m);
-        const bool ok = m.find("all_reduce #0 of 10 floats") != std::string::npos &&
-                        m.find("all_reduce #0 of 9 floats") != std::string::npos &&
-                        m.find("different collectives") != std::string::npos;
+        const bool ok = m.find("all_reduce #0 (10 floats) on rank") != std::string::npos &&
+                        m.find("all_reduce #0 (9 floats) on rank 2") != std::string::npos &&
+                        m.find(" does not match ") != std::string::npos &&
+                        m.find("called different collectives") != std::string::npos;
         CHECK(ok);
         errors += ok;
         // A different kind at the same sequence number, too.
@@ -137,8 +150,8 @@ TEST_CASE("mismatched counts are an error on every rank, with both counts") {
           else
             comm.all_gather(x.data(), x.data() + 0, 0);
         });
-        CHECK(k.find("barrier #1") != std::string::npos);
-        CHECK(k.find("all_gather #1 of 0 bytes") != std::string::npos);
+        CHECK(k.find("barrier #1 on rank 0") != std::string::npos);
+        CHECK(k.find("all_gather #1 (0 bytes) on rank") != std::string::npos);
       },
       5s);
   CHECK(errors == 3);
@@ -230,4 +243,106 @@ TEST_CASE("make_mesh: a wrong mesh is an error on every rank") {
       {"different meshes", "rank 0 data 2 x model 2", "rank 3 data 4 x model 1"});
   expect_everywhere(
       3, [](int r) { return r == 1 ? std::pair{-1, 3} : std::pair{1, 3}; }, {"different meshes", "rank 1 data -1"});
+}
+
+TEST_CASE("collective tags: text kept in the object, cut at the capacity, compared by text") {
+  const std::string name = "block 3 qkv row exchange";
+  const vs::collective_tag a = name.c_str(), b = name, none;
+  CHECK(a == b);
+  CHECK(a.hash() == b.hash());
+  CHECK(a != none);
+  CHECK(none.empty());
+  CHECK(a.hash() != vs::collective_tag("block 4 qkv row exchange").hash());
+  const vs::collective_tag cut = std::string(100, 'x');
+  CHECK(std::string(cut.c_str()) == std::string(vs::collective_tag::capacity, 'x'));
+  vs::collective_record r;
+  r.kind = vs::collective_kind::all_reduce;
+  r.seq = 7;
+  r.count = 1;
+  r.tag = "loss";
+  CHECK(r.describe() == "all_reduce #7 'loss' (1 float)");
+  r.tag = {};
+  r.kind = vs::collective_kind::all_gather;
+  r.count = 52;
+  CHECK(r.describe() == "all_gather #7 (52 bytes)");
+}
+
+TEST_CASE("same-shaped collectives that differ in tag or kind: an error on every rank naming both") {
+  std::atomic<int> named{0};
+  run_in_process(
+      2,
+      [&](vs::communicator& comm) {
+        const bool first = comm.rank() == 0;
+        float x = 1, y = 0;
+        float two[2] = {1, 2};
+        // One rank sums its loss where the other sums gradients: one float each.
+        const std::string tags = vs::test::error_of([&] { comm.all_reduce(&x, &y, 1, first ? "loss" : "gradients"); });
+        // Different kinds, the same count: an all-reduce of one float and a reduce-scatter of one per rank.
+        const std::string kinds = vs::test::error_of([&] {
+          if (first)
+            comm.all_reduce(&x, &y, 1, "sum");
+          else
+            comm.reduce_scatter(two, &y, 1, "sum");
+        });
+        // A tag left out matches only an empty tag.
+        const std::string untagged = vs::test::error_of([&] {
+          if (first)
+            comm.barrier();
+          else
+            comm.barrier("end of epoch");
+        });
+        INFO(tags << "\n" << kinds << "\n" << untagged);
+        auto has = [](const std::string& m, const char* part) { return m.find(part) != std::string::npos; };
+        // The first rank to post is named first: either order.
+        const bool ok = has(tags, "all_reduce #0 'loss' (1 float) on rank 0") &&
+                        has(tags, "all_reduce #0 'gradients' (1 float) on rank 1") && has(tags, " does not match ") &&
+                        has(kinds, "all_reduce #1 'sum' (1 float) on rank 0") &&
+                        has(kinds, "reduce_scatter #1 'sum' (1 float) on rank 1") && has(kinds, " does not match ") &&
+                        has(untagged, "barrier #2 on rank 0") && has(untagged, "barrier #2 'end of epoch' on rank 1");
+        CHECK(ok);
+        named += ok;
+        // The communicator still works afterwards.
+        comm.all_reduce(&x, &y, 1, "after the mismatches");
+        CHECK(y == 2.0f);
+      },
+      5s);
+  CHECK(named == 2);
+}
+
+TEST_CASE("a rank hung in compute, keeping the baton: the others fail within the time-out") {
+  // Rank 1 "hangs": it keeps the baton (no collective, no released_baton) for ten time-outs. Ranks 0 and 2 wait
+  // either in all_reduce #1 or for their turn after #0 (whichever the baton's queue gives); either way they
+  // time out without the baton, and run_in_process reports it one time-out later, long before the hang ends.
+  const auto timeout = 300ms;
+  const auto hang = 3000ms;
+  std::atomic<bool> hang_over{false};
+  const auto start = std::chrono::steady_clock::now();
+  const std::string m = vs::test::expected_error([&] {
+    run_in_process(
+        3,
+        [&](vs::communicator& comm) {
+          float x = 1, y = 0;
+          comm.all_reduce(&x, &y, 1, "before the hang");
+          if (comm.rank() == 1) {
+            std::this_thread::sleep_for(hang);
+            hang_over = true;
+            return;
+          }
+          comm.all_reduce(&x, &y, 1, "after the hang");
+        },
+        timeout);
+  });
+  const auto elapsed = std::chrono::steady_clock::now() - start;
+  INFO(m);
+  INFO("run_in_process returned after " << std::chrono::duration_cast<std::chrono::milliseconds>(elapsed).count()
+                                        << " ms");
+  CHECK(m.find("timed out after 300 ms") != std::string::npos);
+  CHECK(m.find("rank 1") != std::string::npos);
+  CHECK(m.find("were detached") != std::string::npos);
+  CHECK(elapsed >= timeout);
+  CHECK(elapsed < timeout + 1500ms);  // without the fix the time-out waited for the baton: the whole hang
+  CHECK_FALSE(hang_over);
+  // The hung rank ends after its sleep, and the ranks waiting for the baton after it: nothing is left running.
+  CHECK(vs::test::detached_ranks_end(10s));
+  CHECK(hang_over);
 }

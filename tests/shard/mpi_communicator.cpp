@@ -70,16 +70,31 @@ TEST_CASE("MPI counts above the per-call limit go in pieces (limit lowered to 5)
   comm->all_reduce(sum.data(), sum.data(), n);
   CHECK(vs::test::check_sum(sum.data(), vs::test::rank_sum(p, 77, n), 0, n) == 0);
   std::vector<float> out(n);
-  CHECK_ERROR(comm->reduce_scatter(all.data(), out.data(), n), "reduce_scatter of 13 floats", "more than MPI can count");
+  CHECK_ERROR(comm->reduce_scatter(all.data(), out.data(), n, "pieces"), "reduce_scatter #2 'pieces' (13 floats)",
+              "more than MPI can count");
 }
 
-TEST_CASE("MPI: mismatched counts and collectives are errors on every rank") {
+TEST_CASE("MPI: mismatched counts, kinds and tags are errors on every rank, naming each side") {
   auto comm = world();
-  if (comm->size() == 1) return;
+  const int p = comm->size();
+  if (p == 1) return;
+  const bool first = comm->rank() == 0;
+  // Rank 0's record is named first, then the others' (every rank but 0 calls the same here).
+  const std::string others = p == 2 ? "on rank 1" : "on ranks 1, 2, 3";
+  const std::string counts = "all_reduce #0 (10 floats) on rank 0 does not match all_reduce #0 (9 floats) " + others;
+  const std::string kinds = "barrier #1 on rank 0 does not match all_reduce #1 (10 floats) " + others;
+  const std::string tags = "all_reduce #2 'loss' (1 float) on rank 0 does not match all_reduce #2 'gradients' (1 float) " + others;
+  const std::string same_count =
+      "all_reduce #3 'sum' (1 float) on rank 0 does not match reduce_scatter #3 'sum' (1 float) " + others;
   std::vector<float> x(10, 1.0f);
-  const std::size_t n = comm->rank() == 1 ? 9 : 10;
-  CHECK_ERROR(comm->all_reduce(x.data(), x.data(), n), "with different counts", "from 9 floats to 10 floats");
-  CHECK_ERROR(comm->rank() == 0 ? comm->barrier() : comm->all_reduce(x.data(), x.data(), 10), "different collectives");
+  CHECK_ERROR(comm->all_reduce(x.data(), x.data(), first ? 10 : 9), "called different collectives", counts.c_str());
+  CHECK_ERROR(first ? comm->barrier() : comm->all_reduce(x.data(), x.data(), 10), kinds.c_str());
+  // Same kind and count, different tags: one rank sums its loss where the others sum gradients.
+  CHECK_ERROR(comm->all_reduce(x.data(), x.data(), 1, first ? "loss" : "gradients"), tags.c_str());
+  // Different kinds with the same count.
+  std::vector<float> out(1);
+  CHECK_ERROR(first ? comm->all_reduce(x.data(), x.data(), 1, "sum") : comm->reduce_scatter(x.data(), out.data(), 1, "sum"),
+              same_count.c_str());
   // The communicator is still fine afterwards.
   vs::test::check_collectives(*comm, 3, 9);
 }

@@ -7,6 +7,8 @@
 // --scenario=NAME runs one failure scenario instead of the test cases (tests/shard/shard.cmake):
 //   dies:  rank 1 exits (status 3) before a collective the others wait in
 //   skips: rank 1 stays alive but skips a collective; the others time out after 1 s and exit with status 4
+//   mismatch: rank 0 sums its 'loss' where rank 1 sums 'gradients' (one float each): both fail naming both
+//             sides and exit with status 4
 #define DOCTEST_CONFIG_IMPLEMENT
 #include <doctest/doctest.h>
 #include <vitscale/shard/mpi.hpp>
@@ -39,12 +41,15 @@ int run_scenario(const std::string& name, int rank) {
       std::this_thread::sleep_for(std::chrono::seconds(40));
       return 0;
     }
+  } else if (name == "mismatch") {
+    world->set_timeout(std::chrono::seconds(30));
   } else {
-    std::fprintf(stderr, "unknown scenario '%s' (dies, skips)\n", name.c_str());
+    std::fprintf(stderr, "unknown scenario '%s' (dies, skips, mismatch)\n", name.c_str());
     return 2;
   }
+  const std::string tag = name == "mismatch" ? (rank == 0 ? "loss" : "gradients") : "scenario " + name;
   try {
-    world->all_reduce(&x, &y, 1);
+    world->all_reduce(&x, &y, 1, tag);
   } catch (const vitscale::error& e) {
     std::fprintf(stderr, "rank %d: %s\n", rank, e.what());
     return 4;  // through the library's shutdown: no MPI_Finalize behind the abandoned thread

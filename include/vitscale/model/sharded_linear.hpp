@@ -85,7 +85,8 @@ void gather_rows(const Space& space, communicator& comm, const row_chunks& rc, c
   std::array<request, max_chunks> pending;
   const std::size_t n = rc.rows() * cols;
   for (std::size_t c = 0; c < rc.chunks; ++c) {
-    pending[c] = comm.iall_gather(local + rc.local_begin(c) * cols, gathered + rc.gathered_begin(c) * cols, n);
+    pending[c] = comm.iall_gather(local + rc.local_begin(c) * cols, gathered + rc.gathered_begin(c) * cols, n,
+                                  "row exchange: gather rows");
     if (stats) {
       ++stats->collectives;
       stats->bytes += n * sizeof(T);
@@ -111,7 +112,8 @@ void reduce_scatter_rows(const Space& space, communicator& comm, const row_chunk
   for (std::size_t c = 0; c < rc.chunks; ++c) {
     produce(c);
     space.fence();
-    pending[c] = comm.ireduce_scatter(partial + rc.gathered_begin(c) * cols, local + rc.local_begin(c) * cols, n);
+    pending[c] = comm.ireduce_scatter(partial + rc.gathered_begin(c) * cols, local + rc.local_begin(c) * cols, n,
+                                      "row exchange: sum partial rows");
     if (stats) {
       ++stats->collectives;
       stats->bytes += rc.ranks * n * sizeof(float);

@@ -23,9 +23,15 @@
 // posting the collective (the communication thread knows nothing of Kokkos' streams). all_gather and
 // reduce_scatter need distinct send and receive buffers; all_reduce may run in place (MPI_IN_PLACE).
 //
-// Checked collectives. Before each collective the ranks compare what they called (one all-reduce of four
-// integers), so different collectives or counts are a vitscale::error on every rank naming both counts,
-// instead of MPI truncation errors or memory corruption. set_check_matching(false) saves that round trip.
+// Checked collectives. Before each collective the ranks compare its record (core/communicator.hpp: kind,
+// sequence number, count and a 64-bit hash of the tag) with one all-reduce of eight integers: the maxima of
+// the four and of their complements, equal on every rank iff every rank called the same. Only when they
+// differ do the ranks all-gather their whole records (a fixed 72 bytes each), so that different collectives,
+// counts or tags are a vitscale::error on every rank naming each side ("all_reduce #7 'loss' (1 float) on
+// rank 0 does not match all_reduce #7 'gradients' (1 float) on rank 1"), instead of a silently wrong sum, MPI
+// truncation errors or memory corruption. Every rank takes the same branch, because every rank sees the same
+// maxima. set_check_matching(false) saves the round trip; a hash collision between two tags (2^-64) goes
+// unnoticed.
 //
 // Counts above INT_MAX: all_gather and all_reduce are split into pieces MPI can count; reduce_scatter
 // rejects them with an error.
@@ -63,6 +69,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <deque>
 #include <functional>
 #include <memory>
@@ -109,7 +116,7 @@ inline const char* thread_level_name(int level) {
 struct mpi_op {
   enum class status { queued, running, done, failed };
   std::function<void()> body;  // runs on the communication thread; throws vitscale::error
-  std::string what;            // "all_reduce #7 of 1024 floats on MPI, rank 0 of 4"
+  std::string what;            // "all_reduce #7 'gradients' (1024 floats) on MPI, rank 0 of 4"
   status state = status::queued;
   std::string error;
 };
@@ -308,24 +315,48 @@ class mpi_request final : public request::state {
   std::chrono::milliseconds timeout_;
 };
 
-enum class mpi_kind : long long { all_gather = 1, reduce_scatter, all_reduce, split, barrier };
-
-inline const char* mpi_kind_name(mpi_kind k) {
-  switch (k) {
-    case mpi_kind::all_gather: return "all_gather";
-    case mpi_kind::reduce_scatter: return "reduce_scatter";
-    case mpi_kind::all_reduce: return "all_reduce";
-    case mpi_kind::split: return "split";
-    case mpi_kind::barrier: return "barrier";
+// The matching check (see the header comment): throws vitscale::error on every rank when the ranks of `comm`
+// did not all start the collective `mine`. `group` names the communicator in the message.
+inline void check_matching(MPI_Comm comm, const collective_record& mine, const std::string& group, const std::string& what) {
+  using u64 = unsigned long long;
+  const u64 fields[4] = {mine.seq, static_cast<u64>(mine.kind), static_cast<u64>(mine.count), mine.tag.hash()};
+  u64 v[8];
+  for (int i = 0; i < 4; ++i) {
+    v[i] = fields[i];
+    v[4 + i] = ~fields[i];  // max(~x) = ~min(x), without the overflow of negating
   }
-  return "collective";
-}
-
-inline std::string mpi_count_text(mpi_kind k, long long count) {
-  std::ostringstream s;
-  if (k == mpi_kind::all_gather) s << count << " bytes";
-  if (k == mpi_kind::reduce_scatter || k == mpi_kind::all_reduce) s << count << " floats";
-  return s.str();
+  mpi_check(MPI_Allreduce(MPI_IN_PLACE, v, 8, MPI_UNSIGNED_LONG_LONG, MPI_MAX, comm), "MPI_Allreduce", what);
+  bool same = true;
+  for (int i = 0; i < 4; ++i) same = same && v[i] == ~v[4 + i];
+  if (same) return;
+  // A record as bytes: seq, count (8 bytes each), kind (1), the tag's text (capacity + 1, NUL-terminated).
+  constexpr std::size_t record_bytes = 72;
+  static_assert(17 + collective_tag::capacity + 1 <= record_bytes, "mpi check_matching: the record does not fit");
+  unsigned char packed[record_bytes] = {};
+  const std::uint64_t seq = mine.seq, count = mine.count;
+  std::memcpy(packed, &seq, 8);
+  std::memcpy(packed + 8, &count, 8);
+  packed[16] = static_cast<unsigned char>(mine.kind);
+  std::memcpy(packed + 17, mine.tag.c_str(), std::strlen(mine.tag.c_str()) + 1);
+  int p = 0;
+  mpi_check(MPI_Comm_size(comm, &p), "MPI_Comm_size", what);
+  std::vector<unsigned char> all(record_bytes * static_cast<std::size_t>(p));
+  mpi_check(MPI_Allgather(packed, static_cast<int>(record_bytes), MPI_BYTE, all.data(), static_cast<int>(record_bytes),
+                          MPI_BYTE, comm),
+            "MPI_Allgather", what);
+  std::vector<std::pair<int, collective_record>> calls;
+  for (int q = 0; q < p; ++q) {
+    const unsigned char* r = all.data() + record_bytes * static_cast<std::size_t>(q);
+    collective_record c;
+    std::uint64_t n = 0;
+    std::memcpy(&c.seq, r, 8);
+    std::memcpy(&n, r + 8, 8);
+    c.count = static_cast<std::size_t>(n);
+    c.kind = static_cast<collective_kind>(r[16]);
+    c.tag = collective_tag(reinterpret_cast<const char*>(r + 17));
+    calls.emplace_back(q, c);
+  }
+  vitscale::detail::fail(vitscale::detail::mismatch_message(group, calls));
 }
 
 }  // namespace detail
@@ -433,9 +464,23 @@ class mpi_communicator final : public communicator {
     return s.str();
   }
 
-  request iall_gather_bytes(const void* send, void* recv, std::size_t bytes) override {
+  // Whether each collective first checks that every rank called the same one (kind, sequence number, count
+  // and tag; default on).
+  void set_check_matching(bool on) { check_matching_ = on; }
+  bool check_matching() const { return check_matching_; }
+
+  // False once a collective of this process timed out: the communicators refuse new collectives, and the
+  // program should end the job (MPI_Abort).
+  bool usable() const { return engine_->usable(); }
+
+  // The MPI communicator, for calls of the program's own. Use it only while no request is outstanding.
+  MPI_Comm native() const { return comm_; }
+
+ protected:
+  request start_all_gather(const collective_record& rec, const void* send, void* recv) override {
     const std::size_t limit = detail::mpi_max_count();
-    return post(detail::mpi_kind::all_gather, bytes, [send, recv, bytes, limit](MPI_Comm c, const std::string& what) {
+    const std::size_t bytes = rec.count;
+    return post(rec, [send, recv, bytes, limit](MPI_Comm c, const std::string& what) {
       if (bytes == 0) return;
       if (bytes <= limit) {
         const int n = static_cast<int>(bytes);
@@ -460,21 +505,23 @@ class mpi_communicator final : public communicator {
     });
   }
 
-  request ireduce_scatter(const float* send, float* recv, std::size_t count) override {
+  request start_reduce_scatter(const collective_record& rec, const float* send, float* recv) override {
+    const std::size_t count = rec.count;
     if (count > detail::mpi_max_count())
-      vitscale::detail::fail("reduce_scatter of ", count, " floats per rank on ", describe(),
-                             ": more than MPI can count in one call (", detail::mpi_max_count(),
+      vitscale::detail::fail(rec.describe(), " on ", describe(), ": ", count,
+                             " floats per rank are more than MPI can count in one call (", detail::mpi_max_count(),
                              "); reduce-scatter the tensor in pieces");
-    return post(detail::mpi_kind::reduce_scatter, count, [send, recv, count](MPI_Comm c, const std::string& what) {
+    return post(rec, [send, recv, count](MPI_Comm c, const std::string& what) {
       if (count == 0) return;
       detail::mpi_check(MPI_Reduce_scatter_block(send, recv, static_cast<int>(count), MPI_FLOAT, MPI_SUM, c),
                         "MPI_Reduce_scatter_block", what);
     });
   }
 
-  request iall_reduce(const float* send, float* recv, std::size_t count) override {
+  request start_all_reduce(const collective_record& rec, const float* send, float* recv) override {
     const std::size_t limit = detail::mpi_max_count();
-    return post(detail::mpi_kind::all_reduce, count, [send, recv, count, limit](MPI_Comm c, const std::string& what) {
+    const std::size_t count = rec.count;
+    return post(rec, [send, recv, count, limit](MPI_Comm c, const std::string& what) {
       for (std::size_t offset = 0; offset < count; offset += limit) {
         const int n = static_cast<int>(std::min(limit, count - offset));
         const void* from = send == recv ? MPI_IN_PLACE : static_cast<const void*>(send + offset);
@@ -483,10 +530,10 @@ class mpi_communicator final : public communicator {
     });
   }
 
-  std::unique_ptr<communicator> split(int color, int key) override {
+  std::unique_ptr<communicator> start_split(const collective_record& rec, int color, int key) override {
     auto made = std::make_shared<created>();
     const int p = size_;
-    request r = post(detail::mpi_kind::split, 0, [made, color, key, p](MPI_Comm c, const std::string& what) {
+    request r = post(rec, [made, color, key, p](MPI_Comm c, const std::string& what) {
       // Every rank sees every color first, so a negative one is an error on all of them, not a hang.
       const int mine[2] = {color, key};
       std::vector<int> all(2 * static_cast<std::size_t>(p));
@@ -507,22 +554,11 @@ class mpi_communicator final : public communicator {
     return sub;
   }
 
-  void barrier() override {
-    post(detail::mpi_kind::barrier, 0, [](MPI_Comm c, const std::string& what) {
+  void start_barrier(const collective_record& rec) override {
+    post(rec, [](MPI_Comm c, const std::string& what) {
       detail::mpi_check(MPI_Barrier(c), "MPI_Barrier", what);
     }).wait();
   }
-
-  // Whether each collective first checks that every rank called the same one with the same count (default on).
-  void set_check_matching(bool on) { check_matching_ = on; }
-  bool check_matching() const { return check_matching_; }
-
-  // False once a collective of this process timed out: the communicators refuse new collectives, and the
-  // program should end the job (MPI_Abort).
-  bool usable() const { return engine_->usable(); }
-
-  // The MPI communicator, for calls of the program's own. Use it only while no request is outstanding.
-  MPI_Comm native() const { return comm_; }
 
  private:
   // What the communication thread hands back after creating a communicator.
@@ -542,31 +578,13 @@ class mpi_communicator final : public communicator {
       : engine_(std::move(engine)), comm_(comm), rank_(rank), size_(size), name_(std::move(name)) {}
 
   template <class Body>
-  request post(detail::mpi_kind kind, std::size_t count, Body body) {
-    const std::uint64_t seq = next_seq_++;
-    std::ostringstream name;
-    name << detail::mpi_kind_name(kind) << " #" << seq;
-    const std::string counted = detail::mpi_count_text(kind, static_cast<long long>(count));
-    if (!counted.empty()) name << " of " << counted;
-    name << " on " << describe();
-    std::string what = name.str();
+  request post(const collective_record& rec, Body body) {
+    std::string what = rec.describe() + " on " + describe();
     const MPI_Comm c = comm_;
     const bool check = check_matching_;
-    auto op = engine_->post(what, [c, check, kind, count, what, body = std::move(body)] {
-      if (check) {
-        // Maxima of (kind, count) and of their negations: the minima. Equal on every rank iff all agree.
-        const long long k = static_cast<long long>(kind), n = static_cast<long long>(count);
-        long long v[4] = {k, n, -k, -n};
-        detail::mpi_check(MPI_Allreduce(MPI_IN_PLACE, v, 4, MPI_LONG_LONG, MPI_MAX, c), "MPI_Allreduce", what);
-        if (v[0] != -v[2])
-          vitscale::detail::fail("the ranks called different collectives at ", what,
-                                 ": every rank must issue the same collectives in the same order (this rank "
-                                 "called ", detail::mpi_kind_name(kind), ")");
-        if (v[1] != -v[3])
-          vitscale::detail::fail("the ranks called ", what, " with different counts: from ",
-                                 detail::mpi_count_text(kind, -v[3]), " to ", detail::mpi_count_text(kind, v[1]),
-                                 " (this rank: ", detail::mpi_count_text(kind, n), ")");
-      }
+    std::string group = "MPI communicator " + name_;
+    auto op = engine_->post(what, [c, check, rec, group = std::move(group), what, body = std::move(body)] {
+      if (check) detail::check_matching(c, rec, group, what);
       body(c, what);
     });
     return request(std::make_unique<detail::mpi_request>(engine_, std::move(op), timeout()));
@@ -577,7 +595,6 @@ class mpi_communicator final : public communicator {
   int rank_ = 0;
   int size_ = 0;
   std::string name_;
-  std::uint64_t next_seq_ = 0;
   bool check_matching_ = true;
 };
 

@@ -26,6 +26,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <string>
 #include <type_traits>
 #include <vector>
 
@@ -80,7 +81,10 @@ class gradient_reducer final : public gradient_listener {
       const std::size_t begin = grads.offset(i);
       const std::size_t stop = grads.offset(j - 1) + static_cast<std::size_t>(table[j - 1].numel());
       communicator& group = sharded ? *data_axis_ : *world_;
-      if (group.size() > 1) pending_.push_back(group.iall_reduce(base + begin, base + begin, stop - begin));
+      if (group.size() > 1)
+        pending_.push_back(group.iall_reduce(base + begin, base + begin, stop - begin,
+                                             std::string(sharded ? "sharded" : "replicated") + " gradients from " +
+                                                 table[i].full_name()));
       i = j;
     }
   }
