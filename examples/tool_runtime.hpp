@@ -33,12 +33,15 @@
 
 #include <CLI/CLI.hpp>
 
+#include <atomic>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
 #include <string>
 #include <utility>
 
+#include <signal.h>
 #include <unistd.h>
 
 #if defined(_OPENMP)
@@ -123,6 +126,50 @@ class runtime {
   runtime(const runtime&) = delete;
   runtime& operator=(const runtime&) = delete;
   ~runtime() { Kokkos::finalize(); }
+};
+
+// The exit status of a run that a signal stopped cleanly (its state saved; it can be resumed): EX_TEMPFAIL of
+// sysexits.h, "a temporary failure: the user is invited to retry". Job schedulers can requeue on it.
+inline constexpr int exit_stopped = 75;
+
+// A graceful stop on SIGINT and SIGTERM: while one lives, the first such signal only sets a flag, which the
+// program's loop reads at a point where it can stop cleanly (after a training step: save, then exit with
+// exit_stopped); a second signal ends the program at once, as it would have without this. SA_RESTART: system
+// calls the signal interrupts (a checkpoint's writes) go on.
+class graceful_stop {
+ public:
+  graceful_stop() {
+    signal_() = 0;
+    struct sigaction sa = {};
+    sa.sa_handler = &graceful_stop::handle;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGINT, &sa, &old_int_);
+    sigaction(SIGTERM, &sa, &old_term_);
+  }
+  graceful_stop(const graceful_stop&) = delete;
+  graceful_stop& operator=(const graceful_stop&) = delete;
+  ~graceful_stop() {
+    sigaction(SIGINT, &old_int_, nullptr);
+    sigaction(SIGTERM, &old_term_, nullptr);
+  }
+  // The signal that asked for the stop (SIGINT, SIGTERM), or 0.
+  int requested() const { return signal_().load(); }
+  static const char* name(int signal) { return signal == SIGINT ? "SIGINT" : signal == SIGTERM ? "SIGTERM" : "a signal"; }
+
+ private:
+  static std::atomic<int>& signal_() {
+    static std::atomic<int> s{0};
+    static_assert(std::atomic<int>::is_always_lock_free, "a signal handler may only touch lock-free atomics");
+    return s;
+  }
+  // Async-signal-safe only: an atomic store and signal(), which puts both signals back to their default effect.
+  static void handle(int signal) {
+    signal_().store(signal);
+    ::signal(SIGINT, SIG_DFL);
+    ::signal(SIGTERM, SIG_DFL);
+  }
+  struct sigaction old_int_ = {}, old_term_ = {};
 };
 
 // A program: its command line (the shared options already added) and the frame main runs it in.

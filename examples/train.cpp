@@ -8,6 +8,11 @@
 //   ./train --optimizer adafactor --schedule rsqrt --epochs 3 --threads 2 --csv run.csv
 //   ./train --save-every 500                 a training checkpoint (train_state.safetensors) every 500 steps
 //   ./train --resume train_state.safetensors and, with the same options, on from where it was saved
+//   SIGINT / SIGTERM (Ctrl-C, kill, a scheduler's preemption) stop after the current step: the training state
+//                                            is saved, the program exits with status 75 (tool::exit_stopped) and
+//                                            --resume continues; a second signal stops it at once
+//   ./train --skip-non-finite 3              skip a step whose gradients are not finite (up to 3 in a row)
+//                                            instead of stopping; by default the run stops, naming the tensor
 //   OMP_WAIT_POLICY=PASSIVE ./train          idle threads sleep at once: steadier where cores are shared (the
 //                                            program cannot choose this itself: examples/tool_runtime.hpp)
 //   ./train --help
@@ -17,6 +22,7 @@
 #include <vitscale/data/batches.hpp>
 #include <vitscale/data/idx.hpp>
 #include <vitscale/io/checkpoint.hpp>
+#include <vitscale/io/files.hpp>
 #include <vitscale/train/loss.hpp>
 #include <vitscale/train/optimizers.hpp>
 #include <vitscale/train/schedule.hpp>
@@ -30,7 +36,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <cstring>
+#include <filesystem>
 #include <functional>
+#include <limits>
 #include <string>
 #include <type_traits>
 #include <unistd.h>
@@ -64,6 +73,8 @@ struct run_options {
   std::string resume;  // a training checkpoint to continue from ("": start afresh)
   long save_every = 0; // write a training checkpoint every this many steps and at the end (0: never)
   std::string train_checkpoint = "train_state.safetensors";
+  bool overwrite = false;  // replace an existing training checkpoint that --resume does not continue
+  int skip_non_finite = 0;  // steps with non-finite gradients skipped in a row before the run stops
 };
 
 const char* const class_names[10] = {"T-shirt/top", "Trouser", "Pullover", "Dress",   "Coat",
@@ -122,8 +133,28 @@ double evaluate(Model& model, const vs::data::dataset& test, int batch, const vs
   return double(correct) / double(test.size());
 }
 
+// Everything about the options and the outputs that can be checked before a long run, checked before it: the
+// learning rate as the float the update uses, the outputs writable, and no training checkpoint of another
+// run replaced silently.
+void check_run(const run_options& o) {
+  if (!(o.lr <= double(std::numeric_limits<float>::max())))
+    vs::detail::fail("--lr ", o.lr, " is not finite as the float the update uses (floats reach 3.4e38)");
+  vs::io::check_writable(o.csv, "the metrics file (--csv)");
+  vs::io::check_writable(o.checkpoint, "the parameter file (--checkpoint)");
+  vs::io::check_writable(o.train_checkpoint, "the training checkpoint (--train-checkpoint)");
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const bool continues = !o.resume.empty() && fs::equivalent(o.resume, o.train_checkpoint, ec);
+  if (fs::exists(o.train_checkpoint, ec) && !continues && !o.overwrite)
+    vs::detail::fail("the training checkpoint '", o.train_checkpoint, "' exists already and this run ",
+                     o.resume.empty() ? "starts afresh" : "continues another file",
+                     ": it would replace it at its first save (or when stopped). Pass --resume ", o.train_checkpoint,
+                     " to continue that run, --train-checkpoint to save elsewhere, or --overwrite to replace it");
+}
+
 template <class Policy, class Optimizer>
 int train(const run_options& o, const typename Optimizer::options& opt_options) {
+  check_run(o);
   const auto t_load = std::chrono::steady_clock::now();
   const vs::data::dataset train_set = vs::data::load_fashion_mnist(o.data, vs::data::split::train);
   const vs::data::dataset test_set = vs::data::load_fashion_mnist(o.data, vs::data::split::test);
@@ -186,6 +217,8 @@ int train(const run_options& o, const typename Optimizer::options& opt_options) 
     ++first_epoch;
     first_batch = 0;
   }
+  // The last training checkpoint this run wrote or resumed from: what an error says is safe.
+  std::string last_saved = o.resume.empty() ? std::string() : o.resume + " (step " + std::to_string(state.step) + ")";
   const auto save_state = [&]() {
     state.step = step;
     state.data = batches.position();
@@ -194,7 +227,17 @@ int train(const run_options& o, const typename Optimizer::options& opt_options) 
                       {"epoch_batches", std::to_string(epoch_batches)},
                       {"schedule_steps", std::to_string(schedule_steps)}};
     vs::io::save_checkpoint(o.train_checkpoint, model, optimizer, state);
+    last_saved = o.train_checkpoint + " (step " + std::to_string(step) + ")";
   };
+  // A failed step: the message, the step, and where the last good state is (nothing non-finite is ever saved).
+  const auto fail_at = [&](const std::string& what) {
+    vs::detail::fail("step ", step, ": ", what, "; ",
+                     last_saved.empty() ? std::string("no training checkpoint was written (--save-every)")
+                                        : "the last training checkpoint, " + last_saved + ", is intact",
+                     ". Lower the learning rate (--lr), clip the gradients (--clip 1) or lengthen the warmup");
+  };
+  const tool::graceful_stop stop;
+  long skipped = 0;
   for (int epoch = first_epoch; step < total; ++epoch) {
     if (epoch != first_epoch || first_batch == 0) {
       epoch_loss = 0;
@@ -207,15 +250,33 @@ int train(const run_options& o, const typename Optimizer::options& opt_options) 
                                  -norm.mean / norm.std);
       auto logits = model.forward(b.images, static_cast<std::uint32_t>(step));
       const double loss = vs::loss::softmax_xent(space(), logits, b.labels, dlogits, o.label_smoothing);
-      if (!std::isfinite(loss))
-        vs::detail::fail("the loss is ", loss, " at step ", step, " (lower the learning rate?)");
+      if (!std::isfinite(loss)) fail_at("the loss is " + std::to_string(loss));
       model.backward(dlogits);
       const double lr = lr_at(step);
-      optimizer.step(lr, lr);  // decoupled weight decay scaled by the lr, as PyTorch's AdamW
+      try {
+        // Decoupled weight decay scaled by the lr, as PyTorch's AdamW.
+        if (!optimizer.step(lr, lr).applied) {
+          ++skipped;
+          std::fprintf(stderr, "%sstep %lld: a gradient is not finite; the update is skipped (%d in a row, %ld in "
+                               "this run)\n", tty ? "\n" : "", static_cast<long long>(step), optimizer.skipped_in_a_row(),
+                       skipped);
+        }
+      } catch (const vs::non_finite_error& e) {
+        fail_at(std::string(e.what()).substr(std::strlen("vitscale: ")));
+      }
       loss_ema = step == 0 ? loss : 0.98 * loss_ema + 0.02 * loss;
       epoch_loss += loss;
       ++epoch_batches;
       ++step;
+      if (stop.requested()) {
+        save_state();
+        if (tty) std::fprintf(stderr, "\n");
+        std::printf("stopped by %s after step %lld: the training state is in %s; continue with --resume %s\n",
+                    tool::graceful_stop::name(stop.requested()), static_cast<long long>(step),
+                    o.train_checkpoint.c_str(), o.train_checkpoint.c_str());
+        std::fflush(stdout);
+        return tool::exit_stopped;
+      }
       if (o.save_every > 0 && (step % o.save_every == 0 || step == total)) save_state();
       const bool report = tty ? ((step - 1) % 10 == 0 || step == total) : ((step - 1) % 100 == 0 || step == total);
       if (report) {
@@ -267,6 +328,7 @@ int train_with_optimizer(const run_options& o) {
     typename optimizer_t::options opt;
     opt.weight_decay = {o.weight_decay, o.weight_decay};
     opt.clip = {o.clip, 0.0};
+    opt.non_finite.skip_in_a_row = o.skip_non_finite;
     return train<Policy, optimizer_t>(o, opt);
   };
   return vs::optimizer::with_registered<model_t>(o.optimizer, run);
@@ -307,7 +369,13 @@ int main(int argc, char** argv) {
   app.add_option("--save-every", o.save_every, "write a training checkpoint every this many steps and at the end "
                                                "(0: never)")
       ->check(CLI::NonNegativeNumber);
-  app.add_option("--train-checkpoint", o.train_checkpoint, "where --save-every writes the training checkpoint");
+  app.add_option("--train-checkpoint", o.train_checkpoint, "where --save-every (and a stop by SIGINT or SIGTERM) "
+                                                           "writes the training checkpoint; the one it replaces is "
+                                                           "kept as <file>.prev");
+  app.add_flag("--overwrite", o.overwrite, "replace an existing --train-checkpoint that this run does not --resume");
+  app.add_option("--skip-non-finite", o.skip_non_finite, "skip a step whose gradients are not finite, up to this "
+                                                         "many in a row, instead of stopping (0: stop at the first)")
+      ->check(CLI::NonNegativeNumber);
   return prog.run(argc, argv, [&] {
     if (o.precision == "auto") {
       o.precision = vs::kernels::host_bf16_gemm_is_native() ? "bf16" : "fp32";

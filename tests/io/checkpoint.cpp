@@ -22,6 +22,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <limits>
 #include <map>
 #include <random>
 #include <sstream>
@@ -79,6 +82,18 @@ struct scratch {
   }
   std::string file(const std::string& name) const { return (dir / name).string(); }
 };
+
+// The temporary file process `pid` is writing for `path` (io/files.hpp: <path>.tmp-<host>-<pid>-<random>), or "".
+std::string temporary_of(const std::string& path, long pid) {
+  const std::string prefix = fs::path(path).filename().string() + ".tmp-";
+  const std::string mark = "-" + std::to_string(pid) + "-";
+  std::error_code ec;
+  for (fs::directory_iterator it(fs::path(path).parent_path(), ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name.compare(0, prefix.size(), prefix) == 0 && name.find(mark) != std::string::npos) return it->path().string();
+  }
+  return "";
+}
 
 // Every tensor of a checkpoint of (model, opt) — parameters and optimizer state — as its bytes.
 template <class Model, class Opt>
@@ -346,7 +361,10 @@ TEST_CASE("a checkpoint records the model, precision, optimizer and training sta
 namespace {
 
 // Copies `from` to `to` without the tensor `drop` and with `add` (a small extra tensor) if not empty.
-void rewrite(const std::string& from, const std::string& to, const std::string& drop, const std::string& add = "") {
+// A copy of `from` without tensor `drop`, with a tensor `add` ([2] floats), and with element 3 of the F32 tensor
+// `poison` set to `value` (a NaN, say: the writer itself does not check values; save_checkpoint does).
+void rewrite(const std::string& from, const std::string& to, const std::string& drop, const std::string& add = "",
+             const std::string& poison = "", float value = 0.0f) {
   io::safetensors_reader in(from);
   io::safetensors_writer out;
   std::vector<std::vector<unsigned char>> buffers;
@@ -355,6 +373,10 @@ void rewrite(const std::string& from, const std::string& to, const std::string& 
     if (e.name == drop) continue;
     buffers.emplace_back(e.bytes());
     in.read_raw(e.name, buffers.back().data(), buffers.back().size());
+    if (e.name == poison) {
+      REQUIRE(e.type == io::dtype::f32);
+      std::memcpy(buffers.back().data() + 3 * sizeof(float), &value, sizeof value);
+    }
     out.add(e.name, e.type, e.shape, buffers.back().data(), buffers.back().size());
   }
   static const float extra[2] = {1.0f, 2.0f};
@@ -364,6 +386,56 @@ void rewrite(const std::string& from, const std::string& to, const std::string& 
 }
 
 }  // namespace
+
+TEST_CASE("non-finite values are never saved, and refused on load with the tensor named") {
+  using model_t = vit<tiny, precision::fp32, Kokkos::DefaultHostExecutionSpace>;
+  using test::error_of;
+  scratch dir("non_finite");
+  const std::string good = dir.file("good.safetensors");
+  model_t model(init::timm{1}, 16);
+  optimizer::adamw<model_t> opt(model);
+  io::save_checkpoint(good, model, opt, {});
+  const std::string good_bytes = [&] {
+    std::ifstream in(good, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }();
+  model_t target(init::timm{2}, 16);
+  optimizer::adamw<model_t> target_opt(target);
+
+  SUBCASE("a NaN in one optimizer-state tensor") {
+    const std::string bad = dir.file("nan_state.safetensors");
+    rewrite(good, bad, "", "", "optimizer.v.blocks.1.mlp.fc1.weight", std::numeric_limits<float>::quiet_NaN());
+    const std::string e = error_of([&] { io::load_checkpoint(bad, target, target_opt); });
+    INFO(e);
+    CHECK(e.find("load_checkpoint: '" + bad + "': optimizer state 'optimizer.v.blocks.1.mlp.fc1.weight' is NaN at "
+                 "element 3") != std::string::npos);
+    CHECK_THROWS_AS(io::load_checkpoint(bad, target, target_opt), non_finite_error);
+  }
+  SUBCASE("an infinite parameter") {
+    const std::string bad = dir.file("inf_param.safetensors");
+    rewrite(good, bad, "", "", "head.weight", std::numeric_limits<float>::infinity());
+    const std::string e = error_of([&] { io::load_checkpoint(bad, target, target_opt); });
+    INFO(e);
+    CHECK(e.find("parameter 'head.weight' is +Inf at element 3") != std::string::npos);
+    CHECK(error_of([&] { io::load_parameters(target, bad); }).find("'head.weight' is +Inf") != std::string::npos);
+  }
+  SUBCASE("a NaN parameter is not saved, and the file there stays as it was") {
+    std::vector<float> w = model.parameter(3);
+    w[5] = std::numeric_limits<float>::quiet_NaN();
+    model.set_parameter(3, w.data(), w.size());
+    const std::string name = model.parameters().table()[3].full_name();
+    const std::string e = error_of([&] { io::save_checkpoint(good, model, opt, {}); });
+    INFO(e);
+    CHECK(e.find("save_checkpoint: '" + good + "': parameter '" + name + "' is NaN at element 5") != std::string::npos);
+    CHECK(e.find("nothing was written") != std::string::npos);
+    std::ifstream in(good, std::ios::binary);
+    CHECK(std::string(std::istreambuf_iterator<char>(in), {}) == good_bytes);
+    CHECK(error_of([&] { io::save_parameters(model, dir.file("params.safetensors")); }).find("is NaN") != std::string::npos);
+    CHECK_FALSE(fs::exists(dir.file("params.safetensors")));
+    for (const auto& entry : fs::directory_iterator(dir.dir))
+      CHECK_MESSAGE(entry.path().string().find(".tmp-") == std::string::npos, "left behind: " << entry.path());
+  }
+}
 
 TEST_CASE("loading a damaged or mismatched checkpoint is an error that names the file and the problem") {
   using model_t = vit<tiny, precision::fp32, Kokkos::DefaultHostExecutionSpace>;
@@ -531,7 +603,7 @@ TEST_CASE("a save killed part-way leaves the previous checkpoint intact") {
     // Wait for the child's first temporary file, then kill it: on even trials once its temporary file has
     // grown past a random fraction of a checkpoint's size (in the middle of writing, almost surely), on odd
     // trials after a random delay (anywhere in the loop: copying, writing, flushing, renaming).
-    const std::string tmp = path + ".tmp-" + std::to_string(child);
+    std::string tmp;  // the child's temporary, once it exists: <path>.tmp-<host>-<child>-<random>
     const auto full = fs::file_size(path);
     const auto threshold = std::uintmax_t(double(full) * (0.05 + 0.9 * double(gen() % 1000u) / 1000.0));
     const auto t0 = std::chrono::steady_clock::now();
@@ -540,7 +612,8 @@ TEST_CASE("a save killed part-way leaves the previous checkpoint intact") {
       int status = 0;
       if (::waitpid(child, &status, WNOHANG) == child) break;  // died early: reported below
       std::error_code ec;
-      const auto size = fs::file_size(tmp, ec);
+      if (tmp.empty()) tmp = temporary_of(path, child);
+      const auto size = fs::file_size(tmp.empty() ? path + ".none" : tmp, ec);
       started = started || !ec;
       if (started && (trial % 2 == 1 || (!ec && size >= threshold))) break;
       std::this_thread::sleep_for(std::chrono::microseconds(50));
@@ -562,7 +635,7 @@ TEST_CASE("a save killed part-way leaves the previous checkpoint intact") {
     replaced += is_new;
     // A temporary file left by the kill is never read as the checkpoint; it is incomplete, or complete and
     // then exactly the child's content.
-    if (fs::exists(tmp)) {
+    if (!tmp.empty() && fs::exists(tmp)) {
       ++mid_write;
       CHECK(tmp != path);
       large_run partial(0);
@@ -572,10 +645,14 @@ TEST_CASE("a save killed part-way leaves the previous checkpoint intact") {
       } else {
         CHECK(differing(snapshot(partial.model, partial.opt), new_snapshot).empty());
       }
-      fs::remove(tmp);
+      // Left where it is: the next save removes it, as its process has ended (checked below).
     }
   }
   MESSAGE(mid_write << " of " << trials << " kills left a partial temporary file; " << replaced
                     << " after a save had completed");
   CHECK(mid_write >= 1);  // else the test did not test what it says
+  io::save_checkpoint(path, old_run.model, old_run.opt, old_run.state);
+  for (const auto& entry : fs::directory_iterator(dir.dir))
+    CHECK_MESSAGE(entry.path().string().find(".tmp-") == std::string::npos, "left behind: " << entry.path());
+  CHECK(fs::exists(path + ".prev"));  // the checkpoint before the last one
 }

@@ -7,6 +7,7 @@
 
 #include <unistd.h>
 
+#include <cerrno>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -518,19 +519,54 @@ TEST_CASE("safetensors writer: a failed write leaves the previous file intact") 
   // A size mismatch is refused at add(), long before write() could touch the target.
   CHECK_THROWS_AS(second.add("v", io::dtype::f32, {3}, new_values, 8), vitscale::error);
 
-  SUBCASE("the temporary file cannot be created") {
-    const std::string tmp = path + ".tmp-" + std::to_string(::getpid());
-    fs::create_directory(tmp);  // a directory where the temporary file would go
-    check_mentions(vitscale::test::expected_error([&] { second.write(path); }), {"keep.safetensors", "cannot create", ".tmp-"});
+  SUBCASE("links and stale files at temporary names are neither followed nor written") {
+    const std::string other = scratch_file("links.safetensors"), victim = scratch_file("victim.txt");
+    { std::ofstream(victim) << "precious"; }
+    // Names an earlier version used (<path>.tmp-<pid>), with a process id that no process has and with ours
+    // (ids repeat: a process of an earlier run may have had it), and this version's name of an ended process.
+    const std::string dead = other + ".tmp-999999999", own = other + ".tmp-" + std::to_string(::getpid());
+    const std::string stale = other + ".tmp-" + io::detail::host_name() + "-999999999-0123456789abcdef";
+    const std::string alive = other + ".tmp-" + io::detail::host_name() + "-1-0123456789abcdef";  // init runs
+    fs::create_symlink(victim, dead);
+    fs::create_symlink(victim, own);
+    { std::ofstream(stale) << "partial"; }
+    { std::ofstream(alive) << "someone else's"; }
+    second.write(other);
+    CHECK(slurp(victim) == "precious");
+    CHECK_FALSE(fs::exists(fs::symlink_status(dead)));
+    CHECK_FALSE(fs::exists(fs::symlink_status(own)));
+    CHECK_FALSE(fs::exists(stale));
+    CHECK(slurp(alive) == "someone else's");  // a running process's temporary is left alone
+    CHECK(io::safetensors_reader(other).entry("w").numel() == 3);
     CHECK(slurp(path) == before);
-    fs::remove(tmp);
+    // A new file is created only where nothing is: not through a link, not over a file.
+    fs::create_symlink(victim, scratch_file("link"));
+    errno = 0;
+    CHECK(io::detail::create_new_file(scratch_file("link")) == -1);
+    CHECK(errno == EEXIST);
+    CHECK(io::detail::create_new_file(victim) == -1);
+    CHECK(slurp(victim) == "precious");
+    fs::remove(alive);
+  }
+  SUBCASE("keep::previous keeps the replaced file as <path>.prev") {
+    const std::string kept = scratch_file("kept.safetensors");
+    first.write(kept, io::keep::previous);
+    CHECK_FALSE(fs::exists(kept + ".prev"));  // nothing was replaced
+    const std::string first_bytes = slurp(kept);
+    second.write(kept, io::keep::previous);
+    CHECK(slurp(kept + ".prev") == first_bytes);
+    CHECK(io::safetensors_reader(kept).entry("w").numel() == 3);
+    for (const auto& entry : fs::directory_iterator(scratch()))
+      CHECK_MESSAGE(entry.path().string().find("kept.safetensors.prev.tmp-") == std::string::npos, "left behind: " << entry.path());
   }
   SUBCASE("the rename fails: the temporary file is removed") {
     const std::string dir_target = scratch_file("a_directory.safetensors");
     fs::create_directories(fs::path(dir_target) / "occupied");
     check_mentions(vitscale::test::expected_error([&] { second.write(dir_target); }), {"a_directory.safetensors", "cannot rename"});
     CHECK(fs::is_directory(fs::path(dir_target) / "occupied"));
-    CHECK_FALSE(fs::exists(dir_target + ".tmp-" + std::to_string(::getpid())));
+    for (const auto& entry : fs::directory_iterator(scratch()))
+      CHECK_MESSAGE(entry.path().string().find("a_directory.safetensors.tmp-") == std::string::npos,
+                    "left behind: " << entry.path());
   }
   SUBCASE("the directory does not exist") {
     check_mentions(vitscale::test::expected_error([&] { second.write(scratch_file("no/such/dir.safetensors")); }), {"cannot create"});

@@ -271,3 +271,73 @@ TEST_CASE_TEMPLATE_DEFINE("optim: AdamW trains a tiny ViT", Space, optim_train) 
   CHECK(last < first / 20);
 }
 VITSCALE_ON_HOST_SPACES(optim_train);
+
+// Non-finite gradients (optimizer.hpp, core/finite.hpp): never applied; an error naming the first tensor, or a
+// skipped step while the policy allows (as optax.apply_if_finite); the learning rate as the float it becomes.
+TEST_CASE_TEMPLATE_DEFINE("optim: a non-finite gradient is never applied", Space, optim_non_finite) {
+  using set_type = optim::tensor_set<float, float, Space>;
+  const auto run = [](auto make, const char* name) {
+    INFO(name);
+    set_type set(fixed_table());
+    fill(set.parameters().all(), [](double k) { return 0.5 * std::sin(0.731 * k + 0.3); });
+    auto opt = make(set);
+    const auto gradient = [&](double bad_at, double bad) {
+      fill(set.gradients().all(), [&](double k) { return k == bad_at ? bad : 0.01 * std::cos(0.37 * k); });
+    };
+    gradient(-1, 0);
+    CHECK(opt.step(1e-2).applied);
+    const std::vector<double> params = vs::test::read(set.parameters().all());
+    const std::int64_t steps = opt.steps();
+    // Element 3 of b.weight (a.weight holds 40·34 = 1360 elements before it).
+    const double nan = std::numeric_limits<double>::quiet_NaN(), inf = std::numeric_limits<double>::infinity();
+    gradient(1360 + 3, nan);
+    const std::string e = vs::test::error_of([&] { opt.step(1e-2); });
+    INFO(e);
+    CHECK(e.find("the gradient of 'blocks.0.b.weight' is NaN at element 3 of 1536") != std::string::npos);
+    CHECK(e.find("the update was not applied") != std::string::npos);
+    CHECK_THROWS_AS(opt.step(1e-2), vs::non_finite_error);
+    gradient(5, -inf);
+    CHECK(vs::test::error_of([&] { opt.step(1e-2); }).find("'blocks.0.a.weight' is -Inf at element 5") != std::string::npos);
+    gradient(7, 1e30);  // finite, but its square is not
+    CHECK(vs::test::error_of([&] { opt.step(1e-2); }).find("'blocks.0.a.weight' is finite, but the sum of its squares overflows") !=
+          std::string::npos);
+    CHECK(vs::test::read(set.parameters().all()) == params);  // bit for bit
+    CHECK(opt.steps() == steps);
+    // The learning rate as the float the update uses.
+    gradient(-1, 0);
+    CHECK(vs::test::error_of([&] { opt.step(1e39); }).find("the learning rate 1e+39 is not finite as the float") !=
+          std::string::npos);
+    CHECK_THROWS_AS(opt.step(nan), vs::non_finite_error);
+    CHECK(vs::test::read(set.parameters().all()) == params);
+  };
+  run([](set_type& s) { return optim::adamw<set_type>(s); }, "adamw");
+  run([](set_type& s) { return optim::adafactor<set_type>(s); }, "adafactor");
+  run([](set_type& s) {
+    typename optim::sgd_momentum<set_type>::options o;
+    o.clip = {1.0, 0.01};  // AGC and the global norm: the check comes before both
+    return optim::sgd_momentum<set_type>(s, o);
+  }, "sgd with clipping");
+
+  // Skipping: up to skip_in_a_row in a row, nothing changes; an applied step resets the count.
+  set_type set(fixed_table());
+  fill(set.parameters().all(), [](double k) { return 0.5 * std::sin(0.731 * k + 0.3); });
+  typename optim::adamw<set_type>::options o;
+  o.non_finite.skip_in_a_row = 2;
+  optim::adamw<set_type> opt(set, o);
+  const std::vector<double> params = vs::test::read(set.parameters().all());
+  fill(set.gradients().all(), [](double k) { return k == 0 ? std::numeric_limits<double>::quiet_NaN() : 0.01; });
+  CHECK_FALSE(opt.step(1e-2).applied);
+  CHECK_FALSE(opt.step(1e-2).applied);
+  CHECK(opt.skipped_in_a_row() == 2);
+  CHECK(vs::test::read(set.parameters().all()) == params);
+  CHECK(opt.steps() == 0);
+  CHECK(vs::test::error_of([&] { opt.step(1e-2); }).find("2 steps skipped in a row before it") != std::string::npos);
+  fill(set.gradients().all(), [](double) { return 0.01; });
+  const vs::optimizer::step_report r = opt.step(1e-2);
+  CHECK(r.applied);
+  CHECK(r.grad_norm == doctest::Approx(0.01 * std::sqrt(double(set.parameters().size()))).epsilon(1e-5));
+  CHECK(opt.skipped_in_a_row() == 0);
+  CHECK(opt.skipped_steps() == 2);
+  CHECK(opt.steps() == 1);
+}
+VITSCALE_ON_HOST_SPACES(optim_non_finite);

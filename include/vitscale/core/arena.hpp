@@ -14,6 +14,7 @@
 #include <vitscale/core/kokkos_compat.hpp>
 
 #include <cstddef>
+#include <exception>
 #include <cstdint>
 #include <string>
 
@@ -59,8 +60,13 @@ class arena {
     const std::size_t need = measure.bytes();
     if (need > storage_.extent(0)) {
       storage_ = Kokkos::View<unsigned char*, MemorySpace>();  // free the old one first: peak memory
-      storage_ = Kokkos::View<unsigned char*, MemorySpace>(
-          Kokkos::view_alloc(Kokkos::WithoutInitializing, label_), need + arena_cursor::alignment);
+      try {
+        storage_ = Kokkos::View<unsigned char*, MemorySpace>(
+            Kokkos::view_alloc(Kokkos::WithoutInitializing, label_), need + arena_cursor::alignment);
+      } catch (const std::exception& e) {  // Kokkos' allocation failure: say what was asked for, and why
+        detail::fail(label_, ": cannot allocate ", double(need) / double(1 << 30), " GiB in ", MemorySpace::name(),
+                     " memory (activations grow with the batch): ", e.what());
+      }
       ++allocations_;
     }
     arena_cursor place(aligned_base());

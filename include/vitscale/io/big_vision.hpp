@@ -44,6 +44,7 @@
 #include <vector>
 #include <vitscale/config/tensors.hpp>
 #include <vitscale/core/error.hpp>
+#include <vitscale/core/finite.hpp>
 #include <vitscale/io/npz.hpp>
 #include <vitscale/model/parameters.hpp>
 #include <vitscale/model/vit.hpp>
@@ -300,6 +301,9 @@ big_vision_import import_big_vision(const std::string& path, const std::array<te
     if (values.size() != static_cast<std::size_t>(table[i].numel()))
       fail("load_big_vision: tensor '", table[i].full_name(), "' got ", values.size(), " values for ", table[i].numel(),
            " (a bug)");
+    ::vitscale::detail::require_finite(values.data(), std::int64_t(values.size()), "load_big_vision: '" + path + "'",
+                                       "parameter", table[i].full_name(),
+                                       "; the model, partly loaded by then, must not be used");
     store(static_cast<int>(i), values);
     ++result.tensors;
   }
@@ -310,7 +314,8 @@ big_vision_import import_big_vision(const std::string& path, const std::array<te
 
 // Loads a big_vision ViT checkpoint (.npz) into `model`: every tensor of its table, or one vitscale::error
 // listing every missing, unexpected, mis-shaped or unreadable array (then the model is left unchanged; a
-// member found corrupt while its data is read — CRC, deflate — stops the load part-way, with an error).
+// member found corrupt while its data is read — CRC, deflate — or a NaN or infinity in it stops the load
+// part-way, with an error).
 template <class Shape, class Policy, class Space>
 big_vision_import load_big_vision(const std::string& path, vit<Shape, Policy, Space>& model,
                                   const big_vision_options& options = {}) {

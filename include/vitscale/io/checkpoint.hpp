@@ -26,6 +26,7 @@
 
 #include <vitscale/core/bf16.hpp>
 #include <vitscale/core/error.hpp>
+#include <vitscale/core/finite.hpp>
 #include <vitscale/core/kokkos_compat.hpp>
 #include <vitscale/data/batches.hpp>
 #include <vitscale/io/parameters.hpp>
@@ -69,6 +70,11 @@ constexpr dtype dtype_of() {
   static_assert(std::is_same<T, float>::value || std::is_same<T, bf16>::value,
                 "checkpoint: tensors are stored as float or bf16");
   return std::is_same<T, float>::value ? dtype::f32 : dtype::bf16;
+}
+
+// What a checkpoint tensor is, for messages: "optimizer state" or "parameter".
+inline std::string checkpoint_quantity(const std::string& name) {
+  return name.compare(0, 10, "optimizer.") == 0 ? "optimizer state" : "parameter";
 }
 
 inline std::string exact_text(double x) {
@@ -120,7 +126,9 @@ std::map<std::string, std::string> optimizer_description(const Optimizer& opt) {
                                        {"optimizer.weight_decay.head", exact_text(o.weight_decay.head)},
                                        {"optimizer.weight_decay.body", exact_text(o.weight_decay.body)},
                                        {"optimizer.clip.global_norm", exact_text(o.clip.global_norm)},
-                                       {"optimizer.clip.agc", exact_text(o.clip.agc)}};
+                                       {"optimizer.clip.agc", exact_text(o.clip.agc)},
+                                       {"optimizer.non_finite.skip_in_a_row", std::to_string(o.non_finite.skip_in_a_row)},
+                                       {"optimizer.skipped", std::to_string(opt.skipped_steps())}};
   // The rule's own hyperparameters, by the names its options give them.
   o.visit([&m](const char* key, const auto& value) {
     using T = std::decay_t<decltype(value)>;
@@ -189,7 +197,9 @@ class metadata_reader {
 }  // namespace detail
 
 // Writes the model's parameters, the optimizer's state and `state` to `path` (see the top of this file),
-// atomically: a crash or an error part-way leaves any previous file at `path` as it was.
+// atomically: a crash, an error or a kill part-way leaves any previous file at `path` as it was, and the file it
+// replaces is kept as `path`.prev (io/files.hpp). A non-finite parameter or state value is an error
+// (non_finite_error, naming the tensor) and nothing is written.
 template <class Model, class Optimizer>
 void save_checkpoint(const std::string& path, const Model& model, const Optimizer& opt, const training_state& state) {
   if (state.step < 0 || state.data.index < 0)
@@ -204,6 +214,9 @@ void save_checkpoint(const std::string& path, const Model& model, const Optimize
     using T = typename view_type::non_const_value_type;
     std::vector<unsigned char>& bytes = buffers.emplace_back(view.extent(0) * sizeof(T));
     Kokkos::deep_copy(detail::host_alias(view, bytes.data()), view);
+    vitscale::detail::require_finite(reinterpret_cast<const T*>(bytes.data()), std::int64_t(view.extent(0)),
+                                     "save_checkpoint: '" + path + "'", detail::checkpoint_quantity(name), name,
+                                     "; nothing was written (a previous file there is as it was)");
     writer.add(name, detail::dtype_of<T>(), shape, bytes.data(), bytes.size());
   });
   std::map<std::string, std::string> meta{{"format", checkpoint_format},
@@ -222,14 +235,17 @@ void save_checkpoint(const std::string& path, const Model& model, const Optimize
   meta["augment.seed"] = std::to_string(state.augment_seed);
   for (const auto& [key, value] : state.metadata) meta["user." + key] = value;
   for (const auto& [key, value] : meta) writer.set_metadata(key, value);
-  writer.write(path);
+  writer.write(path, keep::previous);
 }
 
 // Restores the model's parameters and regularisation settings and the optimizer's state and step count from
 // a checkpoint save_checkpoint wrote, and returns the training state. Everything is checked before anything
 // is changed: the format, the optimizer kind, the model's structure, and every tensor present with the exact
 // shape and type the model and optimizer hold, with no tensor left over; all problems are listed in one
-// vitscale::error that names the file.
+// vitscale::error that names the file. Values are checked as they are read, tensor by tensor (reading a large
+// file twice would double the cost of every resume): a NaN or an infinity, which save_checkpoint never writes,
+// stops the load with a non_finite_error naming the tensor, and the model and optimizer, partly restored by
+// then, must not be used.
 template <class Model, class Optimizer>
 training_state load_checkpoint(const std::string& path, Model& model, Optimizer& opt) {
   std::optional<safetensors_reader> opened;
@@ -315,9 +331,14 @@ training_state load_checkpoint(const std::string& path, Model& model, Optimizer&
     using T = typename std::decay_t<decltype(view)>::non_const_value_type;
     bytes.resize(view.extent(0) * sizeof(T));
     file.read_raw("optimizer." + name, bytes.data(), bytes.size());
+    vitscale::detail::require_finite(reinterpret_cast<const T*>(bytes.data()), std::int64_t(view.extent(0)),
+                                     "load_checkpoint: '" + path + "'", "optimizer state", "optimizer." + name,
+                                     "; the checkpoint cannot be resumed from");
     Kokkos::deep_copy(view, detail::host_alias(view, bytes.data()));
   });
   opt.set_steps(steps);
+  // Steps skipped for non-finite gradients, for the record (checkpoints before this count existed have none).
+  if (meta.count("optimizer.skipped")) opt.set_skipped_steps(std::int64_t(read_meta.unsigned_integer("optimizer.skipped")));
   model.parameters_changed();
   return state;
 }

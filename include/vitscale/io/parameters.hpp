@@ -5,6 +5,7 @@
 
 #include <vitscale/config/tensors.hpp>
 #include <vitscale/core/bf16.hpp>
+#include <vitscale/core/finite.hpp>
 #include <vitscale/io/dispatch.hpp>
 #include <vitscale/io/safetensors.hpp>
 
@@ -17,7 +18,7 @@
 namespace vitscale::io {
 
 // Writes every parameter of `model` under its timm name, F32 (or BF16 for a bf16 parameter policy), with
-// `metadata` in the header; atomically (safetensors_writer: temporary file, fsync, rename). The header also
+// `metadata` in the header (a non-finite value is a non_finite_error, and nothing is written); atomically (safetensors_writer: temporary file, fsync, rename). The header also
 // gets the vitscale.* keys of shape_metadata (io/dispatch.hpp: heads, MLP activation, norm centering,
 // resolution, a readable shape), which infer_shape needs to tell shapes apart that the tensors do not; they
 // replace keys of the same names in `metadata`.
@@ -35,6 +36,9 @@ void save_parameters(const Model& model, const std::string& path,
     const tensor_info& t = table[i];
     std::vector<std::int64_t> shape(t.dims.begin(), t.dims.begin() + t.rank);
     values.push_back(model.parameter(i));
+    ::vitscale::detail::require_finite(values.back().data(), std::int64_t(values.back().size()),
+                                       "save_parameters: '" + path + "'", "parameter", t.full_name(),
+                                       "; nothing was written (a previous file there is as it was)");
     if constexpr (std::is_same<param_type, bf16>::value) {
       rounded.emplace_back(values.back().begin(), values.back().end());  // exact: the values are bf16
       writer.add(t.full_name(), shape, rounded.back().data());
@@ -50,7 +54,8 @@ void save_parameters(const Model& model, const std::string& path,
 
 // Reads every parameter of `model`'s table from `path` by its timm name (any of F32, BF16, F16, F64).
 // Every tensor is checked first — present, same shape — and all problems are reported in one
-// vitscale::error before the model is touched. Tensors in the file that the model does not have are
+// vitscale::error before the model is touched. Values are checked as they are read: a NaN or an infinity (also
+// one that a finite F64 value becomes as a float) stops the load with a non_finite_error naming the tensor. Tensors in the file that the model does not have are
 // ignored (a timm file may hold buffers or a head the shape lacks: they are listed by unused_tensors()).
 template <class Model>
 void load_parameters(Model& model, const std::string& path) {
@@ -81,6 +86,9 @@ void load_parameters(Model& model, const std::string& path) {
   for (int i = 0; i < int(table.size()); ++i) {
     values.resize(static_cast<std::size_t>(table[i].numel()));
     file.read(table[i].full_name(), values.data(), values.size());
+    ::vitscale::detail::require_finite(values.data(), std::int64_t(values.size()), "load_parameters: '" + path + "'",
+                                       "parameter", table[i].full_name(),
+                                       " (as the model's type); the model, partly loaded by then, must not be used");
     model.set_parameter(i, values.data(), values.size());
   }
 }

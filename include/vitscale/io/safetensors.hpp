@@ -20,6 +20,7 @@
 
 #include <vitscale/core/bf16.hpp>
 #include <vitscale/core/error.hpp>
+#include <vitscale/io/files.hpp>
 
 #include <nlohmann/json.hpp>
 
@@ -41,14 +42,6 @@
 #include <unordered_set>
 #include <utility>
 #include <vector>
-
-#if defined(__unix__) || defined(__APPLE__)
-#include <fcntl.h>
-#include <unistd.h>
-#define VITSCALE_IO_POSIX 1
-#elif defined(_WIN32)
-#include <process.h>
-#endif
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
 #error "vitscale/io/safetensors.hpp copies little-endian data straight into memory: big-endian hosts unsupported"
@@ -469,8 +462,6 @@ inline void check_utf8(const std::string& text, const char* what) {
   }
 }
 
-inline std::string errno_text(int code) { return std::generic_category().message(code); }
-
 }  // namespace detail
 
 // Reads a safetensors file: the header is validated in the constructor, tensors are read on demand.
@@ -718,9 +709,9 @@ class safetensors_writer {
 
   // Writes the file: tensors in the order added, the header padded with spaces to a multiple of 8 bytes so
   // that every tensor starting at a multiple of its alignment in the buffer is aligned in the file too.
-  // Writes `path`.tmp-<pid> first, flushes it to disk and renames it over `path`: a crash or an error
-  // part-way leaves any previous file at `path` as it was.
-  void write(const std::string& path) const {
+  // Atomically (io/files.hpp: a new temporary file, fsync, rename): a crash, an error or a kill part-way leaves
+  // any previous file at `path` as it was; keep::previous also keeps that file as `path`.prev.
+  void write(const std::string& path, keep previous = keep::nothing) const {
     nlohmann::ordered_json header = nlohmann::ordered_json::object();
     if (!metadata_.empty()) header["__metadata__"] = metadata_;
     std::uint64_t offset = 0;
@@ -735,8 +726,7 @@ class safetensors_writer {
     for (int k = 0; k < 8; ++k)
       prefix[k] = static_cast<unsigned char>(static_cast<std::uint64_t>(text.size()) >> (8 * k));
 
-    const std::string tmp = path + ".tmp-" + std::to_string(process_id());
-    temporary_file file(path, tmp);
+    atomic_file file(path, "safetensors writer", previous);
     file.write(prefix, 8);
     file.write(text.data(), text.size());
     for (const auto& p : pending_) file.write(p.data, p.bytes);
@@ -758,73 +748,6 @@ class safetensors_writer {
     for (std::int64_t d : shape) n *= static_cast<std::size_t>(d < 0 ? 0 : d);
     return n;
   }
-
-  static long process_id() {
-#if defined(VITSCALE_IO_POSIX)
-    return static_cast<long>(::getpid());
-#elif defined(_WIN32)
-    return static_cast<long>(::_getpid());
-#else
-    return 0;
-#endif
-  }
-
-  // The temporary file: removed on destruction unless commit() renamed it over the target.
-  class temporary_file {
-   public:
-    temporary_file(const std::string& target, const std::string& tmp) : target_(target), tmp_(tmp) {
-      errno = 0;
-      file_ = std::fopen(tmp_.c_str(), "wb");
-      if (!file_) fail("cannot create ", tmp_);
-    }
-    temporary_file(const temporary_file&) = delete;
-    temporary_file& operator=(const temporary_file&) = delete;
-    ~temporary_file() {
-      if (file_) std::fclose(file_);
-      if (!committed_) std::remove(tmp_.c_str());
-    }
-
-    void write(const void* data, std::size_t bytes) {
-      if (bytes != 0 && std::fwrite(data, 1, bytes, file_) != bytes) fail("cannot write ", tmp_);
-    }
-
-    void commit() {
-      if (std::fflush(file_) != 0) fail("cannot write ", tmp_);
-#if defined(VITSCALE_IO_POSIX)
-      if (::fsync(::fileno(file_)) != 0) fail("cannot flush ", tmp_, " to disk");
-#endif
-      std::FILE* f = file_;
-      file_ = nullptr;
-      if (std::fclose(f) != 0) fail("cannot write ", tmp_);
-      std::error_code ec;
-      std::filesystem::rename(tmp_, target_, ec);
-      if (ec) {
-        errno = ec.value();
-        fail("cannot rename ", tmp_, " over it");
-      }
-      committed_ = true;
-#if defined(VITSCALE_IO_POSIX)
-      // The rename itself is durable only once the directory is flushed; best effort (some file systems refuse).
-      std::string dir = std::filesystem::path(target_).parent_path().string();
-      const int fd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY);
-      if (fd >= 0) {
-        (void)::fsync(fd);
-        ::close(fd);
-      }
-#endif
-    }
-
-   private:
-    [[noreturn]] void fail(const char* what, const std::string& file, const char* after = "") const {
-      const int code = errno;
-      detail::fail("safetensors writer: cannot save '", target_, "': ", what, file, after,
-                   code ? ": " + detail::errno_text(code) : std::string());
-    }
-
-    std::string target_, tmp_;
-    std::FILE* file_ = nullptr;
-    bool committed_ = false;
-  };
 
   std::vector<pending> pending_;
   std::unordered_map<std::string, std::size_t> index_;

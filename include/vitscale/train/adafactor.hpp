@@ -140,7 +140,7 @@ void adafactor_block_rms(const ExecSpace& space, const layout<ExecSpace>& l, con
     std::vector<float> split;
     for (std::size_t t = 0; t < sums.size(); ++t)
       if (l.host_desc[t].split) split.push_back(float(sums[t]));
-    l.axis->all_reduce(split.data(), split.data(), split.size());
+    l.axis->all_reduce(split.data(), split.data(), split.size(), "adafactor: factored statistics");
     std::size_t k = 0;
     for (std::size_t t = 0; t < sums.size(); ++t)
       if (l.host_desc[t].split) sums[t] = double(split[k++]);
@@ -167,6 +167,7 @@ struct adafactor_rule {
     int min_dim_size_to_factor = int(optim::min_dim_size_to_factor);
     decay weight_decay{};
     clipping clip{};
+    non_finite_policy non_finite{};
     double beta2_cap = 0.999;
     template <class F>
     void visit(F&& f) const {

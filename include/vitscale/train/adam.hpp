@@ -17,6 +17,7 @@ struct adam_rule {
     double b1 = 0.9, b2 = 0.999, eps = 1e-8;
     decay weight_decay{};
     clipping clip{};
+    non_finite_policy non_finite{};
     template <class F>
     void visit(F&& f) const {
       f("b1", b1);

@@ -17,6 +17,7 @@ struct lion_rule {
     double b1 = 0.9, b2 = 0.99;
     decay weight_decay{};
     clipping clip{};
+    non_finite_policy non_finite{};
     template <class F>
     void visit(F&& f) const {
       f("b1", b1);

@@ -2,13 +2,15 @@
 // An optimizer is an update rule run inside one fused pass over the parameter arena (big_vision's chain of
 // transforms, fused):
 //
+//   check(g)                                 every gradient finite (the reduction that also gives ‖g‖), or
+//                                            no update at all: skipped (non_finite_policy) or an error
 //   g ← clip(g)                              AGC, then the global norm (train/detail/optimizer_layout.hpp)
 //   u ← Rule::update(g, state)               the rule's element rule, which also writes its moments
 //   p ← p − lr·u − wd_group·decay_scale·p    decoupled weight decay by group, rounded into the stored type
 //
 // `fused<Model, Rule>` is the whole optimizer; a rule supplies only what is its own:
 //   name                 "optimizer::<rule>", what a training checkpoint records and checks on load;
-//   options              its hyperparameters plus `weight_decay` and `clip`, with
+//   options              its hyperparameters plus `weight_decay`, `clip` and `non_finite`, with
 //                        visit(f) calling f("<key>", value) per hyperparameter of its own (the checkpoint's
 //                        record); check(options) fails with a sentence on bad values;
 //   state_layout<Policy> its state declaration (config/optimizer_state.hpp), from which the arenas here, the
@@ -23,10 +25,14 @@
 // fused<Model, lion_rule<>>;` (train/lion.hpp is the example to copy). See CONTRIBUTING.md.
 
 #include <vitscale/config/optimizer_state.hpp>
+#include <vitscale/core/finite.hpp>
 #include <vitscale/train/detail/optimizer_layout.hpp>
 
 #include <cstddef>
+#include <cmath>
 #include <cstdint>
+#include <limits>
+#include <sstream>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -92,20 +98,45 @@ class tensor_set {
   arena<Grad> grads_;
 };
 
+// What a step did: whether the update was applied (false: skipped for a non-finite gradient, nothing changed),
+// and the gradients' global norm before clipping.
+struct step_report {
+  bool applied = true;
+  double grad_norm = 0;
+};
+
 namespace detail {
 
-inline void check_options(const char* name, const decay& wd, const clipping& clip) {
-  if (!(wd.head >= 0) || !(wd.body >= 0))
-    ::vitscale::detail::fail(name, ": weight decay must be >= 0, got head ", wd.head, " and body ", wd.body);
-  if (!(clip.global_norm >= 0) || !(clip.agc >= 0))
-    ::vitscale::detail::fail(name, ": clipping thresholds must be >= 0 (0 is off), got global_norm ",
+inline void check_options(const char* name, const decay& wd, const clipping& clip, const non_finite_policy& nf) {
+  if (!(wd.head >= 0) || !(wd.body >= 0) || !std::isfinite(wd.head) || !std::isfinite(wd.body))
+    ::vitscale::detail::fail(name, ": weight decay must be finite and >= 0, got head ", wd.head, " and body ", wd.body);
+  if (!(clip.global_norm >= 0) || !(clip.agc >= 0) || !std::isfinite(clip.global_norm) || !std::isfinite(clip.agc))
+    ::vitscale::detail::fail(name, ": clipping thresholds must be finite and >= 0 (0 is off), got global_norm ",
                              clip.global_norm, " and agc ", clip.agc);
+  if (nf.skip_in_a_row < 0)
+    ::vitscale::detail::fail(name, ": non_finite.skip_in_a_row must be >= 0, got ", nf.skip_in_a_row);
 }
 
-inline void check_step(const char* name, double lr, double decay_scale) {
-  if (!std::isfinite(lr) || !std::isfinite(decay_scale))
-    ::vitscale::detail::fail(name, "::step: learning rate and decay scale must be finite, got ", lr, " and ",
-                             decay_scale);
+// The learning rate and the decay factors as the kernels use them: floats, which must be finite (a double
+// such as 1e39 is finite, its float is not).
+inline void check_step(const char* name, double lr, double decay_scale, const decay& wd) {
+  // Compared as doubles: converting a double past the float range to float is undefined behaviour.
+  const auto finite_float = [](double x) {
+    return std::isfinite(x) && std::fabs(x) <= double(std::numeric_limits<float>::max());
+  };
+  const auto text = [](double x) {
+    std::ostringstream s;
+    s << x;
+    return s.str();
+  };
+  if (!finite_float(lr))
+    throw non_finite_error(std::string(name) + "::step: the learning rate " + text(lr) +
+                               " is not finite as the float the update uses (floats reach 3.4e38)",
+                           "learning rate", "");
+  if (!finite_float(decay_scale) || !finite_float(wd.body * decay_scale) || !finite_float(wd.head * decay_scale))
+    throw non_finite_error(std::string(name) + "::step: the weight decay factors (decay scale " + text(decay_scale) +
+                               ", weight decay " + text(wd.body) + " and " + text(wd.head) + ") are not finite as floats",
+                           "weight decay", "");
 }
 
 // A factored second moment (extent::factored): the row and column statistics of the factored tensors, the
@@ -221,18 +252,38 @@ class fused {
     allocate(std::make_index_sequence<state_layout::moment_count()>());
   }
 
-  // One update from model.gradients(): p ← p − lr·u − wd_group·decay_scale·p.
-  void step(double lr, double decay_scale = 1.0) {
-    detail::check_step(Rule::name, lr, decay_scale);
+  // One update from model.gradients(): p ← p − lr·u − wd_group·decay_scale·p, unless a gradient is not finite:
+  // then nothing changes, and the step is skipped (applied = false) while options.non_finite allows, or throws
+  // non_finite_error naming the first tensor that holds one.
+  step_report step(double lr, double decay_scale = 1.0) {
+    detail::check_step(Rule::name, lr, decay_scale, o_.weight_decay);
     const Model& m = *model_;
     const detail::grad_view<Model> g = m.gradients().all();
-    const float global = detail::clip_scales(m.space(), layout_, m.parameters().all(), g, o_.clip);
+    const detail::gradient_summary summary = detail::summarise_gradients(m.space(), layout_, g);
+    if (!summary.finite) {
+      if (skipped_in_a_row_ >= o_.non_finite.skip_in_a_row) throw non_finite_gradient(summary);
+      ++skipped_in_a_row_;
+      ++skipped_;
+      return {false, summary.norm};
+    }
+    skipped_in_a_row_ = 0;
+    const float global = detail::clip_scales(m.space(), layout_, m.parameters().all(), g, o_.clip, summary.norm);
     const auto s = Rule::at_step(o_, steps_ + 1);
     if constexpr (detail::prepares<Rule>::value) Rule::prepare(m.space(), layout_, g, state_, s, global);
     detail::apply_rule<Rule>(m.space(), layout_, model_->parameters().all(), g, state_, s, global, float(lr),
                              float(o_.weight_decay.body * decay_scale), float(o_.weight_decay.head * decay_scale));
     model_->parameters_changed();
     ++steps_;
+    return {true, summary.norm};
+  }
+
+  // Steps skipped for a non-finite gradient: in all (also after resuming: a checkpoint keeps the count), and
+  // since the last applied one.
+  std::int64_t skipped_steps() const { return skipped_; }
+  int skipped_in_a_row() const { return skipped_in_a_row_; }
+  void set_skipped_steps(std::int64_t n) {
+    if (n < 0) ::vitscale::detail::fail(Rule::name, ": the skipped-step count must be non-negative, got ", n);
+    skipped_ = n;
   }
 
   std::int64_t steps() const { return steps_; }
@@ -266,7 +317,7 @@ class fused {
 
  private:
   static const options& checked(const options& o) {
-    detail::check_options(Rule::name, o.weight_decay, o.clip);
+    detail::check_options(Rule::name, o.weight_decay, o.clip, o.non_finite);
     Rule::check(o);
     return o;
   }
@@ -340,11 +391,41 @@ class fused {
     }
   }
 
+  // The error for a non-finite gradient: the first tensor that holds one on this rank, its first bad element
+  // (read back on the host: this is the failure path), or the overflow of a sum of finite squares.
+  non_finite_error non_finite_gradient(const detail::gradient_summary& summary) const {
+    const Model& m = *model_;
+    std::string tensor, what;
+    if (summary.first_bad < 0) {
+      what = "a gradient on another rank of the model axis is not finite";
+    } else {
+      tensor = m.parameters().table()[std::size_t(summary.first_bad)].full_name();
+      const auto host = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), m.gradients().vector(summary.first_bad));
+      const std::int64_t n = std::int64_t(host.extent(0));
+      const std::int64_t i = ::vitscale::detail::first_non_finite(host.data(), n);
+      what = "the gradient of '" + tensor + "' ";
+      if (i >= 0)
+        what += std::string("is ") + ::vitscale::detail::non_finite_name(host(i)) + " at element " + std::to_string(i) +
+                " of " + std::to_string(n);
+      else
+        what += "is finite, but the sum of its squares overflows float (a norm past 1.8e19)";
+    }
+    return non_finite_error(std::string(Rule::name) + ": " + what + "; the update was not applied (parameters and " +
+                                "optimizer state are unchanged" +
+                                (o_.non_finite.skip_in_a_row > 0
+                                     ? ", " + std::to_string(skipped_in_a_row_) + " steps skipped in a row before it"
+                                     : std::string()) +
+                                ")",
+                            "gradient", tensor);
+  }
+
   Model* model_;
   options o_;
   detail::layout<execution_space> layout_;
   state_type state_{};
   std::int64_t steps_ = 0;
+  std::int64_t skipped_ = 0;
+  int skipped_in_a_row_ = 0;
 };
 
 }  // namespace vitscale::optimizer

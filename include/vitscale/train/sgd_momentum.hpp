@@ -16,6 +16,7 @@ struct sgd_momentum_rule {
     bool nesterov = false;
     decay weight_decay{};
     clipping clip{};
+    non_finite_policy non_finite{};
     template <class F>
     void visit(F&& f) const {
       f("momentum", momentum);

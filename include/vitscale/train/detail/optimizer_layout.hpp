@@ -10,6 +10,7 @@
 #include <vitscale/core/bf16.hpp>
 #include <vitscale/core/communicator.hpp>
 #include <vitscale/core/error.hpp>
+#include <vitscale/core/finite.hpp>
 #include <vitscale/core/kokkos_compat.hpp>
 #include <vitscale/kernels/detail/elementwise_common.hpp>
 
@@ -35,12 +36,22 @@ struct clipping {
   double agc = 0.0;          // 0: off; else NFNet's unit-wise AGC with this λ (eps 1e-3 as NFNet)
 };
 
+// What a step does when a gradient is not finite: skip the update — parameters, state and step count unchanged
+// — up to `skip_in_a_row` times in a row, and throw non_finite_error (core/finite.hpp) beyond. This is optax's
+// apply_if_finite with max_consecutive_errors = skip_in_a_row, except for what comes after: optax then applies
+// the update, which spreads the NaN into every parameter; here the step fails. 0 (the default): the first
+// non-finite gradient fails the step.
+struct non_finite_policy {
+  int skip_in_a_row = 0;
+};
+
 }  // namespace vitscale::optim
 
 namespace vitscale::optimizer {
 
 using optim::clipping;
 using optim::decay;
+using optim::non_finite_policy;
 
 namespace detail {
 
@@ -290,15 +301,60 @@ void sum_over_axis(const ExecSpace& space, const layout<ExecSpace>& l, const axi
       "vitscale::optim::pack_partial_sums", range(space, 0, e.count()),
       KOKKOS_LAMBDA(std::size_t k) { packed(k) = v(index(k)); });
   space.fence();
-  l.axis->all_reduce(packed.data(), packed.data(), e.count());
+  l.axis->all_reduce(packed.data(), packed.data(), e.count(), "optimizer: partial sums over the model axis");
   Kokkos::parallel_for(
       "vitscale::optim::unpack_partial_sums", range(space, 0, e.count()),
       KOKKOS_LAMBDA(std::size_t k) { v(index(k)) = packed(k); });
 }
 
-// Sets l.unit_scale (AGC) and returns the global-norm factor, for gradients g and parameters p.
+// The gradients' global norm and whether every gradient is finite, from one reduction over the arena: Σ g² per
+// segment. A NaN or an infinity makes its segment's sum non-finite, and so does a sum of squares past the float
+// range (‖g‖ > 1.8e19 in one segment), which is divergence as surely. On a model axis the split tensors' shares
+// and a "not finite here" flag are summed across it, so every rank of the axis takes the same decision.
+struct gradient_summary {
+  double norm = 0;          // ‖g‖ over the whole (unsharded) model, before any clipping
+  bool finite = true;       // every gradient finite, and the sum of squares too
+  int first_bad = -1;       // the table index of the first tensor whose sum is not finite on this rank (-1: none)
+};
+
+// The summary of Σ_e value(d, e)² (summarise_gradients: value = g; the norm after AGC: value = the clipped g).
+template <class ExecSpace, class Value>
+gradient_summary sum_of_squares(const ExecSpace& space, const layout<ExecSpace>& l, const Value& value) {
+  const auto partial = segment_sums(space, l, KOKKOS_LAMBDA(const tensor_desc& d, std::int64_t e) {
+    const float x = value(d, e);
+    return x * x;
+  });
+  gradient_summary s;
+  // Whole (or replicated) tensors once; the split ones' shares summed across the model axis.
+  double whole = 0, split = 0;
+  for (std::size_t k = 0; k < partial.size(); ++k) {
+    const tensor_desc& d = l.host_desc[std::size_t(l.host_segments[k].tensor)];
+    if (s.first_bad < 0 && !::vitscale::detail::finite_bits(partial[k])) s.first_bad = d.index;
+    (d.split ? split : whole) += double(partial[k]);
+  }
+  bool bad_somewhere = s.first_bad >= 0;
+  if (l.axis) {
+    float shared[2] = {float(split), bad_somewhere ? 1.0f : 0.0f};
+    l.axis->all_reduce(shared, shared, 2, "optimizer: gradient norm and finiteness");
+    split = double(shared[0]);
+    bad_somewhere = !(shared[1] == 0.0f);
+  }
+  s.norm = std::sqrt(whole + split);
+  s.finite = !bad_somewhere && ::vitscale::detail::finite_bits(s.norm);
+  return s;
+}
+
+template <class ExecSpace, class G>
+gradient_summary summarise_gradients(const ExecSpace& space, const layout<ExecSpace>& l, const G& g) {
+  return sum_of_squares(space, l, KOKKOS_LAMBDA(const tensor_desc&, std::int64_t e) { return static_cast<float>(g(e)); });
+}
+
+// Sets l.unit_scale (AGC) and returns the global-norm factor, for gradients g and parameters p whose
+// unclipped global norm is `norm` (summarise_gradients): the norm after AGC is summed afresh, without AGC it is
+// that one.
 template <class ExecSpace, class P, class G>
-float clip_scales(const ExecSpace& space, const layout<ExecSpace>& l, const P& p, const G& g, const clipping& c) {
+float clip_scales(const ExecSpace& space, const layout<ExecSpace>& l, const P& p, const G& g, const clipping& c,
+                  double norm) {
   using policy = Kokkos::TeamPolicy<ExecSpace>;
   const auto unit_scale = l.unit_scale;
   if (c.agc > 0) {
@@ -337,20 +393,10 @@ float clip_scales(const ExecSpace& space, const layout<ExecSpace>& l, const P& p
         });
   }
   if (!(c.global_norm > 0)) return 1.0f;
-  const auto partial = segment_sums(space, l, KOKKOS_LAMBDA(const tensor_desc& d, std::int64_t e) {
-    const float x = static_cast<float>(g(e)) * clip_factor(d, e, unit_scale, 1.0f);
-    return x * x;
-  });
-  // Whole (or replicated) tensors once; the split ones' shares summed across the model axis.
-  double whole = 0, split = 0;
-  for (std::size_t k = 0; k < partial.size(); ++k)
-    (l.host_desc[std::size_t(l.host_segments[k].tensor)].split ? split : whole) += double(partial[k]);
-  if (l.axis) {
-    float s = float(split);
-    l.axis->all_reduce(&s, &s, 1);
-    split = double(s);
-  }
-  const double norm = std::sqrt(whole + split);
+  if (c.agc > 0)
+    norm = sum_of_squares(space, l, KOKKOS_LAMBDA(const tensor_desc& d, std::int64_t e) {
+             return static_cast<float>(g(e)) * clip_factor(d, e, unit_scale, 1.0f);
+           }).norm;
   return norm < c.global_norm ? 1.0f : float(c.global_norm / norm);
 }
 
