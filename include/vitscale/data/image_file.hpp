@@ -22,8 +22,9 @@
 //   - JPEG: the marker structure from SOI through a frame header (SOF) to EOI: a file that ends before its
 //     EOI marker is refused as truncated (stb_image's own message for it is "expected marker");
 //     arithmetic-coded, lossless and hierarchical JPEGs, which stb_image does not decode, are refused; every
-//     Huffman table holds at most 256 codes (stb_image 2.27, Debian 12's, writes past its tables otherwise:
-//     found by tests/fuzz/fuzz_image, regressions/image/).
+//     Huffman table holds at most 256 codes (stb_image 2.27, Debian 12's, writes past its tables otherwise),
+//     and every scan uses Huffman and quantisation tables defined before it (stb_image does not clear its
+//     tables, and reads past them decoding with one never defined): both found by tests/fuzz/fuzz_image.
 // stb_image's own failures become errors naming the file and stbi_failure_reason(). Every refusal is a
 // vitscale::error naming the file, what was found and what is accepted.
 //
@@ -307,6 +308,11 @@ class image_checker {
     info.format = image_format::jpeg;
     std::size_t at = 2;  // after SOI
     bool frame = false, scan = false;
+    // The tables defined so far (stb_image 2.27 does not clear its tables: a scan that uses one never defined
+    // decodes with whatever memory held, reading past its arrays), and the frame's components' quantisation
+    // tables.
+    bool dc_defined[4] = {}, ac_defined[4] = {}, quant_defined[4] = {};
+    std::vector<std::pair<int, int>> frame_components;  // (id, quantisation table)
     auto truncated = [&](const char* where) {
       fail("is a truncated JPEG: it ends ", where, " at byte ", n, " without an end-of-image (EOI) marker");
     };
@@ -345,6 +351,7 @@ class image_checker {
           fail("is a JPEG with ", components, " components; 1 (grey), 3 (colour) and 4 (CMYK) are read");
         if (length < 8 + 3 * std::uint32_t(components))
           fail("is a corrupt JPEG: its frame header is too short for ", components, " components");
+        for (int c = 0; c < components; ++c) frame_components.emplace_back(body[6 + 3 * c], body[8 + 3 * c]);
         info.channels = components == 1 ? 1 : 3;
         if (info.height == 0)
           fail("is a JPEG whose height is given after its first scan (DNL marker), which is not read");
@@ -369,11 +376,40 @@ class image_checker {
           if (17 + codes > left)
             fail("is a corrupt JPEG: a Huffman table (DHT) at byte ", at, " lists ", codes, " codes but its segment ",
                  "holds ", left - 17);
+          (t[0] >> 4 ? ac_defined : dc_defined)[t[0] & 15] = true;
           left -= 17 + codes;
           t += 17 + codes;
         }
+      } else if (marker == 0xDB) {
+        std::uint32_t left = length - 2;
+        const unsigned char* t = body;
+        while (left > 0) {
+          const std::uint32_t bytes = 1 + ((t[0] >> 4) ? 128 : 64);
+          if ((t[0] >> 4) > 1 || (t[0] & 15) > 3 || left < bytes)
+            fail("is a corrupt JPEG: a quantisation table (DQT) at byte ", at, " is malformed");
+          quant_defined[t[0] & 15] = true;
+          left -= bytes;
+          t += bytes;
+        }
       } else if (marker == 0xDA) {
         if (!frame) fail("is a corrupt JPEG: a scan (SOS) comes before the frame header (SOF)");
+        const std::uint32_t ns = length >= 3 ? body[0] : 0;
+        if (ns < 1 || ns > 4 || length != 6 + 2 * ns)
+          fail("is a corrupt JPEG: a scan header (SOS) at byte ", at, " is malformed");
+        const int ss = body[1 + 2 * ns], ah = body[3 + 2 * ns] >> 4;
+        for (std::uint32_t k = 0; k < ns; ++k) {
+          const int id = body[1 + 2 * k], td = body[2 + 2 * k] >> 4, ta = body[2 + 2 * k] & 15;
+          const auto c = std::find_if(frame_components.begin(), frame_components.end(),
+                                      [&](const std::pair<int, int>& f) { return f.first == id; });
+          if (c == frame_components.end())
+            fail("is a corrupt JPEG: a scan uses component ", id, ", which its frame header does not have");
+          if (c->second > 3 || !quant_defined[c->second])
+            fail("is a corrupt JPEG: component ", id, " uses quantisation table ", c->second, ", never defined");
+          const bool needs_dc = !info.progressive || (ss == 0 && ah == 0), needs_ac = !info.progressive || ss > 0;
+          if ((needs_dc && (td > 3 || !dc_defined[td])) || (needs_ac && (ta > 3 || !ac_defined[ta])))
+            fail("is a corrupt JPEG: a scan at byte ", at, " uses a Huffman table (DC ", td, ", AC ", ta,
+                 ") that no DHT segment before it defines");
+        }
         scan = true;
         at += length;
         // The entropy-coded data: 0xFF is followed by 0x00 (a stuffed byte) or RSTn; anything else is a marker.
