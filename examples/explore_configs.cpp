@@ -7,6 +7,7 @@
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
+#include <exception>
 #include <string>
 
 namespace vs = vitscale;
@@ -47,7 +48,8 @@ void table(vs::type_list<Shapes...>, std::int64_t batch, int resolution) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+// Any error ends the program with its message and status 1 (the function-try-block), never an abort.
+int main(int argc, char** argv) try {
   CLI::App app{"The seed papers' ViT presets: parameters, FLOPs and training memory"};
   int resolution = 224;
   std::int64_t batch = 1;
@@ -69,4 +71,7 @@ int main(int argc, char** argv) {
   std::printf("\nGFLOPs: 2 per multiply-add of every matrix product, attention included. Backbone: patch and\n"
               "position embeddings (no class-token entry), blocks and final norm, as the Scaling ViT table.\n");
   return 0;
+} catch (const std::exception& e) {
+  std::fprintf(stderr, "explore_configs: %s\n", e.what());
+  return 1;
 }

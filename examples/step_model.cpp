@@ -9,11 +9,13 @@
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
+#include <exception>
 
 namespace ex = vitscale::explore;
 namespace paper = vitscale::explore::vit22b_paper;
 
-int main(int argc, char** argv) {
+// Any error ends the program with its message and status 1 (the function-try-block), never an abort.
+int main(int argc, char** argv) try {
   CLI::App app{"Model of a sharded ViT training step (ViT-22B layout)"};
   double gemm_gflops = 0, peak_gflops = 540, link_gbps = 0, latency_us = 20;
   int images = 16, data = 1, model = 2, chunks = 4;
@@ -62,4 +64,7 @@ int main(int argc, char** argv) {
     std::printf("\nViT-B/16 on this machine (measured numbers):\n%s", ex::predict(c, here).to_string().c_str());
   }
   return 0;
+} catch (const std::exception& e) {
+  std::fprintf(stderr, "step_model: %s\n", e.what());
+  return 1;
 }

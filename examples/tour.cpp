@@ -2,6 +2,7 @@
 #include <vitscale/vit.hpp>
 
 #include <cstdio>
+#include <exception>
 
 namespace vs = vitscale;
 
@@ -20,7 +21,8 @@ using b16_gap = vs::presets::vit_b16::with<vs::opt::pool_gap, vs::opt::classes<1
 static_assert(vs::presets::vit_b16::params().backbone == 85'797'120);  // the Scaling ViT table
 static_assert(vs::presets::vit_gigantic14::params().backbone == 1'842'772'352);
 
-int main(int argc, char** argv) {
+// Any error ends the program with its message and status 1 (the function-try-block), never an abort.
+int main(int argc, char** argv) try {
   Kokkos::ScopeGuard kokkos(argc, argv);
 
   constexpr auto flops = vs::presets::vit_b16::flops(384);  // per image, 2 per multiply-add
@@ -86,4 +88,7 @@ int main(int argc, char** argv) {
               logits.extent(0), logits.extent(1), feats.tokens.extent(0), feats.tokens.extent(1),
               feats.tokens.extent(2), model.parameters().size(), model.resolution());
   return 0;
+} catch (const std::exception& e) {
+  std::fprintf(stderr, "tour: %s\n", e.what());
+  return 1;
 }

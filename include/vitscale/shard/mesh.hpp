@@ -41,7 +41,7 @@ inline mesh_communicators make_mesh(communicator& world, int data, int model) {
   // the others waiting in it.
   const int mine[2] = {data, model};
   std::vector<int> all(2 * static_cast<std::size_t>(p));
-  world.all_gather(mine, all.data(), 2);
+  world.all_gather(mine, all.data(), 2, "mesh: the ranks' data x model sizes");
 
   std::ostringstream differ;
   int differing = 0;
@@ -63,8 +63,8 @@ inline mesh_communicators make_mesh(communicator& world, int data, int model) {
   m.shape = {data, model};
   m.data_index = world.rank() / model;
   m.model_index = world.rank() % model;
-  m.model_axis = world.split(m.data_index, m.model_index);
-  m.data_axis = world.split(m.model_index, m.data_index);
+  m.model_axis = world.split(m.data_index, m.model_index, "mesh: model axis");
+  m.data_axis = world.split(m.model_index, m.data_index, "mesh: data axis");
   return m;
 }
 
