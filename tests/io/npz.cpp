@@ -403,6 +403,17 @@ TEST_CASE("big_vision: a parameter arena, and one error listing every missing, u
       m.data = npy("<f8", {1, 1, 16}, std::string(reinterpret_cast<const char*>(v.data()), v.size() * 8));
     }
   io::load_big_vision(spit("f8.npz", zip(members)), cls);
+  // A NaN in a kernel, and an f8 value that is finite as a double but not as the float the model holds: errors
+  // naming the model's tensor (core/finite.hpp).
+  for (auto& m : members)
+    if (m.name == "head/bias.npy") m.data = npy("<f4", {5}, floats({0.0f, 1.0f, std::nanf(""), 0.0f, 0.0f}));
+  CHECK_ERROR(io::load_big_vision(spit("nan.npz", zip(members)), cls), "load_big_vision:", "parameter 'head.bias' is NaN at element 2 of 5");
+  for (auto& m : members)
+    if (m.name == "head/bias.npy") {
+      const double v[5] = {0, 0, 0, 1e300, 0};
+      m.data = npy("<f8", {5}, std::string(reinterpret_cast<const char*>(v), sizeof v));
+    }
+  CHECK_ERROR(io::load_big_vision(spit("inf.npz", zip(members)), cls), "parameter 'head.bias' is +Inf at element 3 of 5");
 }
 
 TEST_CASE("npz: hostile archives are refused with a message, before any allocation the file cannot back") {
