@@ -32,7 +32,7 @@ if(VITSCALE_STB_INCLUDE_DIR AND VITSCALE_STB_LIBRARY AND ZLIB_FOUND)
     set(_env "OMP_NUM_THREADS=2;OMP_PROC_BIND=false;OMP_WAIT_POLICY=PASSIVE")
     find_program(VITSCALE_SH sh)
     function(vitscale_classify_refuses name regex)
-      if(VITSCALE_SH)
+      if(VITSCALE_SH AND NOT VITSCALE_SANITIZE)  # a sanitizer's shadow memory would count against the limit
         add_test(NAME examples.classify_refuses_${name}
                  COMMAND ${VITSCALE_SH} -c "ulimit -d 51200 && exec \"$0\" \"$@\"" $<TARGET_FILE:classify> ${ARGN})
       else()
