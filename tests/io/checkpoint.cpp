@@ -387,20 +387,24 @@ void rewrite(const std::string& from, const std::string& to, const std::string& 
 
 }  // namespace
 
-TEST_CASE("non-finite values are never saved, and refused on load with the tensor named") {
+// A checkpoint saved from one model (`good`), and another model with its optimizer to load it into.
+struct saved_checkpoint {
   using model_t = vit<tiny, precision::fp32, Kokkos::DefaultHostExecutionSpace>;
+  scratch dir;
+  std::string good = dir.file("good.safetensors");
+  model_t model{init::timm{1}, 16};
+  optimizer::adamw<model_t> opt{model};
+  model_t target{init::timm{2}, 16};
+  optimizer::adamw<model_t> target_opt{target};
+  saved_checkpoint() : dir("saved_checkpoint") { io::save_checkpoint(good, model, opt, {}); }
+};
+
+TEST_CASE_FIXTURE(saved_checkpoint, "non-finite values are never saved, and refused on load with the tensor named") {
   using test::error_of;
-  scratch dir("non_finite");
-  const std::string good = dir.file("good.safetensors");
-  model_t model(init::timm{1}, 16);
-  optimizer::adamw<model_t> opt(model);
-  io::save_checkpoint(good, model, opt, {});
   const std::string good_bytes = [&] {
     std::ifstream in(good, std::ios::binary);
     return std::string(std::istreambuf_iterator<char>(in), {});
   }();
-  model_t target(init::timm{2}, 16);
-  optimizer::adamw<model_t> target_opt(target);
 
   SUBCASE("a NaN in one optimizer-state tensor") {
     const std::string bad = dir.file("nan_state.safetensors");
@@ -437,17 +441,8 @@ TEST_CASE("non-finite values are never saved, and refused on load with the tenso
   }
 }
 
-TEST_CASE("loading a damaged or mismatched checkpoint is an error that names the file and the problem") {
-  using model_t = vit<tiny, precision::fp32, Kokkos::DefaultHostExecutionSpace>;
+TEST_CASE_FIXTURE(saved_checkpoint, "loading a damaged or mismatched checkpoint is an error that names the file and the problem") {
   using test::error_of;
-  scratch dir("bad");
-  const std::string good = dir.file("good.safetensors");
-  model_t model(init::timm{1}, 16);
-  optimizer::adamw<model_t> opt(model);
-  io::save_checkpoint(good, model, opt, {});
-
-  model_t target(init::timm{2}, 16);
-  optimizer::adamw<model_t> target_opt(target);
   const auto before = snapshot(target, target_opt);
 
   SUBCASE("truncated") {
