@@ -16,6 +16,7 @@
 #include <cstddef>
 #include <exception>
 #include <cstdint>
+#include <cstdio>
 #include <string>
 
 namespace vitscale {
@@ -64,7 +65,9 @@ class arena {
         storage_ = Kokkos::View<unsigned char*, MemorySpace>(
             Kokkos::view_alloc(Kokkos::WithoutInitializing, label_), need + arena_cursor::alignment);
       } catch (const std::exception& e) {  // Kokkos' allocation failure: say what was asked for, and why
-        detail::fail(label_, ": cannot allocate ", double(need) / double(1 << 30), " GiB in ", MemorySpace::name(),
+        char gib[32];
+        std::snprintf(gib, sizeof gib, "%.1f", double(need) / double(1 << 30));
+        detail::fail(label_, ": cannot allocate ", gib, " GiB in ", MemorySpace::name(),
                      " memory (activations grow with the batch): ", e.what());
       }
       ++allocations_;
