@@ -155,6 +155,7 @@ int run(vs::communicator& world, const settings& s) {
                   static_cast<long long>(state.step));
     std::printf("mesh %dx%d (data x model), %d images per rank of a global batch of %d, %lld steps\n", s.data, s.model,
                 local, s.batch, static_cast<long long>(total));
+    std::fflush(stdout);  // at once, also where stdout is a pipe: the line says the run has started
   }
 
   std::int64_t step = state.step;
