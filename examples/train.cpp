@@ -250,7 +250,10 @@ int train(const run_options& o, const typename Optimizer::options& opt_options) 
                                  -norm.mean / norm.std);
       auto logits = model.forward(b.images, static_cast<std::uint32_t>(step));
       const double loss = vs::loss::softmax_xent(space(), logits, b.labels, dlogits, o.label_smoothing);
-      if (!std::isfinite(loss)) fail_at("the loss is " + std::to_string(loss));
+      // A non-finite loss makes non-finite gradients: with --skip-non-finite the optimizer skips (or fails) the
+      // step; without, the run stops here.
+      const bool finite_loss = std::isfinite(loss);
+      if (!finite_loss && o.skip_non_finite == 0) fail_at("the loss is " + std::to_string(loss));
       model.backward(dlogits);
       const double lr = lr_at(step);
       try {
@@ -264,9 +267,11 @@ int train(const run_options& o, const typename Optimizer::options& opt_options) 
       } catch (const vs::non_finite_error& e) {
         fail_at(std::string(e.what()).substr(std::strlen("vitscale: ")));
       }
-      loss_ema = step == 0 ? loss : 0.98 * loss_ema + 0.02 * loss;
-      epoch_loss += loss;
-      ++epoch_batches;
+      if (finite_loss) {  // the averages leave a skipped step's loss out
+        loss_ema = step == 0 ? loss : 0.98 * loss_ema + 0.02 * loss;
+        epoch_loss += loss;
+        ++epoch_batches;
+      }
       ++step;
       if (stop.requested()) {
         save_state();
