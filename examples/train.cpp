@@ -36,7 +36,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
-#include <cstring>
 #include <filesystem>
 #include <functional>
 #include <limits>
@@ -265,7 +264,7 @@ int train(const run_options& o, const typename Optimizer::options& opt_options) 
                        skipped);
         }
       } catch (const vs::non_finite_error& e) {
-        fail_at(std::string(e.what()).substr(std::strlen("vitscale: ")));
+        fail_at(e.reason());
       }
       if (finite_loss) {  // the averages leave a skipped step's loss out
         loss_ema = step == 0 ? loss : 0.98 * loss_ema + 0.02 * loss;

@@ -34,7 +34,6 @@
 
 #include <chrono>
 #include <cstdio>
-#include <cstring>
 #include <filesystem>
 #include <string>
 #include <utility>
@@ -180,7 +179,7 @@ int run(vs::communicator& world, const settings& s) {
     try {
       opt.step(lr(step), lr(step));
     } catch (const vs::non_finite_error& e) {
-      vs::detail::fail("step ", step, ": ", std::string(e.what()).substr(std::strlen("vitscale: ")),
+      vs::detail::fail("step ", step, ": ", e.reason(),
                        "; nothing was saved after it. Lower the learning rate (--lr)");
     }
     const double lr_used = lr(step);

@@ -24,12 +24,14 @@ namespace vitscale {
 class non_finite_error : public error {
  public:
   non_finite_error(const std::string& message, std::string quantity, std::string tensor)
-      : error(message), quantity_(std::move(quantity)), tensor_(std::move(tensor)) {}
+      : error(message), reason_(message), quantity_(std::move(quantity)), tensor_(std::move(tensor)) {}
+  // The message without what() adds ("vitscale: "), for a caller that puts it into a sentence of its own.
+  const std::string& reason() const noexcept { return reason_; }
   const std::string& quantity() const noexcept { return quantity_; }
   const std::string& tensor() const noexcept { return tensor_; }
 
  private:
-  std::string quantity_, tensor_;
+  std::string reason_, quantity_, tensor_;
 };
 
 namespace detail {
