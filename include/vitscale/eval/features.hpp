@@ -1,0 +1,119 @@
+#pragma once
+// Frozen features: the representation a model's classifier sees (vit::features(images).pooled: the pooled
+// vector, after pre-logits when the shape has them), for a whole set of images, computed batch by batch on the
+// model's execution space and gathered as one host matrix [N, features] of float. Few-shot evaluation
+// (eval/fewshot.hpp) and linear probes (eval/linear_probe.hpp) read them; a probe trained without augmentation
+// computes them once and trains on this cache.
+//
+//   auto x = vitscale::eval::extract_features(model, test, indices, /*batch*/ 256, norm);   // [N, features]
+//
+// The model runs in inference mode (no dropout, no activations kept for backward): its activation arena is laid
+// out for `batch` images once; nothing else is allocated per batch.
+
+#include <vitscale/core/error.hpp>
+#include <vitscale/core/finite.hpp>
+#include <vitscale/core/kokkos_compat.hpp>
+#include <vitscale/data/batches.hpp>
+#include <vitscale/data/idx.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace vitscale::eval {
+
+// Features of N examples, one row each: [N, features], float, on the host.
+using feature_matrix = Kokkos::View<float**, Kokkos::LayoutRight, Kokkos::HostSpace>;
+
+// Called after each batch with (examples done, examples in all): long extractions show progress.
+using progress_callback = std::function<void(std::int64_t, std::int64_t)>;
+
+// The features of `count` images: fill(first, n, images) writes images first .. first + n − 1 into the host
+// batch images [n, H, W, C] (float, normalised as the model expects). Batches of at most `batch` images run on
+// the model's execution space (copied there when it is not the host's). A non-finite feature is a
+// non_finite_error naming the example.
+template <class Model, class Fill>
+feature_matrix extract_features(Model& model, std::int64_t count, int batch, Fill&& fill,
+                                const progress_callback& progress = {}) {
+  using shape = typename Model::shape;
+  using memory_space = typename Model::memory_space;
+  constexpr const char* fn = "eval::extract_features";
+  if (count < 0) detail::fail(fn, ": the image count is ", count, "; it must be non-negative");
+  if (batch < 1) detail::fail(fn, ": the batch size is ", batch, "; it must be at least 1");
+  const int res = model.resolution();
+  constexpr int features = shape::features;
+  feature_matrix out(Kokkos::view_alloc(Kokkos::WithoutInitializing, "vitscale::eval::features"),
+                     static_cast<std::size_t>(count), static_cast<std::size_t>(features));
+  if (count == 0) return out;
+  const int b = static_cast<int>(std::min<std::int64_t>(batch, count));
+  using host_images = Kokkos::View<float****, Kokkos::LayoutRight, Kokkos::HostSpace>;
+  host_images host(Kokkos::view_alloc(Kokkos::WithoutInitializing, "vitscale::eval::images"), std::size_t(b),
+                   std::size_t(res), std::size_t(res), std::size_t(shape::in_channels));
+  auto device = Kokkos::create_mirror_view(memory_space(), host);
+  model.reserve(b, /*training*/ false);
+  for (std::int64_t first = 0; first < count; first += b) {
+    const int n = static_cast<int>(std::min<std::int64_t>(b, count - first));
+    const auto range = std::make_pair(0, n);
+    auto images = Kokkos::subview(host, range, Kokkos::ALL, Kokkos::ALL, Kokkos::ALL);
+    fill(first, n, images);
+    auto on_device = Kokkos::subview(device, range, Kokkos::ALL, Kokkos::ALL, Kokkos::ALL);
+    Kokkos::deep_copy(on_device, images);
+    const auto pooled = model.features(on_device).pooled;  // [n, features], the model's act_type
+    const auto pooled_host = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), pooled);
+    for (int i = 0; i < n; ++i)
+      for (int j = 0; j < features; ++j) {
+        const float v = static_cast<float>(pooled_host(i, j));
+        if (!vitscale::detail::finite_bits(v))
+          throw non_finite_error(std::string(fn) + ": the features of example " + std::to_string(first + i) +
+                                     " are not finite (" + vitscale::detail::non_finite_name(v) + " at feature " +
+                                     std::to_string(j) + "); is the model loaded?",
+                                 "feature", "");
+        out(static_cast<std::size_t>(first + i), static_cast<std::size_t>(j)) = v;
+      }
+    if (progress) progress(first + n, count);
+  }
+  return out;
+}
+
+// The features of the examples `indices` of an IDX data set (data/idx.hpp: grey images, one channel), in that
+// order, normalised by `norm`. The labels of the same examples are labels_of(data, indices).
+template <class Model>
+feature_matrix extract_features(Model& model, const data::dataset& set, const std::vector<int>& indices, int batch,
+                                const data::normalization& norm, const progress_callback& progress = {}) {
+  using shape = typename Model::shape;
+  if (shape::in_channels != 1 || model.resolution() != set.images.rows || model.resolution() != set.images.cols)
+    detail::fail("eval::extract_features: the data set's images are ", set.images.rows, " x ", set.images.cols,
+                 " with 1 channel; the model takes ", model.resolution(), " x ", model.resolution(), " with ",
+                 shape::in_channels);
+  data::host_label_batch labels("vitscale::eval::labels", static_cast<std::size_t>(std::max(batch, 1)));
+  return extract_features(
+      model, static_cast<std::int64_t>(indices.size()), batch,
+      [&](std::int64_t first, int n, const auto& images) {
+        data::host_image_batch view(images.data(), images.extent(0), images.extent(1), images.extent(2), 1);
+        data::fill_batch(set, indices.data() + first, n, norm, view, labels);
+      },
+      progress);
+}
+
+// The labels of the examples `indices` of a data set, in that order (an index outside it is an error).
+inline std::vector<int> labels_of(const data::dataset& set, const std::vector<int>& indices) {
+  std::vector<int> out;
+  out.reserve(indices.size());
+  for (int i : indices) {
+    if (i < 0 || i >= set.size()) detail::fail("eval::labels_of: index ", i, " is outside the data set of ", set.size());
+    out.push_back(set.labels[static_cast<std::size_t>(i)]);
+  }
+  return out;
+}
+
+// 0, 1, …, n − 1: every example of a data set, in order.
+inline std::vector<int> all_indices(int n) {
+  std::vector<int> out(static_cast<std::size_t>(n > 0 ? n : 0));
+  for (int i = 0; i < n; ++i) out[static_cast<std::size_t>(i)] = i;
+  return out;
+}
+
+}  // namespace vitscale::eval
