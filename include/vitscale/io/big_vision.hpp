@@ -32,9 +32,16 @@
 // releases) are read too: there the blocks hold LayerNorm_0, MultiHeadDotProductAttention_1, LayerNorm_2,
 // MlpBlock_3, and the position embedding is Transformer/posembed_input/pos_embedding with an entry for the
 // class token first (timm's layout: a shape with the default opt::cls_posemb). Not handled: folding that
-// entry into the class token for a big_vision-layout shape (big_vision's fix_old_checkpoints), and
-// resampling a position embedding of another resolution (load at the checkpoint's resolution, then
-// vit::set_resolution).
+// entry into the class token for a big_vision-layout shape (big_vision's fix_old_checkpoints).
+//
+// Fine-tuning (load_options, io/parameters.hpp): with new_head, head/kernel and head/bias are not read — the
+// model's head is set to zero, as big_vision's transfer config does (dont_load=['head/kernel', 'head/bias'],
+// head_zeroinit) — and they, with a pre_logits/ layer the model does not have, are reported unused instead of
+// unexpected. With resample_posemb, a position embedding of another square grid is resampled to the model's with
+// resample_posemb (model/posemb.hpp), as vit::set_resolution does: timm's bicubic, antialiased resampling by
+// default, which is what timm does when it loads these files. big_vision's own `resample_posemb`
+// (models/vit.py) is scipy.ndimage.zoom(order=1), another interpolation: a model fine-tuned in big_vision at a
+// new resolution starts from a slightly different table.
 
 #include <array>
 #include <optional>
@@ -46,6 +53,7 @@
 #include <vitscale/core/error.hpp>
 #include <vitscale/core/finite.hpp>
 #include <vitscale/io/npz.hpp>
+#include <vitscale/io/parameters.hpp>
 #include <vitscale/model/parameters.hpp>
 #include <vitscale/model/vit.hpp>
 
@@ -63,8 +71,9 @@ struct big_vision_import {
   std::string prefix;                // the prefix the parameters were under
   bool scanned = false;              // blocks stored scan-stacked (Transformer/encoderblock/..., a leading depth axis)
   bool legacy = false;               // the original ViT code's names (Transformer/posembed_input, MlpBlock_3, ...)
-  int tensors = 0;                   // tensors of the table filled
+  int tensors = 0;                   // tensors of the table read from the file (all of them without new_head)
   std::vector<std::string> ignored;  // arrays outside the prefix, not read
+  load_report report;                // what was loaded, re-initialised, unused (ignored arrays included), resampled
 };
 
 namespace detail {
@@ -198,7 +207,7 @@ inline void read_piece(npz_reader& file, const bv_piece& piece, std::vector<floa
 
 template <class Shape, std::size_t N, class Store>
 big_vision_import import_big_vision(const std::string& path, const std::array<tensor_info, N>& table, Store&& store,
-                                    const big_vision_options& options) {
+                                    const big_vision_options& options, const load_options& load = {}) {
   static_assert(Shape::block == block_kind::classic,
                 "load_big_vision: big_vision's ViT has the classic block; a parallel (ViT-22B) block has no "
                 "big_vision ViT checkpoint layout");
@@ -239,13 +248,24 @@ big_vision_import import_big_vision(const std::string& path, const std::array<te
   result.legacy = file.contains(prefix + "Transformer/posembed_input/pos_embedding") ||
                   file.contains(prefix + "Transformer/encoderblock_0/MlpBlock_3/Dense_0/kernel") ||
                   file.contains(prefix + "Transformer/encoderblock/MlpBlock_3/Dense_0/kernel");
-  const auto plan = big_vision_plan<Shape>(table, prefix, result.scanned, result.legacy);
+  auto plan = big_vision_plan<Shape>(table, prefix, result.scanned, result.legacy);
+  load_report& report = result.report;
+  report.path = path;
+  report.format = "big_vision npz";
+  constexpr int posemb_prefix = Shape::cls_posemb ? 1 : 0;
 
   // Check everything first.
   std::vector<std::string> problems;
   std::set<std::string> used, reported, stacked;
-  for (std::size_t i = 0; i < plan.size(); ++i)
-    for (const bv_piece& piece : plan[i]) {
+  std::vector<char> fresh(plan.size(), 0);  // the new head: set to zero, not read
+  for (std::size_t i = 0; i < plan.size(); ++i) {
+    if (load.new_head && table[i].part == component::classifier) {
+      fresh[i] = 1;
+      report.reinitialised.push_back(
+          {table[i].full_name(), std::vector<std::int64_t>(table[i].dims.begin(), table[i].dims.begin() + table[i].rank)});
+      continue;
+    }
+    for (bv_piece& piece : plan[i]) {
       used.insert(piece.name);
       if (piece.block >= 0) stacked.insert(piece.name);
       if (!reported.insert(piece.name).second) continue;  // a stacked array serves every block
@@ -256,6 +276,17 @@ big_vision_import import_big_vision(const std::string& path, const std::array<te
         continue;
       }
       const npz_entry& e = file.entry(piece.name);
+      if (e.shape != want && table[i].part == component::pos_embed && load.resample_posemb) {
+        const int from = posemb_file_grid(e.shape, posemb_prefix, Shape::width);
+        if (from > 0) {
+          report.posemb_from = from;
+          report.posemb_to = posemb_file_grid(want, posemb_prefix, Shape::width);
+          piece.shape = e.shape;  // read whole, then resampled
+          const std::string why = file.unreadable_reason(e);
+          if (!why.empty()) problems.push_back("unreadable: " + piece.name + " " + why);
+          continue;
+        }
+      }
       if (e.shape != want) {
         std::string p = "mis-shaped: " + piece.name + ": the file has " + npz_shape(e.shape) + ", the model needs " +
                         npz_shape(want) + " (for " + table[i].full_name() + ")";
@@ -265,7 +296,9 @@ big_vision_import import_big_vision(const std::string& path, const std::array<te
           p += one_less   ? "; big_vision's position embedding has no class-token entry: use opt::cls_posemb<false>"
                : one_more ? "; this position embedding has a class-token entry (the original ViT code's layout): "
                             "drop opt::cls_posemb<false>"
-                          : "; another resolution? load at the checkpoint's, then set_resolution";
+          : load.resample_posemb ? "; not a square grid of the model's width: cannot be resampled"
+                                                 : "; another resolution? load with load_options::resample_posemb, or "
+                                                   "at the checkpoint's resolution, then set_resolution";
         }
         problems.push_back(p);
         continue;
@@ -273,12 +306,23 @@ big_vision_import import_big_vision(const std::string& path, const std::array<te
       const std::string why = file.unreadable_reason(e);
       if (!why.empty()) problems.push_back("unreadable: " + piece.name + " " + why);
     }
+  }
+  // With a new head, the file's head (and a pre-logits layer the model lacks) is another task's: not read.
+  auto old_head = [&](const std::string& name) {
+    const std::string rest = name.substr(prefix.size());
+    return load.new_head && (rest == "head/kernel" || rest == "head/bias" ||
+                             (Shape::pre_logits == 0 && (rest == "pre_logits/kernel" || rest == "pre_logits/bias")));
+  };
   for (const npz_entry& e : file.entries()) {
     if (e.name.compare(0, prefix.size(), prefix) != 0) {
       result.ignored.push_back(e.name);
+      report.unused.push_back({e.name, e.shape});
       continue;
     }
-    if (!used.count(e.name))
+    if (used.count(e.name)) continue;
+    if (old_head(e.name))
+      report.unused.push_back({e.name, e.shape});
+    else
       problems.push_back("unexpected: " + e.name + " " + npz_shape(e.shape) + " (the model has no tensor for it)");
   }
   if (!problems.empty()) {
@@ -295,9 +339,21 @@ big_vision_import import_big_vision(const std::string& path, const std::array<te
 
   std::vector<float> values;
   for (std::size_t i = 0; i < plan.size(); ++i) {
+    if (fresh[i]) {
+      values.assign(static_cast<std::size_t>(table[i].numel()), 0.0f);
+      store(static_cast<int>(i), values);
+      continue;
+    }
     values.clear();
     values.reserve(static_cast<std::size_t>(table[i].numel()));
     for (const bv_piece& piece : plan[i]) read_piece(file, piece, values);
+    const bool resample = table[i].part == component::pos_embed && report.posemb_resampled();
+    if (resample) {
+      ::vitscale::detail::require_finite(values.data(), std::int64_t(values.size()), "load_big_vision: '" + path + "'",
+                                         "parameter", table[i].full_name(),
+                                         " (before resampling); the model, partly loaded by then, must not be used");
+      values = resample_file_posemb(values, posemb_prefix, report.posemb_from, report.posemb_to, Shape::width, load);
+    }
     if (values.size() != static_cast<std::size_t>(table[i].numel()))
       fail("load_big_vision: tensor '", table[i].full_name(), "' got ", values.size(), " values for ", table[i].numel(),
            " (a bug)");
@@ -307,27 +363,28 @@ big_vision_import import_big_vision(const std::string& path, const std::array<te
     store(static_cast<int>(i), values);
     ++result.tensors;
   }
+  report.loaded = result.tensors;
   return result;
 }
 
 }  // namespace detail
 
-// Loads a big_vision ViT checkpoint (.npz) into `model`: every tensor of its table, or one vitscale::error
-// listing every missing, unexpected, mis-shaped or unreadable array (then the model is left unchanged; a
-// member found corrupt while its data is read — CRC, deflate — or a NaN or infinity in it stops the load
-// part-way, with an error).
+// Loads a big_vision ViT checkpoint (.npz) into `model`: every tensor of its table (fitted as `load` says: a
+// new zero head, a resampled position embedding), or one vitscale::error listing every missing, unexpected,
+// mis-shaped or unreadable array (then the model is left unchanged; a member found corrupt while its data is
+// read — CRC, deflate — or a NaN or infinity in it stops the load part-way, with an error).
 template <class Shape, class Policy, class Space>
 big_vision_import load_big_vision(const std::string& path, vit<Shape, Policy, Space>& model,
-                                  const big_vision_options& options = {}) {
+                                  const big_vision_options& options = {}, const load_options& load = {}) {
   return detail::import_big_vision<Shape>(
       path, model.parameters().table(),
-      [&](int i, const std::vector<float>& v) { model.set_parameter(i, v.data(), v.size()); }, options);
+      [&](int i, const std::vector<float>& v) { model.set_parameter(i, v.data(), v.size()); }, options, load);
 }
 
 // The same into a parameter arena (float or bf16 elements, any memory space; bf16 rounds to nearest even).
 template <class Shape, class T, class MemorySpace>
 big_vision_import load_big_vision(const std::string& path, parameter_arena<Shape, T, MemorySpace>& arena,
-                                  const big_vision_options& options = {}) {
+                                  const big_vision_options& options = {}, const load_options& load = {}) {
   return detail::import_big_vision<Shape>(
       path, arena.table(),
       [&](int i, const std::vector<float>& v) {
@@ -336,7 +393,7 @@ big_vision_import load_big_vision(const std::string& path, parameter_arena<Shape
         for (std::size_t k = 0; k < v.size(); ++k) host(k) = static_cast<T>(v[k]);
         Kokkos::deep_copy(dst, host);
       },
-      options);
+      options, load);
 }
 
 }  // namespace vitscale::io
