@@ -21,6 +21,7 @@
 #include <vitscale/data/augment.hpp>
 #include <vitscale/data/batches.hpp>
 #include <vitscale/data/idx.hpp>
+#include <vitscale/data/subset.hpp>
 #include <vitscale/io/checkpoint.hpp>
 #include <vitscale/io/files.hpp>
 #include <vitscale/train/loss.hpp>
@@ -39,6 +40,7 @@
 #include <filesystem>
 #include <functional>
 #include <limits>
+#include <map>
 #include <string>
 #include <type_traits>
 #include <unistd.h>
@@ -74,6 +76,13 @@ struct run_options {
   std::string train_checkpoint = "train_state.safetensors";
   bool overwrite = false;  // replace an existing training checkpoint that --resume does not continue
   int skip_non_finite = 0;  // steps with non-finite gradients skipped in a row before the run stops
+  // Transfer studies: which data, how long, which checkpoint to keep.
+  std::string classes;      // a class list ("5-9"): train and test on those classes only ("": all ten)
+  int train_size = 0;       // a class-balanced sample of this many training images (0: all of the classes')
+  int validation = 0;       // class-balanced training images held out as a validation set (0: none)
+  std::string keep_best;    // write the parameters here whenever validation accuracy reaches a new best
+  long steps = 0;           // the schedule's length in steps (0: --epochs passes over the training images)
+  std::string recipe;       // "transfer": the papers' fine-tuning recipe (see main)
 };
 
 const char* const class_names[10] = {"T-shirt/top", "Trouser", "Pullover", "Dress",   "Coat",
@@ -108,9 +117,12 @@ std::function<double(std::int64_t)> make_schedule(const run_options& o, std::int
   vs::detail::fail("unknown schedule '", o.schedule, "' (cosine, linear, rsqrt, constant)");
 }
 
-// Test accuracy, in batches of the training batch size (the arena laid out for training serves them).
+// Accuracy on `test`, in batches of the training batch size (the arena laid out for training serves them), the
+// prediction being the largest logit among `classes` (a class subset evaluated on the 10-class head, as ImageNet-R
+// and -A are on 1000-class heads).
 template <class Model>
-double evaluate(Model& model, const vs::data::dataset& test, int batch, const vs::data::normalization& norm) {
+double evaluate(Model& model, const vs::data::dataset& test, int batch, const vs::data::normalization& norm,
+                const std::vector<int>& classes) {
   vs::data::host_image_batch images("images", batch, 28, 28, 1);
   vs::data::host_label_batch labels("labels", batch);
   std::vector<int> order(static_cast<std::size_t>(test.size()));
@@ -123,8 +135,8 @@ double evaluate(Model& model, const vs::data::dataset& test, int batch, const vs
     vs::data::fill_batch(test, order.data() + start, n, norm, im, lb);
     auto logits = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), model.predict(im));
     for (int b = 0; b < n; ++b) {
-      int best = 0;
-      for (int c = 1; c < 10; ++c)
+      int best = classes.front();
+      for (int c : classes)
         if (logits(b, c) > logits(b, best)) best = c;
       correct += best == lb(b);
     }
@@ -136,6 +148,10 @@ double evaluate(Model& model, const vs::data::dataset& test, int batch, const vs
 // learning rate as the float the update uses, the outputs writable, and no training checkpoint of another
 // run replaced silently.
 void check_run(const run_options& o) {
+  if (!o.keep_best.empty()) {
+    vs::io::check_writable(o.keep_best, "the best checkpoint (--keep-best)");
+    if (o.validation == 0) vs::detail::fail("--keep-best selects by validation accuracy: hold out images with --validation N");
+  }
   if (!(o.lr <= double(std::numeric_limits<float>::max())))
     vs::detail::fail("--lr ", o.lr, " is not finite as the float the update uses (floats reach 3.4e38)");
   vs::io::check_writable(o.csv, "the metrics file (--csv)");
@@ -151,16 +167,50 @@ void check_run(const run_options& o) {
                      " to continue that run, --train-checkpoint to save elsewhere, or --overwrite to replace it");
 }
 
+// The model's parameters under timm's names, with what classify needs to use them (examples/classify.cpp).
+template <class Model>
+void save_parameters_to(const std::string& path, const Model& model, const vs::data::normalization& norm,
+                        double test_accuracy, std::map<std::string, std::string> extra) {
+  std::string labels;
+  for (int c = 0; c < 10; ++c) labels += std::string(c ? "," : "") + class_names[c];
+  std::map<std::string, std::string> metadata = {
+      {"format", "timm state dict (vitscale)"},
+      {"model", "vit_shape<4, 128, 4, 256, 4> patch 4, 28 px, 1 channel, GAP, 10 classes"},
+      {"input", "[B, 28, 28, 1] channels last; (pixel/255 - mean)/std"},
+      {"mean", std::to_string(norm.mean)},
+      {"std", std::to_string(norm.std)},
+      {"crop_pct", "1"},  // whole 28-pixel images: classify must not crop
+      {"labels", labels},
+      {"test_accuracy", std::to_string(test_accuracy)}};
+  for (auto& [key, value] : extra) metadata[key] = value;
+  vs::io::save_parameters(model, path, metadata);
+}
+
 template <class Policy, class Optimizer>
 int train(const run_options& o, const typename Optimizer::options& opt_options) {
   check_run(o);
   const auto t_load = std::chrono::steady_clock::now();
-  const vs::data::dataset train_set = vs::data::load_fashion_mnist(o.data, vs::data::split::train);
-  const vs::data::dataset test_set = vs::data::load_fashion_mnist(o.data, vs::data::split::test);
-  const vs::data::normalization norm = vs::data::pixel_statistics(train_set.images);
-  std::printf("Fashion-MNIST: %d training and %d test images (%.1f s to load), pixels normalised by mean %.4f, "
-              "std %.4f\n",
-              train_set.size(), test_set.size(), seconds_since(t_load), double(norm.mean), double(norm.std));
+  const vs::data::dataset train_full = vs::data::load_fashion_mnist(o.data, vs::data::split::train);
+  const vs::data::dataset test_full = vs::data::load_fashion_mnist(o.data, vs::data::split::test);
+  // The whole training set's statistics, whatever subset trains: a transferred model sees the same inputs.
+  const vs::data::normalization norm = vs::data::pixel_statistics(train_full.images);
+  // The classes, the validation split (held out first, so it does not depend on --train-size) and the sample.
+  const std::vector<int> classes = vs::data::parse_classes(o.classes.empty() ? "0-9" : o.classes, 10);
+  std::vector<int> train_indices = vs::data::examples_of_classes(train_full, classes);
+  const std::vector<int> validation_indices =
+      o.validation > 0 ? vs::data::balanced_sample(train_full, train_indices, o.validation, o.seed + 0x5641u)
+                       : std::vector<int>();
+  train_indices = vs::data::remaining(train_indices, validation_indices);
+  if (o.train_size > 0) train_indices = vs::data::balanced_sample(train_full, train_indices, o.train_size, o.seed);
+  const vs::data::dataset train_set = vs::data::subset(train_full, train_indices);
+  const vs::data::dataset validation_set = vs::data::subset(train_full, validation_indices);
+  const vs::data::dataset test_set = vs::data::subset(test_full, vs::data::examples_of_classes(test_full, classes));
+  std::printf("Fashion-MNIST: %d training, %d validation and %d test images%s%s (%.1f s to load), pixels normalised "
+              "by mean %.4f, std %.4f\n",
+              train_set.size(), validation_set.size(), test_set.size(), o.classes.empty() ? "" : " of classes ",
+              o.classes.c_str(), seconds_since(t_load), double(norm.mean), double(norm.std));
+  if (train_set.size() < o.batch)
+    vs::detail::fail("--batch ", o.batch, " is larger than the ", train_set.size(), " training images");
 
   vs::vit<fmnist_vit, Policy, space> model(vs::init::timm{o.seed});
   model.set_regularization({o.dropout, o.drop_path, o.seed});
@@ -177,7 +227,10 @@ int train(const run_options& o, const typename Optimizer::options& opt_options) 
   }
   vs::data::batcher batches(train_set, {o.batch, state.data_seed, true, true, norm}, state.data);
   const std::int64_t steps_per_epoch = batches.batches_per_epoch();
-  const std::int64_t schedule_steps = steps_per_epoch * o.epochs;
+  const std::int64_t schedule_steps = o.steps > 0 ? std::int64_t(o.steps) : steps_per_epoch * o.epochs;
+  // Evaluations at the end of an epoch, at most ~20 per run (a small training set has many short epochs).
+  const std::int64_t epoch_count = (schedule_steps + steps_per_epoch - 1) / steps_per_epoch;
+  const std::int64_t eval_stride = std::max<std::int64_t>(1, epoch_count / 20);
   // --max-steps stops the run early without changing the schedule (a smoke run, or a probe of a recipe).
   const std::int64_t total = o.max_steps > 0 ? std::min<std::int64_t>(schedule_steps, o.max_steps) : schedule_steps;
   const auto lr_at = make_schedule(o, schedule_steps);
@@ -199,7 +252,8 @@ int train(const run_options& o, const typename Optimizer::options& opt_options) 
   const bool append = !o.resume.empty() && std::ifstream(o.csv).peek() != std::ifstream::traits_type::eof();
   std::ofstream csv(o.csv, append ? std::ios::app : std::ios::trunc);
   if (!csv) vs::detail::fail("cannot write the metrics file '", o.csv, "'");
-  if (!append) csv << "epoch,step,train_loss,test_accuracy,lr,images_per_second,elapsed_seconds\n";
+  if (!append) csv << "epoch,step,train_loss,test_accuracy,lr,images_per_second,elapsed_seconds,validation_accuracy\n";
+  double best_validation = o.resume.empty() ? -1.0 : metadata("best_validation");
 
   Kokkos::View<float**, Kokkos::LayoutRight, space::memory_space> dlogits("dlogits", o.batch, 10);
   const bool tty = isatty(fileno(stderr));
@@ -224,7 +278,8 @@ int train(const run_options& o, const typename Optimizer::options& opt_options) 
     state.metadata = {{"loss_ema", exact_text(loss_ema)},
                       {"epoch_loss", exact_text(epoch_loss)},
                       {"epoch_batches", std::to_string(epoch_batches)},
-                      {"schedule_steps", std::to_string(schedule_steps)}};
+                      {"schedule_steps", std::to_string(schedule_steps)},
+                      {"best_validation", exact_text(best_validation)}};
     vs::io::save_checkpoint(o.train_checkpoint, model, optimizer, state);
     last_saved = o.train_checkpoint + " (step " + std::to_string(step) + ")";
   };
@@ -292,30 +347,33 @@ int train(const run_options& o, const typename Optimizer::options& opt_options) 
                      loss_ema, lr, rate, clock_text(elapsed).c_str(), clock_text(eta).c_str(), tty ? "   " : "\n");
       }
     }
-    accuracy = evaluate(model, test_set, o.batch, norm);
+    if ((epoch + 1) % eval_stride != 0 && step < total) continue;
+    accuracy = evaluate(model, test_set, o.batch, norm, classes);
+    const double validation = validation_set.size() > 0 ? evaluate(model, validation_set, o.batch, norm, classes) : -1;
     const double elapsed = seconds_since(t0);
     if (tty) std::fprintf(stderr, "\n");
-    std::printf("epoch %d: train loss %.4f, test accuracy %.2f%% (%s elapsed)\n", epoch + 1,
-                epoch_loss / double(std::max(1L, epoch_batches)), 100.0 * accuracy, clock_text(elapsed).c_str());
+    std::string kept;
+    if (!o.keep_best.empty() && validation > best_validation) {
+      best_validation = validation;
+      save_parameters_to(o.keep_best, model, norm, accuracy,
+                         {{"validation_accuracy", std::to_string(validation)}, {"step", std::to_string(step)}});
+      kept = ", kept in " + o.keep_best;
+    }
+    std::printf("epoch %d: train loss %.4f, test accuracy %.2f%%", epoch + 1,
+                epoch_loss / double(std::max(1L, epoch_batches)), 100.0 * accuracy);
+    if (validation >= 0) std::printf(", validation accuracy %.2f%%%s", 100.0 * validation, kept.c_str());
+    std::printf(" (%s elapsed)\n", clock_text(elapsed).c_str());
     std::fflush(stdout);
     csv << epoch + 1 << ',' << step << ',' << epoch_loss / double(std::max(1L, epoch_batches)) << ',' << accuracy
         << ',' << lr_at(std::min(step, schedule_steps)) << ',' << double(step - first_step) * o.batch / elapsed << ','
-        << elapsed << '\n';
+        << elapsed << ',';
+    if (validation >= 0) csv << validation;
+    csv << '\n';
     csv.flush();
   }
 
-  if (step == first_step) accuracy = evaluate(model, test_set, o.batch, norm);  // resumed with nothing left to do
-  std::string labels;
-  for (int c = 0; c < 10; ++c) labels += std::string(c ? "," : "") + class_names[c];
-  vs::io::save_parameters(model, o.checkpoint,
-                          {{"format", "timm state dict (vitscale)"},
-                           {"model", "vit_shape<4, 128, 4, 256, 4> patch 4, 28 px, 1 channel, GAP, 10 classes"},
-                           {"input", "[B, 28, 28, 1] channels last; (pixel/255 - mean)/std"},
-                           {"mean", std::to_string(norm.mean)},
-                           {"std", std::to_string(norm.std)},
-                           {"crop_pct", "1"},  // whole 28-pixel images: classify must not crop
-                           {"labels", labels},
-                           {"test_accuracy", std::to_string(accuracy)}});
+  if (step == first_step) accuracy = evaluate(model, test_set, o.batch, norm, classes);  // nothing left to do
+  save_parameters_to(o.checkpoint, model, norm, accuracy, {{"classes", o.classes.empty() ? "0-9" : o.classes}});
   std::printf("final test accuracy %.2f%% after %lld steps in %s; metrics in %s, parameters in %s%s%s\n",
               100.0 * accuracy, static_cast<long long>(step), clock_text(seconds_since(t0)).c_str(), o.csv.c_str(),
               o.checkpoint.c_str(), o.save_every > 0 ? ", training state in " : "",
@@ -380,7 +438,34 @@ int main(int argc, char** argv) {
   app.add_option("--skip-non-finite", o.skip_non_finite, "skip a step whose gradients are not finite, up to this "
                                                          "many in a row, instead of stopping (0: stop at the first)")
       ->check(CLI::NonNegativeNumber);
+  app.add_option("--classes", o.classes, "train and test on these classes only, e.g. 0-4 or 5,7,9 (the head keeps 10 "
+                                         "outputs; predictions are the best of these classes)");
+  app.add_option("--train-size", o.train_size, "train on a class-balanced sample of this many images (0: all)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--validation", o.validation, "hold this many class-balanced training images out as a validation set")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--keep-best", o.keep_best, "write the parameters here at each new best validation accuracy (the "
+                                             "checkpoint chosen by upstream validation, as AugReg recommends)");
+  app.add_option("--steps", o.steps, "the schedule's length in steps (0: --epochs passes), for runs of equal compute")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--recipe", o.recipe, "transfer: the papers' fine-tuning recipe (SGD-momentum 0.9, no weight decay, "
+                                       "global-norm clipping 1, warmup + cosine, no label smoothing, lr 0.01) for the "
+                                       "options not given");
   return prog.run(argc, argv, [&] {
+    if (!o.recipe.empty()) {
+      if (o.recipe != "transfer") vs::detail::fail("unknown --recipe '", o.recipe, "' (transfer)");
+      // big_vision configs/transfer.py: momentum SGD (0.9), no weight decay, clip_grad_norm 1, linear warmup then
+      // cosine decay, no label smoothing; the lr is swept there ({0.001, 0.003, 0.01, 0.03}); 0.01 by default.
+      const auto unset = [&](const char* name) { return app.count(name) == 0; };
+      if (unset("--optimizer")) o.optimizer = "sgd";
+      if (unset("--weight-decay")) o.weight_decay = 0;
+      if (unset("--clip")) o.clip = 1;
+      if (unset("--schedule")) o.schedule = "cosine";
+      if (unset("--label-smoothing")) o.label_smoothing = 0;
+      if (unset("--lr")) o.lr = 0.01;
+      std::printf("recipe transfer: %s, lr %g, weight decay %g, clip %g, %s schedule, label smoothing %g\n",
+                  o.optimizer.c_str(), o.lr, o.weight_decay, o.clip, o.schedule.c_str(), o.label_smoothing);
+    }
     if (o.precision == "auto") {
       o.precision = vs::kernels::host_bf16_gemm_is_native() ? "bf16" : "fp32";
       std::printf("precision: %s (auto: this CPU %s bf16 products natively)\n", o.precision.c_str(),
