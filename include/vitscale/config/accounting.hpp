@@ -143,10 +143,16 @@ struct memory_bytes {
   std::int64_t gradients = 0;
   std::int64_t optimizer_state = 0;
   std::int64_t activations = 0;
+  std::int64_t parameter_ema = 0;  // the optimizer's float EMA of the parameters (options.ema), when kept
   constexpr std::int64_t total() const {
-    return parameters + weight_copy + gradients + optimizer_state + activations;
+    return parameters + weight_copy + gradients + optimizer_state + activations + parameter_ema;
   }
 };
+
+// Whether the optimizer keeps an EMA of the parameters (train/optimizer.hpp: a float per parameter, whatever
+// the parameters' type; evaluating with it under a bf16 policy briefly holds a copy of the parameters too,
+// which is not counted here).
+enum class parameter_ema : bool { off = false, on = true };
 
 template <class Shape, class Policy>
 constexpr std::int64_t activation_bytes_per_image(int resolution = Shape::resolution) {
@@ -156,7 +162,8 @@ constexpr std::int64_t activation_bytes_per_image(int resolution = Shape::resolu
 }
 
 template <class Shape, class Policy, class Optimizer>
-constexpr memory_bytes training_memory(std::int64_t batch, int resolution = Shape::resolution) {
+constexpr memory_bytes training_memory(std::int64_t batch, int resolution = Shape::resolution,
+                                       parameter_ema ema = parameter_ema::off) {
   static_assert(precision::is_policy_v<Policy>, "the second argument must be a vitscale::precision policy");
   static_assert(optim::is_state_layout_v<Optimizer>,
                 "the third argument must be an optimizer state layout such as vitscale::optim::adafactor");
@@ -167,6 +174,7 @@ constexpr memory_bytes training_memory(std::int64_t batch, int resolution = Shap
     if (Policy::keeps_weight_copy && t.role == tensor_role::weight)
       m.weight_copy += t.numel() * std::int64_t(sizeof(typename Policy::gemm_type));
     m.optimizer_state += Optimizer::template state_bytes<Policy>(t);
+    if (ema == parameter_ema::on) m.parameter_ema += t.numel() * std::int64_t(sizeof(float));
   }
   m.activations = batch * activation_bytes_per_image<Shape, Policy>(resolution);
   return m;

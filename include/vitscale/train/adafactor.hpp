@@ -168,6 +168,7 @@ struct adafactor_rule {
     decay weight_decay{};
     clipping clip{};
     non_finite_policy non_finite{};
+    ema_policy ema{};  // an EMA of the parameters (train/optimizer.hpp); off by default
     double beta2_cap = 0.999;
     template <class F>
     void visit(F&& f) const {

@@ -18,6 +18,7 @@ struct adam_rule {
     decay weight_decay{};
     clipping clip{};
     non_finite_policy non_finite{};
+    ema_policy ema{};  // an EMA of the parameters (train/optimizer.hpp); off by default
     template <class F>
     void visit(F&& f) const {
       f("b1", b1);

@@ -7,10 +7,12 @@
 //   g ← clip(g)                              AGC, then the global norm (train/detail/optimizer_layout.hpp)
 //   u ← Rule::update(g, state)               the rule's element rule, which also writes its moments
 //   p ← p − lr·u − wd_group·decay_scale·p    decoupled weight decay by group, rounded into the stored type
+//   ema ← ema + (1 − d_t)·(p − ema)          when options.ema is on: the float shadow of the stored p
+//                                            (optim::ema_policy; use_ema() evaluates with it)
 //
 // `fused<Model, Rule>` is the whole optimizer; a rule supplies only what is its own:
 //   name                 "optimizer::<rule>", what a training checkpoint records and checks on load;
-//   options              its hyperparameters plus `weight_decay`, `clip` and `non_finite`, with
+//   options              its hyperparameters plus `weight_decay`, `clip`, `non_finite` and `ema`, with
 //                        visit(f) calling f("<key>", value) per hyperparameter of its own (the checkpoint's
 //                        record); check(options) fails with a sentence on bad values;
 //   state_layout<Policy> its state declaration (config/optimizer_state.hpp), from which the arenas here, the
@@ -28,6 +30,7 @@
 #include <vitscale/core/finite.hpp>
 #include <vitscale/train/detail/optimizer_layout.hpp>
 
+#include <algorithm>
 #include <cstddef>
 #include <cmath>
 #include <cstdint>
@@ -117,6 +120,28 @@ inline void check_options(const char* name, const decay& wd, const clipping& cli
     ::vitscale::detail::fail(name, ": non_finite.skip_in_a_row must be >= 0, got ", nf.skip_in_a_row);
 }
 
+inline void check_ema(const char* name, const ema_policy& a) {
+  const auto finite = [](double x) { return std::isfinite(x); };
+  if (!finite(a.decay) || !(a.decay >= 0 && a.decay < 1))
+    ::vitscale::detail::fail(name, ": ema.decay must be in [0, 1) (0 is off; timm uses 0.9998), got ", a.decay);
+  if (!finite(a.min_decay) || !(a.min_decay >= 0 && a.min_decay <= a.decay))
+    ::vitscale::detail::fail(name, ": ema.min_decay must be in [0, ema.decay] = [0, ", a.decay, "], got ", a.min_decay);
+  if (!finite(a.warmup_gamma) || !(a.warmup_gamma > 0) || !finite(a.warmup_power) || !(a.warmup_power > 0))
+    ::vitscale::detail::fail(name, ": ema.warmup_gamma and ema.warmup_power must be finite and > 0, got ", a.warmup_gamma,
+                             " and ", a.warmup_power);
+  if (a.update_after_step < 0)
+    ::vitscale::detail::fail(name, ": ema.update_after_step must be >= 0, got ", a.update_after_step);
+}
+
+// The EMA's decay d_t at the t-th applied step (t >= 1): timm's ModelEmaV3.get_decay(t) (see ema_policy).
+inline double ema_decay_at(const ema_policy& a, std::int64_t t) {
+  const std::int64_t k = t - a.update_after_step - 1;
+  if (k <= 0) return 0.0;
+  if (!a.use_warmup) return a.decay;
+  const double d = 1.0 - std::pow(1.0 + double(k) / a.warmup_gamma, -a.warmup_power);
+  return std::max(std::min(d, a.decay), a.min_decay);
+}
+
 // The learning rate and the decay factors as the kernels use them: floats, which must be finite (a double
 // such as 1e39 is finite, its float is not).
 inline void check_step(const char* name, double lr, double decay_scale, const decay& wd) {
@@ -201,11 +226,20 @@ struct prepares : std::false_type {};
 template <class Rule>
 struct prepares<Rule, std::void_t<decltype(Rule::prepares)>> : std::bool_constant<Rule::prepares> {};
 
-// The fused pass: clip factor, the rule, decoupled decay, parameters rounded into their stored type. (A free
-// function: nvcc rejects extended lambdas in private members.)
-template <class Rule, class ExecSpace, class P, class G, class State, class Scalars>
+// The EMA's update of one element from the stored new parameter p: a + w·(p − a), w = 1 − d_t (formed in double
+// on the host: 1 − float(0.9999) would be 6e-5 off in relative terms), which leaves a constant parameter's
+// average exactly in place; w = 1 (d_t = 0) copies p exactly.
+KOKKOS_FORCEINLINE_FUNCTION float ema_update(float a, float p, float w) { return w >= 1.0f ? p : a + w * (p - a); }
+
+// The fused pass: clip factor, the rule, decoupled decay, parameters rounded into their stored type, and, with
+// an EMA, the EMA of the stored parameters with weight ema_weight = 1 − d_t. (A free function: nvcc rejects
+// extended lambdas in private members.) The EMA is a compile-time choice so that the pass without it is the
+// same code as before it existed: a run-time branch in the loop changed how GCC contracts p − lr·u − wd·p into
+// FMAs, and with it SGD's parameters in the last bit.
+template <class Rule, bool WithEma, class ExecSpace, class P, class G, class State, class Scalars, class E>
 void apply_rule(const ExecSpace& space, const layout<ExecSpace>& l, const P& p, const G& g, const State& state,
-                const Scalars& s, float global, float lr, float wd_body, float wd_head) {
+                const Scalars& s, float global, float lr, float wd_body, float wd_head, const E& ema,
+                float ema_weight) {
   using PT = typename P::non_const_value_type;
   const auto unit_scale = l.unit_scale;
   for_each_element(space, Rule::name, l, KOKKOS_LAMBDA(const tensor_desc& d, std::int64_t e) {
@@ -213,8 +247,42 @@ void apply_rule(const ExecSpace& space, const layout<ExecSpace>& l, const P& p, 
     const float u = Rule::update(s, state, d, e, gi);
     const float pi = static_cast<float>(p(e));
     const float wd = d.group == head_group ? wd_head : d.group == body_group ? wd_body : 0.0f;
-    p(e) = ::vitscale::kernels::detail::store_as<PT>(pi - lr * u - wd * pi);
+    if constexpr (WithEma) {
+      const PT stored = ::vitscale::kernels::detail::store_as<PT>(pi - lr * u - wd * pi);
+      p(e) = stored;
+      ema(e) = ema_update(ema(e), static_cast<float>(stored), ema_weight);
+    } else {
+      (void)ema;
+      (void)ema_weight;
+      p(e) = ::vitscale::kernels::detail::store_as<PT>(pi - lr * u - wd * pi);
+    }
   });
+}
+
+// ema ← p (converted to float), over the whole arena.
+template <class ExecSpace, class P, class E>
+void copy_to_ema(const ExecSpace& space, const P& p, const E& ema) {
+  Kokkos::parallel_for(
+      "vitscale::optim::ema_reset", Kokkos::RangePolicy<ExecSpace>(space, 0, ema.extent(0)),
+      KOKKOS_LAMBDA(std::size_t i) { ema(i) = static_cast<float>(p(i)); });
+}
+
+// Float parameters: p and ema exchange their contents, bit for bit. Otherwise: p ← ema rounded into p's type
+// (the caller has kept p).
+template <class ExecSpace, class P, class E>
+void ema_into_parameters(const ExecSpace& space, const P& p, const E& ema) {
+  using PT = typename P::non_const_value_type;
+  Kokkos::parallel_for(
+      "vitscale::optim::ema_swap", Kokkos::RangePolicy<ExecSpace>(space, 0, ema.extent(0)),
+      KOKKOS_LAMBDA(std::size_t i) {
+        if constexpr (std::is_same<PT, float>::value) {
+          const float x = p(i);
+          p(i) = ema(i);
+          ema(i) = x;
+        } else {
+          p(i) = ::vitscale::kernels::detail::store_as<PT>(ema(i));
+        }
+      });
 }
 
 // The value of arena element e of a moment, as float, and its store (rounded into the moment's type).
@@ -245,17 +313,30 @@ class fused {
   using state_type = typename detail::moments_of<state_layout, typename Model::policy, typename Model::memory_space,
                                                  std::make_index_sequence<state_layout::moment_count()>>::type;
 
+  // The EMA's shadow: float whatever the parameters' type. A bf16 average could not move: at d = 0.999 an
+  // increment (1 − d)·(p − ema) is far below half a bf16 step of ema (2^-9 relative) and rounds away, so a bf16
+  // EMA stays where it started. timm keeps it in the model's dtype because PyTorch's masters are float.
+  using ema_type = float;
+  using ema_view = Kokkos::View<ema_type*, typename Model::memory_space>;
+
   explicit fused(Model& model, options o = {})
       : model_(&model), o_(checked(o)),
         layout_(detail::make_layout<execution_space>(static_cast<const Model&>(model).parameters(), min_dim(o),
                                                      detail::model_axis_of<Model>::get(model))) {
     allocate(std::make_index_sequence<state_layout::moment_count()>());
+    if (o_.ema.enabled()) {
+      ema_ = ema_view(std::string("vitscale::") + Rule::name + "::ema", layout_.size);
+      reset_ema();
+    }
   }
 
   // One update from model.gradients(): p ← p − lr·u − wd_group·decay_scale·p, unless a gradient is not finite:
   // then nothing changes, and the step is skipped (applied = false) while options.non_finite allows, or throws
   // non_finite_error naming the first tensor that holds one.
   step_report step(double lr, double decay_scale = 1.0) {
+    if (ema_in_use_)
+      ::vitscale::detail::fail(Rule::name, "::step: the model holds the EMA's parameters (an EMA scope is open); "
+                               "end the scope (restore()) before training on");
     detail::check_step(Rule::name, lr, decay_scale, o_.weight_decay);
     const Model& m = *model_;
     const detail::grad_view<Model> g = m.gradients().all();
@@ -270,8 +351,14 @@ class fused {
     const float global = detail::clip_scales(m.space(), layout_, m.parameters().all(), g, o_.clip, summary.norm);
     const auto s = Rule::at_step(o_, steps_ + 1);
     if constexpr (detail::prepares<Rule>::value) Rule::prepare(m.space(), layout_, g, state_, s, global);
-    detail::apply_rule<Rule>(m.space(), layout_, model_->parameters().all(), g, state_, s, global, float(lr),
-                             float(o_.weight_decay.body * decay_scale), float(o_.weight_decay.head * decay_scale));
+    const auto p = model_->parameters().all();
+    const float wd_body = float(o_.weight_decay.body * decay_scale), wd_head = float(o_.weight_decay.head * decay_scale);
+    if (has_ema())
+      detail::apply_rule<Rule, true>(m.space(), layout_, p, g, state_, s, global, float(lr), wd_body, wd_head, ema_,
+                                     float(1.0 - ema_decay(steps_ + 1)));
+    else
+      detail::apply_rule<Rule, false>(m.space(), layout_, p, g, state_, s, global, float(lr), wd_body, wd_head, ema_,
+                                      0.0f);
     model_->parameters_changed();
     ++steps_;
     return {true, summary.norm};
@@ -296,8 +383,80 @@ class fused {
     steps_ = steps;
   }
   const options& hyperparameters() const { return o_; }
-  // Bytes of every state arena; equals the accounting's optimizer_state for the same declaration.
+  // Bytes of every state arena; equals the accounting's optimizer_state for the same declaration. The EMA's
+  // shadow is not in it (it is no rule's state): ema_bytes(), the accounting's parameter_ema.
   std::size_t state_bytes() const { return bytes(std::make_index_sequence<state_layout::moment_count()>()); }
+
+  // ---- The EMA of the parameters (options.ema; optim::ema_policy)
+  bool has_ema() const { return ema_.extent(0) > 0; }
+  // Bytes of the EMA's shadow: 4 per parameter when on, 0 when off (nothing is allocated).
+  std::size_t ema_bytes() const { return ema_.extent(0) * sizeof(ema_type); }
+  // d_t, the decay the t-th applied step uses (0 while the EMA is a copy; see ema_policy).
+  double ema_decay(std::int64_t t) const { return detail::ema_decay_at(o_.ema, t); }
+  // The shadow: [arena size] floats with the parameter arena's offsets (empty when off).
+  const ema_view& ema() const { return ema_; }
+  // ema ← the parameters as they are now: after loading pretrained weights into the model (the EMA starts as a
+  // copy of the parameters when the optimizer is made; with timm's decay the first applied step copies again).
+  void reset_ema() {
+    require_ema("reset_ema");
+    detail::copy_to_ema(model_->space(), model_->parameters().all(), ema_);
+    model_->space().fence();
+  }
+  // The EMA's tensors: f(timm name, view, shape) per parameter, the views aliasing the shadow (writing them
+  // restores it). Nothing without an EMA.
+  template <class F>
+  void visit_ema(F&& f) const {
+    if (!has_ema()) return;
+    if (ema_in_use_)
+      ::vitscale::detail::fail(Rule::name, ": the EMA's shadow holds the training parameters while an EMA scope is "
+                               "open; end it before reading or saving the EMA");
+    const auto& table = static_cast<const Model&>(*model_).parameters().table();
+    for (const detail::tensor_desc& d : layout_.host_desc) {
+      const tensor_info& t = table[std::size_t(d.index)];
+      f(t.full_name(), Kokkos::subview(ema_, std::make_pair(std::size_t(d.offset), std::size_t(d.offset + d.numel))),
+        std::vector<std::int64_t>(t.dims.begin(), t.dims.begin() + t.rank));
+    }
+  }
+
+  // While it lives, the model runs with the EMA's parameters (rounded into the parameters' type); restore() or
+  // its end puts the training parameters back bit for bit. Float parameters trade places with the shadow (no
+  // copy, no memory); other types keep a copy of the parameters for the scope's life (their bytes again), since
+  // a float average rounded into them cannot be swapped back. step(), reset_ema() and visit_ema() fail while it
+  // is open. It must not outlive (or see moved) its optimizer.
+  class ema_scope {
+   public:
+    ema_scope(ema_scope&& o) noexcept : opt_(o.opt_) { o.opt_ = nullptr; }
+    ema_scope(const ema_scope&) = delete;
+    ema_scope& operator=(const ema_scope&) = delete;
+    ema_scope& operator=(ema_scope&&) = delete;
+    ~ema_scope() { restore(); }
+    // The training parameters back (bit-exact); the scope is then over. Idempotent.
+    void restore() {
+      if (opt_ != nullptr) opt_->leave_ema();
+      opt_ = nullptr;
+    }
+
+   private:
+    friend class fused;
+    explicit ema_scope(fused* o) : opt_(o) {}
+    fused* opt_;
+  };
+  // Evaluate with the EMA: `{ auto scope = opt.use_ema(); evaluate(model); }`. An error without an EMA, or
+  // with a scope already open.
+  [[nodiscard]] ema_scope use_ema() {
+    require_ema("use_ema");
+    const auto p = model_->parameters().all();
+    if constexpr (!std::is_same<typename std::decay_t<decltype(p)>::non_const_value_type, float>::value) {
+      saved_ = saved_view(std::string("vitscale::") + Rule::name + "::training_parameters", p.extent(0));
+      Kokkos::deep_copy(model_->space(), saved_, p);
+    }
+    detail::ema_into_parameters(model_->space(), p, ema_);
+    model_->space().fence();
+    ema_in_use_ = true;
+    model_->parameters_changed();
+    return ema_scope(this);
+  }
+  bool ema_in_use() const { return ema_in_use_; }
   // The I-th declared moment (a View, or a detail::factored_moment).
   template <std::size_t I>
   const auto& moment() const {
@@ -318,6 +477,7 @@ class fused {
  private:
   static const options& checked(const options& o) {
     detail::check_options(Rule::name, o.weight_decay, o.clip, o.non_finite);
+    detail::check_ema(Rule::name, o.ema);
     Rule::check(o);
     return o;
   }
@@ -419,10 +579,38 @@ class fused {
                             "gradient", tensor);
   }
 
+  void require_ema(const char* what) const {
+    if (!has_ema())
+      ::vitscale::detail::fail(Rule::name, "::", what, ": this optimizer keeps no EMA of the parameters (options.ema.decay "
+                               "is 0; set it, e.g. 0.9998, to keep one)");
+    if (ema_in_use_)
+      ::vitscale::detail::fail(Rule::name, "::", what, ": an EMA scope is open (the model holds the EMA's parameters); "
+                               "end it first");
+  }
+  void leave_ema() {
+    if (!ema_in_use_) return;
+    const auto p = model_->parameters().all();
+    if constexpr (std::is_same<typename std::decay_t<decltype(p)>::non_const_value_type, float>::value) {
+      detail::ema_into_parameters(model_->space(), p, ema_);  // the swap back
+    } else {
+      Kokkos::deep_copy(model_->space(), p, saved_);
+      model_->space().fence();
+      saved_ = saved_view();
+    }
+    model_->space().fence();
+    ema_in_use_ = false;
+    model_->parameters_changed();
+  }
+
+  using saved_view = Kokkos::View<typename Model::param_type*, typename Model::memory_space>;
+
   Model* model_;
   options o_;
   detail::layout<execution_space> layout_;
   state_type state_{};
+  ema_view ema_{};
+  saved_view saved_{};  // the training parameters while an EMA scope is open (parameters other than float)
+  bool ema_in_use_ = false;
   std::int64_t steps_ = 0;
   std::int64_t skipped_ = 0;
   int skipped_in_a_row_ = 0;

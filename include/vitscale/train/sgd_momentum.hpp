@@ -17,6 +17,7 @@ struct sgd_momentum_rule {
     decay weight_decay{};
     clipping clip{};
     non_finite_policy non_finite{};
+    ema_policy ema{};  // an EMA of the parameters (train/optimizer.hpp); off by default
     template <class F>
     void visit(F&& f) const {
       f("momentum", momentum);

@@ -45,12 +45,32 @@ struct non_finite_policy {
   int skip_in_a_row = 0;
 };
 
+// An exponential moving average of the parameters (Polyak averaging; timm's ModelEmaV3, ViT-22B's fine-tuning),
+// kept by the optimizer in a float shadow of the parameter arena and updated in its fused pass, right after a
+// parameter is stored: ema ← d_t·ema + (1 − d_t)·p, with p the stored (rounded) new value. d_t is timm's
+// ModelEmaV3.get_decay(t) for the t-th applied step (t = 1, 2, …; timm's train.py passes num_updates):
+//   k = max(0, t − update_after_step − 1);  k = 0: d_t = 0 (the EMA becomes a copy of the parameters);
+//   use_warmup: d_t = clamp(1 − (1 + k/warmup_gamma)^−warmup_power, min_decay, decay);  else d_t = decay.
+// (That is timm's warmup, after @crowsonkb: γ = 1, power = 2/3 reaches 0.999 at 31.6k steps, power = 3/4 at 10k.
+// It is not TensorFlow's min(decay, (1 + t)/(10 + t)), which timm does not use.) A skipped step (non-finite
+// gradients) leaves the EMA as it was. decay = 0: off, and nothing is allocated.
+struct ema_policy {
+  double decay = 0.0;  // 0: off; else in (0, 1) (timm's default 0.9998 in train.py, 0.9999 in the class)
+  bool use_warmup = false;
+  double warmup_gamma = 1.0;
+  double warmup_power = 2.0 / 3.0;
+  double min_decay = 0.0;  // with use_warmup: the least decay once k > 0
+  std::int64_t update_after_step = 0;
+  bool enabled() const { return decay > 0; }
+};
+
 }  // namespace vitscale::optim
 
 namespace vitscale::optimizer {
 
 using optim::clipping;
 using optim::decay;
+using optim::ema_policy;
 using optim::non_finite_policy;
 
 namespace detail {
