@@ -40,3 +40,6 @@
 #include <vitscale/io/dispatch.hpp>
 #include <vitscale/io/parameters.hpp>
 #include <vitscale/io/safetensors.hpp>
+
+#include <vitscale/eval/fewshot.hpp>
+#include <vitscale/eval/metrics.hpp>
