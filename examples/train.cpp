@@ -24,6 +24,7 @@
 #include <vitscale/data/subset.hpp>
 #include <vitscale/io/checkpoint.hpp>
 #include <vitscale/io/files.hpp>
+#include <vitscale/io/pretrained.hpp>
 #include <vitscale/train/loss.hpp>
 #include <vitscale/train/optimizers.hpp>
 #include <vitscale/train/schedule.hpp>
@@ -83,6 +84,8 @@ struct run_options {
   std::string keep_best;    // write the parameters here whenever validation accuracy reaches a new best
   long steps = 0;           // the schedule's length in steps (0: --epochs passes over the training images)
   std::string recipe;       // "transfer": the papers' fine-tuning recipe (see main)
+  std::string init_from;    // start from this pretrained checkpoint (safetensors or big_vision .npz)
+  bool keep_head = false;   // ... keeping its head (default: a new zero head, as for a new task)
 };
 
 const char* const class_names[10] = {"T-shirt/top", "Trouser", "Pullover", "Dress",   "Coat",
@@ -214,6 +217,11 @@ int train(const run_options& o, const typename Optimizer::options& opt_options) 
 
   vs::vit<fmnist_vit, Policy, space> model(vs::init::timm{o.seed});
   model.set_regularization({o.dropout, o.drop_path, o.seed});
+  if (!o.init_from.empty() && o.resume.empty()) {
+    vs::io::pretrained_options load;
+    load.new_head = !o.keep_head;
+    std::printf("%s\n", vs::io::load_pretrained(model, o.init_from, load).to_string().c_str());
+  }
   Optimizer optimizer(model, opt_options);
   // A resumed run takes the model, the optimizer's state, the step, the data order's position and the seeds
   // (and dropout settings) from the checkpoint; the schedule and the rest come from the options as given.
@@ -451,6 +459,10 @@ int main(int argc, char** argv) {
   app.add_option("--recipe", o.recipe, "transfer: the papers' fine-tuning recipe (SGD-momentum 0.9, no weight decay, "
                                        "global-norm clipping 1, warmup + cosine, no label smoothing, lr 0.01) for the "
                                        "options not given");
+  app.add_option("--init-from", o.init_from, "start from this pretrained checkpoint (a parameter file or training "
+                                             "checkpoint of train, a timm safetensors file or a big_vision .npz) "
+                                             "with a new zero head: fine-tuning");
+  app.add_flag("--keep-head", o.keep_head, "with --init-from: keep the checkpoint's head instead of a new one");
   return prog.run(argc, argv, [&] {
     if (!o.recipe.empty()) {
       if (o.recipe != "transfer") vs::detail::fail("unknown --recipe '", o.recipe, "' (transfer)");

@@ -41,19 +41,20 @@ struct pretrained_options {
   }
 };
 
-enum class checkpoint_format { safetensors, npz };
+// (Named file_format: io/checkpoint.hpp already has io::checkpoint_format, the training checkpoint's format string.)
+enum class file_format { safetensors, npz };
 
 // The format of the file at `path` from its first bytes: a ZIP archive ("PK\3\4", or "PK\5\6" when empty) is an
 // .npz; 8 bytes of header length followed by '{' are safetensors. Anything else is a vitscale::error.
-inline checkpoint_format detect_checkpoint_format(const std::string& path) {
+inline file_format detect_file_format(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) detail::fail("load_pretrained: cannot open ", path);
   char b[9] = {};
   in.read(b, 9);
   const auto n = in.gcount();
   if (n >= 4 && b[0] == 'P' && b[1] == 'K' && ((b[2] == 3 && b[3] == 4) || (b[2] == 5 && b[3] == 6)))
-    return checkpoint_format::npz;
-  if (n == 9 && b[8] == '{') return checkpoint_format::safetensors;
+    return file_format::npz;
+  if (n == 9 && b[8] == '{') return file_format::safetensors;
   detail::fail("load_pretrained: ", path,
                " is neither a safetensors file (8 bytes of header length, then '{') nor an .npz (a ZIP archive, "
                "'PK'), judged by its first bytes");
@@ -65,7 +66,7 @@ inline checkpoint_format detect_checkpoint_format(const std::string& path) {
 template <class Shape, class Policy, class Space>
 load_report load_pretrained(vit<Shape, Policy, Space>& model, const std::string& path,
                             const pretrained_options& options = {}) {
-  if (detect_checkpoint_format(path) == checkpoint_format::npz)
+  if (detect_file_format(path) == file_format::npz)
     return load_big_vision(path, model, options.big_vision, options.load()).report;
   return load_parameters(model, path, options.load());
 }
