@@ -109,6 +109,12 @@ bool all_zero(const std::vector<float>& v) {
   return std::all_of(v.begin(), v.end(), [](float x) { return x == 0.0f; });
 }
 
+// The tensor of a timm state dict, or zeros for the classifier (a new head).
+std::vector<float> again_or_zero(io::safetensors_reader& f, const tensor_info& t) {
+  if (t.part == component::classifier) return std::vector<float>(static_cast<std::size_t>(t.numel()), 0.0f);
+  return read(f, t.full_name());
+}
+
 io::pretrained_options new_head() {
   io::pretrained_options o;
   o.new_head = true;
@@ -329,6 +335,25 @@ TEST_CASE("transfer: a big_vision .npz under a new zero head, at its resolution 
   CHECK(imported.report.posemb_from == 4);
   CHECK(std::vector<float>(arena.data() + arena.offset(pe), arena.data() + arena.offset(pe) + want.size()) == want);
 
+  // A checkpoint with a pre-logits layer (big_vision's rep_size) under "params/", with optimizer arrays beside:
+  // a model without pre-logits takes the body; the pre-logits, the old head and the optimizer are unused.
+  const std::string prelogits = golden_dir + "/io/transfer_prelogits.npz";
+  vit<bv_transfer, precision::fp32, Space> from_pre(16);
+  const io::load_report p = io::load_pretrained(from_pre, prelogits, new_head());
+  const auto& table16 = from_pre.parameters().table();
+  CHECK(p.loaded == int(table16.size()) - 2);
+  CHECK(p.to_string() == "loaded " + std::to_string(table16.size() - 2) + " tensors from " + prelogits +
+                             "; head re-initialised (head.weight [3, 16], head.bias [3]: zero); unused: "
+                             "params/pre_logits/kernel [16, 8], params/pre_logits/bias [8], params/head/kernel [8, 5], "
+                             "params/head/bias [5], opt/* (4 tensors)");
+  for (int i = 0; i < int(table16.size()); ++i) {
+    INFO(table16[i].full_name());
+    CHECK(from_pre.parameter(i) == again_or_zero(timm, table16[i]));
+  }
+  vit<bv_transfer, precision::fp32, Space> exact(16);
+  CHECK_ERROR(io::load_big_vision(prelogits, exact), "unexpected: params/pre_logits/kernel [16, 8]",
+              "mis-shaped: params/head/kernel: the file has [8, 5], the model needs [16, 3]");
+
   // The format is told by the first bytes, not the name: the .npz under a .safetensors name loads the same.
   const std::string renamed = (scratch() / "really_npz.safetensors").string();
   fs::copy_file(npz, renamed, fs::copy_options::overwrite_existing);
@@ -347,12 +372,17 @@ TEST_CASE("transfer: the report's line groups long lists of unused tensors") {
   io::load_report r;
   r.path = "ckpt.safetensors";
   r.loaded = 150;
-  r.reinitialised = {{"head.weight", {5, 192}}, {"head.bias", {5}}};
-  r.unused = {{"head.weight", {10, 192}}, {"head.bias", {10}}};
-  for (int k = 0; k < 300; ++k) r.unused.push_back({"optimizer.m." + std::to_string(k), {3}});
+  r.reinitialised = {{"head.weight", {5, 192}, false}, {"head.bias", {5}, false}};
+  for (int k = 0; k < 300; ++k) {
+    r.unused.push_back({"optimizer.m." + std::to_string(k), {3}, false});
+    if (k == 100) r.unused.push_back({"head.weight", {10, 192}, true});
+  }
+  r.unused.push_back({"head.bias", {10}, true});
+  r.unused.push_back({"buffer.x", {2}, false});
   r.posemb_from = 14;
   r.posemb_to = 24;
   CHECK(r.to_string() ==
         "loaded 150 tensors from ckpt.safetensors; head re-initialised (head.weight [5, 192], head.bias [5]: zero); "
-        "unused: head.weight [10, 192], head.bias [10], optimizer.* (300 tensors); pos_embed resampled 14x14 -> 24x24");
+        "unused: head.weight [10, 192], head.bias [10], optimizer.* (300 tensors), buffer.x [2]; pos_embed resampled 14x14 "
+        "-> 24x24");
 }

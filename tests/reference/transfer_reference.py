@@ -29,6 +29,15 @@ What it writes:
                                 load_pretrained does when num_classes differs (the classifier keys dropped,
                                 load_state_dict(strict=False) with only head.* missing), then a zero head
   __metadata__  versions and the recipe
+  transfer_prelogits.npz            tests/golden/big_vision/cls_perblock.npz (a big_vision ViT, 5 classes,
+                                    width 16) made into the checkpoint of a model with a pre-logits layer, as
+                                    big_vision's rep_size=8 writes it: the same arrays under "params/", plus
+                                    params/pre_logits/kernel [16, 8] and /bias [8], params/head/kernel [8, 5]
+                                    (the head reads the 8 pre-logits), and 4 optimizer arrays opt/m/* outside
+                                    the prefix. Fine-tuning a model without a pre-logits layer under a new head
+                                    leaves the pre-logits, the old head and the optimizer arrays unused
+                                    (big_vision's transfer does the same). Members stored with a fixed timestamp
+                                    (byte-reproducible).
 
 Checks done here (asserts): reset_classifier + zero head leaves the body and the features exactly as the
 10-class model's; the 28-px load misses exactly head.weight and head.bias; a second forward agrees.
@@ -68,6 +77,34 @@ def zero_head(model):
     with torch.no_grad():
         nn.init.zeros_(model.head.weight)
         nn.init.zeros_(model.head.bias)
+
+
+def write_prelogits_npz(out_dir, source):
+    import io
+    import zipfile
+    import numpy as np
+    rng = np.random.default_rng(SEED + 2)
+    arrays = {}
+    with np.load(source) as f:
+        for k in f.files:
+            if not k.startswith("head/"):
+                arrays["params/" + k] = f[k]
+    width = arrays["params/embedding/bias"].shape[0]
+    arrays["params/pre_logits/kernel"] = (rng.standard_normal((width, 8)) / math.sqrt(width)).astype(np.float32)
+    arrays["params/pre_logits/bias"] = (0.1 * rng.standard_normal(8)).astype(np.float32)
+    arrays["params/head/kernel"] = (rng.standard_normal((8, 5)) / math.sqrt(8)).astype(np.float32)
+    arrays["params/head/bias"] = (0.1 * rng.standard_normal(5)).astype(np.float32)
+    for k in range(4):
+        arrays[f"opt/m/{k}"] = rng.standard_normal(3).astype(np.float32)
+    path = os.path.join(out_dir, "transfer_prelogits.npz")
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as z:
+        for name, a in arrays.items():
+            buf = io.BytesIO()
+            np.lib.format.write_array(buf, np.ascontiguousarray(a), version=(1, 0))
+            z.writestr(zipfile.ZipInfo(name + ".npy", date_time=(2020, 1, 1, 0, 0, 0)), buf.getvalue())
+    with np.load(path) as f:
+        assert set(f.files) == set(arrays) and all(np.array_equal(f[k], arrays[k]) for k in arrays)
+    return path
 
 
 def main():
@@ -147,7 +184,10 @@ def main():
     timm_path = os.path.join(args.out, "transfer_timm.safetensors")
     ref.write(timm_path, tensors, md)
 
-    for p in (pretrained_path, timm_path):
+    npz_path = write_prelogits_npz(args.out, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
+                                                         "golden", "big_vision", "cls_perblock.npz"))
+
+    for p in (pretrained_path, timm_path, npz_path):
         size = os.path.getsize(p)
         digest = hashlib.sha256(open(p, "rb").read()).hexdigest()[:16]
         print(f"{size:>9} B  {os.path.basename(p)}  sha256:{digest}")

@@ -262,7 +262,8 @@ big_vision_import import_big_vision(const std::string& path, const std::array<te
     if (load.new_head && table[i].part == component::classifier) {
       fresh[i] = 1;
       report.reinitialised.push_back(
-          {table[i].full_name(), std::vector<std::int64_t>(table[i].dims.begin(), table[i].dims.begin() + table[i].rank)});
+          {table[i].full_name(),
+           std::vector<std::int64_t>(table[i].dims.begin(), table[i].dims.begin() + table[i].rank), false});
       continue;
     }
     for (bv_piece& piece : plan[i]) {
@@ -316,12 +317,12 @@ big_vision_import import_big_vision(const std::string& path, const std::array<te
   for (const npz_entry& e : file.entries()) {
     if (e.name.compare(0, prefix.size(), prefix) != 0) {
       result.ignored.push_back(e.name);
-      report.unused.push_back({e.name, e.shape});
+      report.unused.push_back({e.name, e.shape, false});
       continue;
     }
     if (used.count(e.name)) continue;
     if (old_head(e.name))
-      report.unused.push_back({e.name, e.shape});
+      report.unused.push_back({e.name, e.shape, true});
     else
       problems.push_back("unexpected: " + e.name + " " + npz_shape(e.shape) + " (the model has no tensor for it)");
   }

@@ -50,6 +50,7 @@ struct load_options {
 struct tensor_note {
   std::string name;
   std::vector<std::int64_t> shape;
+  bool head = false;  // an unused classifier or pre-logits tensor of the file (named one by one in to_string)
 };
 
 // What a load did.
@@ -65,8 +66,9 @@ struct load_report {
 
   // One line, e.g. "loaded 150 tensors from ckpt.safetensors; head re-initialised (head.weight [5, 192],
   // head.bias [5]: zero); unused: head.weight [10, 192], head.bias [10]; pos_embed resampled 14x14 -> 24x24".
-  // Unused tensors are named one by one, except that more than three sharing a first name component (a
-  // training checkpoint's optimizer.*, a big_vision file's opt/*) are counted as "optimizer.* (300 tensors)".
+  // The file's unused head and pre-logits tensors are named one by one, then the others, except that more than
+  // three sharing a first name component (a training checkpoint's optimizer.*, a big_vision file's opt/*) are
+  // counted as "optimizer.* (300 tensors)".
   std::string to_string() const {
     std::ostringstream s;
     s << "loaded " << loaded << (loaded == 1 ? " tensor" : " tensors") << " from " << path;
@@ -84,7 +86,15 @@ struct load_report {
     if (!unused.empty()) {
       // Groups by the first component of the name (up to '.' or '/'), in order of first appearance.
       std::vector<std::pair<std::string, std::vector<std::size_t>>> groups;
+      s << "; unused: ";
+      bool first = true;
+      for (const tensor_note& t : unused)
+        if (t.head) {
+          s << (first ? "" : ", ") << t.name << " " << shape(t.shape);
+          first = false;
+        }
       for (std::size_t k = 0; k < unused.size(); ++k) {
+        if (unused[k].head) continue;
         const std::string& n = unused[k].name;
         const std::size_t cut = n.find_first_of("./");
         const std::string key = cut == std::string::npos ? n : n.substr(0, cut + 1);
@@ -93,8 +103,6 @@ struct load_report {
         if (g == groups.size()) groups.emplace_back(key, std::vector<std::size_t>{});
         groups[g].second.push_back(k);
       }
-      s << "; unused: ";
-      bool first = true;
       for (const auto& [key, members] : groups) {
         if (members.size() > 3) {
           s << (first ? "" : ", ") << key << "* (" << members.size() << " tensors)";
@@ -213,7 +221,7 @@ load_report load_parameters(Model& model, const std::string& path, const load_op
     const std::vector<std::int64_t> want(t.dims.begin(), t.dims.begin() + t.rank);
     if (options.new_head && t.part == component::classifier) {
       fresh[i] = 1;
-      report.reinitialised.push_back({name, want});
+      report.reinitialised.push_back({name, want, false});
       continue;
     }
     if (!file.contains(name)) {
@@ -281,7 +289,9 @@ load_report load_parameters(Model& model, const std::string& path, const load_op
   for (std::size_t i = 0; i < table.size(); ++i)
     if (!fresh[i]) read.insert(table[i].full_name());
   for (const auto& e : file.tensors())
-    if (!read.count(e.name)) report.unused.push_back({e.name, e.shape});
+    if (!read.count(e.name))
+      report.unused.push_back({e.name, e.shape,
+                               e.name == "head.weight" || e.name == "head.bias" || e.name.rfind("pre_logits.", 0) == 0});
   return report;
 }
 
