@@ -2,6 +2,8 @@
 // confusion counts, class-subset evaluation (equal to masking the head's other logits and to timm's slicing), the
 // sigmoid models' prec@1 and loss (big_vision's classification evaluator), and every error.
 #include <support/errors.hpp>
+#include <support/spaces.hpp>
+#include <vitscale/core/bf16.hpp>
 #include <vitscale/eval/metrics.hpp>
 
 #include <cmath>
@@ -170,6 +172,29 @@ TEST_CASE("sigmoid models: big_vision's prec@1 and loss with multi-hot and soft 
   large.add(rows({{-200.0f, 200.0f}}), rows({{1.0f, 0.0f}}));
   CHECK(large.loss() == doctest::Approx(400.0));
 }
+
+TEST_CASE_TEMPLATE_DEFINE("to_host copies float and bf16 Views of a space into host matrices", Space, to_host_id) {
+  using memory = typename Space::memory_space;
+  Kokkos::View<float**, Kokkos::LayoutRight, memory> logits("logits", 3, 5);
+  Kokkos::View<vitscale::bf16**, Kokkos::LayoutRight, memory> features("features", 2, 7);
+  Kokkos::parallel_for(
+      Kokkos::MDRangePolicy<Space, Kokkos::Rank<2>>({0, 0}, {3, 5}),
+      KOKKOS_LAMBDA(int i, int j) { logits(i, j) = static_cast<float>(10 * i + j) + 0.25f; });
+  Kokkos::parallel_for(
+      Kokkos::MDRangePolicy<Space, Kokkos::Rank<2>>({0, 0}, {2, 7}),
+      KOKKOS_LAMBDA(int i, int j) { features(i, j) = vitscale::bf16(static_cast<float>(i - j) * 0.5f); });
+  Space().fence();
+  const ev::host_matrix l = ev::to_host(logits), f = ev::to_host(features);
+  REQUIRE(l.rows() == 3);
+  REQUIRE(l.cols() == 5);
+  REQUIRE(f.rows() == 2);
+  REQUIRE(f.cols() == 7);
+  CHECK(l(2, 4) == 24.25f);
+  CHECK(l(1, 0) == 10.25f);
+  CHECK(f(0, 6) == -3.0f);
+  CHECK(f(1, 0) == 0.5f);
+}
+VITSCALE_ON_HOST_SPACES(to_host_id);
 
 TEST_CASE("metrics errors") {
   ev::classification_accumulator acc(4, with_top({1, 2}));

@@ -25,6 +25,7 @@
 
 #include <vitscale/core/error.hpp>
 #include <vitscale/core/random.hpp>
+#include <vitscale/eval/metrics.hpp>  // host_matrix and to_host, shared with the metrics
 
 // GCC 12 reports Eigen's AVX-512 packet code as reading an uninitialised register (a don't-care operand used on
 // purpose); a false positive, silenced around Eigen's headers as kernels/detail/gemm_eigen.hpp does.
@@ -49,8 +50,8 @@
 
 namespace vitscale::eval {
 
-// Host features, one example per row ([N, D], float as `vit::features` returns them).
-using host_features = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+// Host features, one example per row ([N, D], float; `to_host(model.features(images).pooled)` makes them).
+using host_features = host_matrix;
 // Any float matrix expression or Map that can be viewed as host features without a copy, or is copied once.
 using features_ref = Eigen::Ref<const host_features>;
 

@@ -20,6 +20,7 @@
 // batch leaves the totals as they were.
 
 #include <vitscale/core/error.hpp>
+#include <vitscale/core/kokkos_compat.hpp>
 
 // GCC 12 reports Eigen's AVX-512 packet code as reading an uninitialised register (a don't-care operand used on
 // purpose); a false positive, silenced around Eigen's headers as kernels/detail/gemm_eigen.hpp does.
@@ -47,6 +48,19 @@ namespace vitscale::eval {
 // Host logits or labels, one example per row ([B, C]).
 using host_matrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 using matrix_ref = Eigen::Ref<const host_matrix>;
+
+// A rank-2 Kokkos View ([B, C] logits from vit::predict, [B, D] features from vit::features; float, double or
+// bf16, in any memory space) copied to a host float matrix.
+template <class View>
+host_matrix to_host(const View& v) {
+  static_assert(View::rank == 2, "to_host: expected a rank-2 View ([rows, columns])");
+  const auto host = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), v);
+  host_matrix out(static_cast<Eigen::Index>(v.extent(0)), static_cast<Eigen::Index>(v.extent(1)));
+  for (std::size_t i = 0; i < v.extent(0); ++i)
+    for (std::size_t j = 0; j < v.extent(1); ++j)
+      out(static_cast<Eigen::Index>(i), static_cast<Eigen::Index>(j)) = static_cast<float>(host(i, j));
+  return out;
+}
 
 // The classes of a head that an evaluation set uses (e.g. ImageNet-R's 200 of ImageNet's 1000), in the order that
 // numbers them: subset label i is head class classes()[i].
