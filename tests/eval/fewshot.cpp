@@ -184,7 +184,23 @@ TEST_CASE("few-shot predictions are the argmax of the whitened test features tim
     (z * w).maxCoeff(&best);
     hits += best == c.test_labels[static_cast<std::size_t>(i)];
   }
-  CHECK(ridge.correct(c.test.cast<double>(), c.test_labels, 1024.0) == hits);
+  CHECK(ridge.correct(c.test, c.test_labels, 1024.0) == hits);
+  // More test rows than one block of the scoring loop (1024): eleven copies, eleven times the hits.
+  ev::host_features tiled(11 * c.test.rows(), c.test.cols());
+  std::vector<int> tiled_labels;
+  for (Eigen::Index t = 0; t < 11; ++t) {
+    tiled.middleRows(t * c.test.rows(), c.test.rows()) = c.test;
+    tiled_labels.insert(tiled_labels.end(), c.test_labels.begin(), c.test_labels.end());
+  }
+  const auto tiled_hits = ridge.correct(tiled, tiled_labels, std::vector<double>{1.0, 1024.0});
+  CHECK(tiled_hits[1] == 11 * hits);
+  CHECK(tiled_hits[0] == 11 * ridge.correct(c.test, c.test_labels, 1.0));
+  // scores(): the same whitening and bias, before the argmax
+  const Eigen::MatrixXd scores = ridge.scores(c.test, w);
+  Eigen::RowVectorXd z0(c.test.cols() + 1);
+  for (Eigen::Index j = 0; j < c.test.cols(); ++j) z0(j) = (c.test(0, j) - ridge.mean()(j)) / ridge.stddev()(j);
+  z0(c.test.cols()) = 100.0;
+  CHECK((scores.row(0) - z0 * w).cwiseAbs().maxCoeff() < 1e-9 * (z0 * w).cwiseAbs().maxCoeff());
 }
 
 TEST_CASE("vitscale's own k-shot orders: deterministic permutations of each class, different per seed") {

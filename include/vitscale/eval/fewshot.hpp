@@ -188,29 +188,47 @@ class fewshot_ridge {
     return lhs_ * scaling.asDiagonal() * rhs_;
   }
 
-  // Test rows scored with `weights`: the whitened features (this training set's mean and std) times w.
-  // x_test: [M, D] in double -> [M, classes]
-  Eigen::MatrixXd scores(const Eigen::MatrixXd& x_test, const Eigen::MatrixXd& w) const {
+  // Test rows scored with `w` (= weights(λ)): this training set's whitening of the features, the bias feature,
+  // times w, in double. x_test: [M, D] -> [M, classes]
+  Eigen::MatrixXd scores(const features_ref& x_test, const Eigen::MatrixXd& w) const {
+    check_test_dimension(x_test);
     const Eigen::Index dim = mean_.size();
-    if (x_test.cols() != dim)
-      vitscale::detail::fail("few-shot evaluation: test features of dimension ", x_test.cols(),
-                             "; the training features have ", dim);
-    const Eigen::MatrixXd z = ((x_test.rowwise() - mean_).array().rowwise() / std_.array()).matrix();
-    Eigen::MatrixXd s = z * w.topRows(dim);
+    Eigen::MatrixXd s = whiten(x_test) * w.topRows(dim);
     s.rowwise() += fewshot_bias_constant * w.row(dim);
     return s;
   }
 
-  // Correct argmax predictions (the first of equal scores, as jnp.argmax) on x_test: [M, D], labels: [M].
-  std::int64_t correct(const Eigen::MatrixXd& x_test, const std::vector<int>& test_labels, double l2) const {
-    const Eigen::MatrixXd s = scores(x_test, weights(l2));
-    std::int64_t hits = 0;
-    for (Eigen::Index i = 0; i < s.rows(); ++i) {
-      Eigen::Index best = 0;
-      s.row(i).maxCoeff(&best);
-      hits += static_cast<int>(best) == test_labels[static_cast<std::size_t>(i)];
+  // Correct argmax predictions (the first of equal scores, as jnp.argmax) on x_test: [M, D], labels: [M], for each
+  // L2 constant; the test rows are whitened once, a block of rows at a time (memory: block × D doubles).
+  std::vector<std::int64_t> correct(const features_ref& x_test, const std::vector<int>& test_labels,
+                                    const std::vector<double>& l2_regs) const {
+    check_test_dimension(x_test);
+    if (static_cast<std::size_t>(x_test.rows()) != test_labels.size())
+      vitscale::detail::fail("few-shot evaluation: ", x_test.rows(), " test feature rows but ", test_labels.size(),
+                             " test labels; expected one label per row");
+    const Eigen::Index dim = mean_.size();
+    std::vector<Eigen::MatrixXd> w;
+    for (double l2 : l2_regs) w.push_back(weights(l2));
+    std::vector<std::int64_t> hits(l2_regs.size(), 0);
+    constexpr Eigen::Index block = 1024;
+    for (Eigen::Index first = 0; first < x_test.rows(); first += block) {
+      const Eigen::Index rows = std::min(block, x_test.rows() - first);
+      const Eigen::MatrixXd z = whiten(x_test.middleRows(first, rows));
+      for (std::size_t l = 0; l < w.size(); ++l) {
+        Eigen::MatrixXd s = z * w[l].topRows(dim);
+        s.rowwise() += fewshot_bias_constant * w[l].row(dim);
+        for (Eigen::Index i = 0; i < rows; ++i) {
+          Eigen::Index best = 0;
+          for (Eigen::Index c = 1; c < s.cols(); ++c)
+            if (s(i, c) > s(i, best)) best = c;
+          hits[l] += best == test_labels[static_cast<std::size_t>(first + i)];
+        }
+      }
     }
     return hits;
+  }
+  std::int64_t correct(const features_ref& x_test, const std::vector<int>& test_labels, double l2) const {
+    return correct(x_test, test_labels, std::vector<double>{l2}).front();
   }
 
   int classes() const { return classes_; }
@@ -220,6 +238,16 @@ class fewshot_ridge {
   bool decomposes_features_gram() const { return features_gram_; }   // XᵀX (n ≥ D + 1) or XXᵀ (n < D + 1)
 
  private:
+  void check_test_dimension(const features_ref& x_test) const {
+    if (x_test.cols() != mean_.size())
+      vitscale::detail::fail("few-shot evaluation: test features of dimension ", x_test.cols(),
+                             "; the training features have ", mean_.size());
+  }
+  // (x − mean) / std in double: [rows, D]
+  Eigen::MatrixXd whiten(const features_ref& x) const {
+    return ((x.cast<double>().rowwise() - mean_).array().rowwise() / std_.array()).matrix();
+  }
+
   // The solver reads the lower triangle only, which is what rankUpdate wrote.
   void decompose(const Eigen::MatrixXd& gram) {
     Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> solver(gram);
@@ -323,16 +351,15 @@ inline fewshot_result fewshot_evaluate(const features_ref& train, const std::vec
   result.seeds = options.seeds;
   result.test_count = test.rows();
   result.correct.assign(options.l2_regs.size() * options.shots.size() * orders.size(), 0);
-  const Eigen::MatrixXd x_test = test.cast<double>();
   for (std::size_t s = 0; s < orders.size(); ++s) {
     for (std::size_t k = 0; k < options.shots.size(); ++k) {
       std::vector<std::int64_t> subset;  // class by class, as big_vision concatenates them
       for (const auto& order : orders[s])
         subset.insert(subset.end(), order.begin(), order.begin() + options.shots[k]);
       const fewshot_ridge ridge(train, train_labels, subset, classes);
+      const std::vector<std::int64_t> hits = ridge.correct(test, test_labels, options.l2_regs);
       for (std::size_t l = 0; l < options.l2_regs.size(); ++l)
-        result.correct[(l * options.shots.size() + k) * orders.size() + s] =
-            ridge.correct(x_test, test_labels, options.l2_regs[l]);
+        result.correct[(l * options.shots.size() + k) * orders.size() + s] = hits[l];
     }
   }
   return result;
