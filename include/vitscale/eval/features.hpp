@@ -41,8 +41,8 @@ feature_matrix extract_features(Model& model, std::int64_t count, int batch, Fil
   using shape = typename Model::shape;
   using memory_space = typename Model::memory_space;
   constexpr const char* fn = "eval::extract_features";
-  if (count < 0) detail::fail(fn, ": the image count is ", count, "; it must be non-negative");
-  if (batch < 1) detail::fail(fn, ": the batch size is ", batch, "; it must be at least 1");
+  if (count < 0) vitscale::detail::fail(fn, ": the image count is ", count, "; it must be non-negative");
+  if (batch < 1) vitscale::detail::fail(fn, ": the batch size is ", batch, "; it must be at least 1");
   const int res = model.resolution();
   constexpr int features = shape::features;
   feature_matrix out(Kokkos::view_alloc(Kokkos::WithoutInitializing, "vitscale::eval::features"),
@@ -85,7 +85,7 @@ feature_matrix extract_features(Model& model, const data::dataset& set, const st
                                 const data::normalization& norm, const progress_callback& progress = {}) {
   using shape = typename Model::shape;
   if (shape::in_channels != 1 || model.resolution() != set.images.rows || model.resolution() != set.images.cols)
-    detail::fail("eval::extract_features: the data set's images are ", set.images.rows, " x ", set.images.cols,
+    vitscale::detail::fail("eval::extract_features: the data set's images are ", set.images.rows, " x ", set.images.cols,
                  " with 1 channel; the model takes ", model.resolution(), " x ", model.resolution(), " with ",
                  shape::in_channels);
   data::host_label_batch labels("vitscale::eval::labels", static_cast<std::size_t>(std::max(batch, 1)));
@@ -103,7 +103,7 @@ inline std::vector<int> labels_of(const data::dataset& set, const std::vector<in
   std::vector<int> out;
   out.reserve(indices.size());
   for (int i : indices) {
-    if (i < 0 || i >= set.size()) detail::fail("eval::labels_of: index ", i, " is outside the data set of ", set.size());
+    if (i < 0 || i >= set.size()) vitscale::detail::fail("eval::labels_of: index ", i, " is outside the data set of ", set.size());
     out.push_back(set.labels[static_cast<std::size_t>(i)]);
   }
   return out;

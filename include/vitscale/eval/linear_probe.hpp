@@ -64,11 +64,11 @@ class linear_probe {
   using labels_view = Kokkos::View<int*, Kokkos::LayoutRight, memory_space>;
 
   // A zero head for `features` inputs and `classes` outputs.
-  linear_probe(int features, int classes, ExecSpace space = ExecSpace())
-      : features_(checked(features, "features")), classes_(checked(classes, "classes")), space_(space),
+  linear_probe(int features, int classes, ExecSpace exec = ExecSpace())
+      : features_(checked(features, "features")), classes_(checked(classes, "classes")), space_(exec),
         table_{tensor_info{"head.weight", -1, component::classifier, tensor_role::weight, 2, {classes, features, 1, 1}},
                tensor_info{"head.bias", -1, component::classifier, tensor_role::bias, 1, {classes, 1, 1, 1}}},
-        set_(table_, space) {}
+        set_(table_, exec) {}
 
   int features() const { return features_; }
   int classes() const { return classes_; }
@@ -89,8 +89,8 @@ class linear_probe {
     const schedule::warmup_cosine lr{o.lr, std::min(warmup, total - 1), total};
     optimizer_type opt(set_, optimizer_options(o));
 
-    using host_matrix = Kokkos::View<float**, Kokkos::LayoutRight, Kokkos::HostSpace>;
-    host_matrix xb_host(Kokkos::view_alloc(Kokkos::WithoutInitializing, "vitscale::probe::x"), std::size_t(batch),
+    using staging = Kokkos::View<float**, Kokkos::LayoutRight, Kokkos::HostSpace>;
+    staging xb_host(Kokkos::view_alloc(Kokkos::WithoutInitializing, "vitscale::probe::x"), std::size_t(batch),
                         std::size_t(features_));
     Kokkos::View<int*, Kokkos::HostSpace> yb_host("vitscale::probe::y", std::size_t(batch));
     matrix xb(Kokkos::view_alloc(Kokkos::WithoutInitializing, "vitscale::probe::x"), std::size_t(batch), std::size_t(features_));
@@ -126,7 +126,7 @@ class linear_probe {
   // The logits of features x [N, features]: [N, classes], on the host.
   feature_matrix logits(const feature_matrix& x) const {
     if (int(x.extent(1)) != features_)
-      detail::fail("eval::linear_probe::logits: the features are ", detail::extents_string(x), ", the probe takes ",
+      vitscale::detail::fail("eval::linear_probe::logits: the features are ", vitscale::detail::extents_string(x), ", the probe takes ",
                    features_, " per example");
     matrix xd(Kokkos::view_alloc(Kokkos::WithoutInitializing, "vitscale::probe::x"), x.extent(0), x.extent(1));
     Kokkos::deep_copy(space_, xd, x);
@@ -166,7 +166,7 @@ class linear_probe {
   void write_head(Model& model) const {
     using shape = typename Model::shape;
     if (shape::features != features_ || shape::num_classes != classes_)
-      detail::fail("eval::linear_probe::write_head: the probe is ", classes_, " classes x ", features_,
+      vitscale::detail::fail("eval::linear_probe::write_head: the probe is ", classes_, " classes x ", features_,
                    " features; the model's head is ", shape::num_classes, " x ", shape::features);
     const auto& table = model.parameters().table();
     for (int i = 0; i < int(table.size()); ++i) {
@@ -183,25 +183,25 @@ class linear_probe {
   using optimizer_type = optimizer::sgd_momentum<set_type, float>;
 
   static int checked(int n, const char* what) {
-    if (n < 1) detail::fail("eval::linear_probe: ", what, " is ", n, "; it must be at least 1");
+    if (n < 1) vitscale::detail::fail("eval::linear_probe: ", what, " is ", n, "; it must be at least 1");
     return n;
   }
   static void check_options(const probe_options& o) {
     const char* fn = "eval::linear_probe::fit";
-    if (o.epochs < 1 || o.batch < 1) detail::fail(fn, ": epochs and batch must be at least 1, got ", o.epochs, " and ", o.batch);
-    if (!(o.lr > 0) || !std::isfinite(o.lr)) detail::fail(fn, ": the learning rate must be positive and finite, got ", o.lr);
+    if (o.epochs < 1 || o.batch < 1) vitscale::detail::fail(fn, ": epochs and batch must be at least 1, got ", o.epochs, " and ", o.batch);
+    if (!(o.lr > 0) || !std::isfinite(o.lr)) vitscale::detail::fail(fn, ": the learning rate must be positive and finite, got ", o.lr);
     if (!(o.warmup_fraction >= 0 && o.warmup_fraction < 1))
-      detail::fail(fn, ": warmup_fraction must be in [0, 1), got ", o.warmup_fraction);
+      vitscale::detail::fail(fn, ": warmup_fraction must be in [0, 1), got ", o.warmup_fraction);
   }
   void check_data(const char* fn, const feature_matrix& x, const std::vector<int>& labels) const {
-    if (x.extent(0) == 0) detail::fail(fn, ": no examples");
+    if (x.extent(0) == 0) vitscale::detail::fail(fn, ": no examples");
     if (int(x.extent(1)) != features_)
-      detail::fail(fn, ": the features are ", detail::extents_string(x), ", the probe takes ", features_, " per example");
+      vitscale::detail::fail(fn, ": the features are ", vitscale::detail::extents_string(x), ", the probe takes ", features_, " per example");
     if (labels.size() != x.extent(0))
-      detail::fail(fn, ": ", x.extent(0), " examples but ", labels.size(), " labels");
+      vitscale::detail::fail(fn, ": ", x.extent(0), " examples but ", labels.size(), " labels");
     for (std::size_t i = 0; i < labels.size(); ++i)
       if (labels[i] < 0 || labels[i] >= classes_)
-        detail::fail(fn, ": label ", labels[i], " of example ", i, " is outside [0, ", classes_, ")");
+        vitscale::detail::fail(fn, ": label ", labels[i], " of example ", i, " is outside [0, ", classes_, ")");
     const std::int64_t bad = vitscale::detail::first_non_finite(x.data(), std::int64_t(x.size()));
     if (bad >= 0)
       throw non_finite_error(std::string(fn) + ": feature " + std::to_string(bad % features_) + " of example " +
