@@ -5,10 +5,14 @@
 //    optimizer, fp32, bf16_mixed and bf16_pure, with dropout, drop-path, augmentation and shuffling on;
 //  - a process killed by SIGKILL while saving leaves the previous checkpoint loadable and exactly as it was;
 //  - truncated files, another optimizer's checkpoint, missing, extra and mistyped tensors are errors that
-//    name the file and the tensors.
+//    name the file and the tensors;
+//  - the EMA of the parameters (options.ema) is saved as ema.<name> F32 tensors with its decay in the metadata,
+//    resumes bit for bit, and a checkpoint with an EMA into an optimizer without one (or the reverse) is an
+//    error that says so.
 #include <doctest/doctest.h>
 #include <support/files.hpp>
 #include <support/spaces.hpp>
+#include <support/testing.hpp>
 #include <vitscale/data/augment.hpp>
 #include <vitscale/data/batches.hpp>
 #include <vitscale/io/checkpoint.hpp>
@@ -174,11 +178,18 @@ io::training_state start_state(const recipe& r) {
   return s;
 }
 
+// With `ema`: an EMA whose decay changes every step (timm's warmup, starting after one step), so that a resumed
+// run must also restore the step count it is computed from.
 template <class Opt>
-typename Opt::options optimizer_options() {
+typename Opt::options optimizer_options(bool ema = false) {
   typename Opt::options o;
   o.weight_decay = {0.3, 0.05};
   o.clip = {1.0, 0.0};  // global-norm clipping: a reduction over every gradient
+  if (ema) {
+    o.ema.decay = 0.99;
+    o.ema.use_warmup = true;
+    o.ema.update_after_step = 1;
+  }
   return o;
 }
 
@@ -188,9 +199,9 @@ struct run_result {
 };
 
 template <class Model, class Opt>
-run_result straight_run(const recipe& r) {
+run_result straight_run(const recipe& r, bool ema = false) {
   trainer<Model> t(r, r.init_seed);
-  Opt opt(t.model, optimizer_options<Opt>());
+  Opt opt(t.model, optimizer_options<Opt>(ema));
   io::training_state s = start_state(r);
   run_result out;
   t.run(opt, s, total_steps, out.losses);
@@ -202,11 +213,11 @@ run_result straight_run(const recipe& r) {
 // from the file; 7 more steps. With load_optimizer false the optimizer state is not restored (only the
 // parameters and the step): the resumed run must then differ, which shows the comparison sees the state.
 template <class Model, class Opt>
-run_result resumed_run(const recipe& r, const std::string& path, bool load_optimizer = true) {
+run_result resumed_run(const recipe& r, const std::string& path, bool load_optimizer = true, bool ema = false) {
   run_result out;
   {
     trainer<Model> t(r, r.init_seed);
-    Opt opt(t.model, optimizer_options<Opt>());
+    Opt opt(t.model, optimizer_options<Opt>(ema));
     io::training_state s = start_state(r);
     t.run(opt, s, save_at, out.losses);
     s.metadata["note"] = "resume test";
@@ -214,7 +225,7 @@ run_result resumed_run(const recipe& r, const std::string& path, bool load_optim
   }
   trainer<Model> t(r, r.init_seed + 1000);
   t.model.set_regularization({0.0, 0.0, 999});  // load restores the saved settings
-  Opt opt(t.model, optimizer_options<Opt>());
+  Opt opt(t.model, optimizer_options<Opt>(ema));
   io::training_state s;
   if (load_optimizer) {
     s = io::load_checkpoint(path, t.model, opt);
@@ -238,12 +249,13 @@ run_result resumed_run(const recipe& r, const std::string& path, bool load_optim
 }
 
 template <class Model, class Opt>
-void check_resume(const char* what) {
+void check_resume(const char* what, bool ema = false) {
   INFO(what << " on " << Model::execution_space::name());
   scratch dir("resume");
   const recipe r;
-  const run_result straight = straight_run<Model, Opt>(r);
-  const run_result resumed = resumed_run<Model, Opt>(r, dir.file("state.safetensors"));
+  const run_result straight = straight_run<Model, Opt>(r, ema);
+  const run_result resumed = resumed_run<Model, Opt>(r, dir.file("state.safetensors"), true, ema);
+  CHECK(straight.state.count("ema.head.weight") == (ema ? 1u : 0u));  // the comparison below sees the EMA
   REQUIRE(straight.losses.size() == std::size_t(total_steps));
   for (double l : straight.losses) REQUIRE(std::isfinite(l));
   std::ostringstream curves;
@@ -293,6 +305,10 @@ TEST_CASE_TEMPLATE_DEFINE("a run saved and resumed matches one that was not inte
   check_resume<fp32, optimizer::adam_bf16_momentum<fp32>>("Adam with bf16 momentum, fp32");
   check_resume<fp32, optimizer::adafactor<fp32>>("Adafactor, fp32");
   check_resume<mixed, optimizer::adafactor<mixed>>("Adafactor, bf16_mixed");
+  check_resume<fp32, optimizer::adamw<fp32>>("AdamW, fp32, with an EMA", true);
+  check_resume<pure, optimizer::adamw<pure>>("AdamW, bf16_pure, with an EMA (float)", true);
+  check_resume<mixed, optimizer::adafactor<mixed>>("Adafactor, bf16_mixed, with an EMA", true);
+  check_resume<fp32, optimizer::sgd_momentum<fp32, bf16>>("SGD with bf16 momentum, fp32, with an EMA", true);
 }
 VITSCALE_ON_HOST_SPACES(checkpoint_resume);
 
@@ -515,6 +531,71 @@ TEST_CASE_FIXTURE(saved_checkpoint, "loading a damaged or mismatched checkpoint 
   // Nothing was changed by the failed loads.
   CHECK(differing(before, snapshot(target, target_opt)).empty());
   CHECK(target_opt.steps() == 0);
+}
+
+TEST_CASE("a checkpoint keeps the EMA of the parameters, and loads it only into an optimizer that keeps one") {
+  using test::error_of;
+  using model_t = vit<tiny, precision::bf16_pure, Kokkos::DefaultHostExecutionSpace>;
+  using opt_t = optimizer::adamw<model_t>;
+  scratch dir("ema");
+  const std::string path = dir.file("ema.safetensors");
+  model_t model(init::timm{1}, 16);
+  opt_t opt(model, optimizer_options<opt_t>(true));
+  std::mt19937 gen(3);
+  for (int t = 0; t < 3; ++t) {  // gradients of our own: the EMA and the parameters part ways
+    std::vector<bf16> g(model.gradients().all().extent(0));
+    for (auto& x : g) x = bf16(float(gen() % 2001u) * 1e-5f - 0.01f);
+    Kokkos::deep_copy(model.gradients().all(),
+                      Kokkos::View<bf16*, Kokkos::HostSpace, Kokkos::MemoryUnmanaged>(g.data(), g.size()));
+    opt.step(1e-2);
+  }
+  io::save_checkpoint(path, model, opt, {});
+  {
+    io::safetensors_reader f(path);
+    CHECK(f.metadata().at("optimizer.ema.decay") == "0.98999999999999999");
+    CHECK(f.metadata().at("optimizer.ema.use_warmup") == "1");
+    CHECK(f.metadata().at("optimizer.ema.update_after_step") == "1");
+    CHECK(f.entry("ema.head.weight").type == io::dtype::f32);  // float, over bf16 parameters
+    CHECK(f.entry("ema.head.weight").shape == std::vector<std::int64_t>{10, 32});
+    CHECK(f.entry("head.weight").type == io::dtype::bf16);
+  }
+  // Back into a fresh optimizer with an EMA: every tensor, the EMA included, bit for bit.
+  model_t other(init::timm{2}, 16);
+  opt_t back(other, optimizer_options<opt_t>(true));
+  io::load_checkpoint(path, other, back);
+  CHECK(differing(snapshot(model, opt), snapshot(other, back)).empty());
+  CHECK(test::bytes(back.ema()) == test::bytes(opt.ema()));
+  // A parameter file too: load_parameters ignores the EMA (and the moments).
+  model_t plain(16);
+  io::load_parameters(plain, path);
+  CHECK(plain.parameter(3) == model.parameter(3));
+
+  // A checkpoint without an EMA, and an optimizer with none: clear errors, nothing changed.
+  opt_t without(other);
+  const std::string no_ema = dir.file("no_ema.safetensors");
+  io::save_checkpoint(no_ema, other, without, {});
+  CHECK_FALSE(io::safetensors_reader(no_ema).metadata().count("optimizer.ema.decay"));
+  const auto before = snapshot(other, without);
+  std::string e = error_of([&] { io::load_checkpoint(path, other, without); });
+  CHECK(e.find("'" + path + "' holds an EMA of the parameters (decay 0.98999999999999999), but the optimizer to "
+               "restore keeps none") != std::string::npos);
+  CHECK(differing(before, snapshot(other, without)).empty());
+  e = error_of([&] { io::load_checkpoint(no_ema, other, back); });
+  CHECK(e.find("'" + no_ema + "' holds no EMA of the parameters, but the optimizer to restore keeps one") !=
+        std::string::npos);
+
+  // A NaN in the EMA is refused by name; a save while the model holds the EMA is refused.
+  const std::string bad = dir.file("nan_ema.safetensors");
+  rewrite(path, bad, "", "", "ema.blocks.0.mlp.fc1.weight", std::numeric_limits<float>::quiet_NaN());
+  e = error_of([&] { io::load_checkpoint(bad, other, back); });
+  CHECK(e.find("parameter EMA 'ema.blocks.0.mlp.fc1.weight' is NaN at element 3") != std::string::npos);
+  {
+    auto scope = opt.use_ema();
+    e = error_of([&] { io::save_checkpoint(path, model, opt, {}); });
+    CHECK(e.find("an EMA scope is open") != std::string::npos);
+  }
+  io::load_checkpoint(path, other, back);  // the file is as it was
+  CHECK(differing(snapshot(model, opt), snapshot(other, back)).empty());
 }
 
 // ---- a save killed part-way

@@ -10,10 +10,13 @@
 //   optimizer.<state>.<timm name>  the optimizer's state mirroring that parameter: m, v (AdamW, Adam with a
 //                                  bf16 first moment, SGD's momentum is m), Adafactor's v_row / v_col
 //                                  (factored statistics, [matrix_rows] / [matrix_cols]) or v (unfactored)
+//   ema.<timm name>                the optimizer's EMA of that parameter (F32, its shape), when it keeps one
+//                                  (options.ema; train/optimizer.hpp)
 // Metadata (__metadata__, all strings): format and format_version; model.* (the shape's structure and the
 // resolution); precision.* (param, grad, act, gemm, state types); optimizer (its kind), optimizer.steps and
 // optimizer.* (hyper-parameters, for the record: they are not checked on load, so a run may resume with,
-// say, another weight decay; nor are precision.act and .gemm, while the parameters' and moments' types are
+// say, another weight decay or EMA decay; optimizer.ema.* only with an EMA, whose presence is checked: a
+// checkpoint with an EMA loads only into an optimizer that keeps one, and one without only into one without; nor are precision.act and .gemm, while the parameters' and moments' types are
 // checked through their tensors); regularization.* (dropout and drop-path rates and their seed); step,
 // data.epoch, data.index, data.seed, augment.seed (training_state); user.<key> (training_state::metadata).
 //
@@ -72,9 +75,11 @@ constexpr dtype dtype_of() {
   return std::is_same<T, float>::value ? dtype::f32 : dtype::bf16;
 }
 
-// What a checkpoint tensor is, for messages: "optimizer state" or "parameter".
+// What a checkpoint tensor is, for messages: "optimizer state", "parameter EMA" or "parameter".
 inline std::string checkpoint_quantity(const std::string& name) {
-  return name.compare(0, 10, "optimizer.") == 0 ? "optimizer state" : "parameter";
+  return name.compare(0, 10, "optimizer.") == 0 ? "optimizer state"
+         : name.compare(0, 4, "ema.") == 0      ? "parameter EMA"
+                                                : "parameter";
 }
 
 inline std::string exact_text(double x) {
@@ -129,6 +134,14 @@ std::map<std::string, std::string> optimizer_description(const Optimizer& opt) {
                                        {"optimizer.clip.agc", exact_text(o.clip.agc)},
                                        {"optimizer.non_finite.skip_in_a_row", std::to_string(o.non_finite.skip_in_a_row)},
                                        {"optimizer.skipped", std::to_string(opt.skipped_steps())}};
+  if (opt.has_ema()) {
+    m["optimizer.ema.decay"] = exact_text(o.ema.decay);
+    m["optimizer.ema.use_warmup"] = o.ema.use_warmup ? "1" : "0";
+    m["optimizer.ema.warmup_gamma"] = exact_text(o.ema.warmup_gamma);
+    m["optimizer.ema.warmup_power"] = exact_text(o.ema.warmup_power);
+    m["optimizer.ema.min_decay"] = exact_text(o.ema.min_decay);
+    m["optimizer.ema.update_after_step"] = std::to_string(o.ema.update_after_step);
+  }
   // The rule's own hyperparameters, by the names its options give them.
   o.visit([&m](const char* key, const auto& value) {
     using T = std::decay_t<decltype(value)>;
@@ -142,7 +155,7 @@ std::map<std::string, std::string> optimizer_description(const Optimizer& opt) {
   return m;
 }
 
-// f(name, view, shape) for every tensor of a checkpoint of (model, opt): the parameters, then the state.
+// f(name, view, shape) for every tensor of a checkpoint of (model, opt): the parameters, the state, the EMA.
 template <class Model, class Optimizer, class F>
 void visit_checkpoint_tensors(const Model& model, const Optimizer& opt, F&& f) {
   const auto& params = model.parameters();
@@ -153,6 +166,9 @@ void visit_checkpoint_tensors(const Model& model, const Optimizer& opt, F&& f) {
   }
   opt.visit_state([&](const std::string& name, const auto& view, const std::vector<std::int64_t>& shape) {
     f("optimizer." + name, view, shape);
+  });
+  opt.visit_ema([&](const std::string& name, const auto& view, const std::vector<std::int64_t>& shape) {
+    f("ema." + name, view, shape);
   });
 }
 
@@ -268,6 +284,16 @@ training_state load_checkpoint(const std::string& path, Model& model, Optimizer&
   if (read_meta.text("optimizer") != opt.name())
     vitscale::detail::fail("load_checkpoint: '", path, "' holds the state of ", read_meta.text("optimizer"),
                            ", but the optimizer to restore is ", opt.name());
+  const bool file_has_ema = meta.count("optimizer.ema.decay") > 0;
+  if (file_has_ema && !opt.has_ema())
+    vitscale::detail::fail("load_checkpoint: '", path, "' holds an EMA of the parameters (decay ",
+                           read_meta.text("optimizer.ema.decay"), "), but the optimizer to restore keeps none: give it "
+                           "options.ema.decay > 0 to resume the EMA (io::load_parameters reads the parameters alone)");
+  if (!file_has_ema && opt.has_ema())
+    vitscale::detail::fail("load_checkpoint: '", path, "' holds no EMA of the parameters, but the optimizer to restore "
+                           "keeps one (ema.decay ", opt.hyperparameters().ema.decay, "): resume it with an optimizer "
+                           "without an EMA, or start a new run from its parameters (io::load_parameters, then "
+                           "reset_ema())");
 
   std::ostringstream problems;
   int count = 0;
@@ -333,6 +359,14 @@ training_state load_checkpoint(const std::string& path, Model& model, Optimizer&
     file.read_raw("optimizer." + name, bytes.data(), bytes.size());
     vitscale::detail::require_finite(reinterpret_cast<const T*>(bytes.data()), std::int64_t(view.extent(0)),
                                      "load_checkpoint: '" + path + "'", "optimizer state", "optimizer." + name,
+                                     "; the checkpoint cannot be resumed from");
+    Kokkos::deep_copy(view, detail::host_alias(view, bytes.data()));
+  });
+  opt.visit_ema([&](const std::string& name, const auto& view, const std::vector<std::int64_t>&) {
+    bytes.resize(view.extent(0) * sizeof(float));
+    file.read_raw("ema." + name, bytes.data(), bytes.size());
+    vitscale::detail::require_finite(reinterpret_cast<const float*>(bytes.data()), std::int64_t(view.extent(0)),
+                                     "load_checkpoint: '" + path + "'", "parameter EMA", "ema." + name,
                                      "; the checkpoint cannot be resumed from");
     Kokkos::deep_copy(view, detail::host_alias(view, bytes.data()));
   });
