@@ -294,12 +294,13 @@ big_vision_import import_big_vision(const std::string& path, const std::array<te
         if (table[i].part == component::pos_embed) {
           const bool one_more = e.shape.size() == 3 && e.shape[1] == want[1] + 1;
           const bool one_less = e.shape.size() == 3 && e.shape[1] + 1 == want[1];
-          p += one_less   ? "; big_vision's position embedding has no class-token entry: use opt::cls_posemb<false>"
-               : one_more ? "; this position embedding has a class-token entry (the original ViT code's layout): "
-                            "drop opt::cls_posemb<false>"
-          : load.resample_posemb ? "; not a square grid of the model's width: cannot be resampled"
-                                                 : "; another resolution? load with load_options::resample_posemb, or "
-                                                   "at the checkpoint's resolution, then set_resolution";
+          p += one_less ? "; big_vision's position embedding has no class-token entry: use opt::cls_posemb<false>"
+               : one_more
+                   ? "; this position embedding has a class-token entry (the original ViT code's layout): "
+                     "drop opt::cls_posemb<false>"
+               : load.resample_posemb ? "; not a square grid of the model's width: cannot be resampled"
+                                      : "; another resolution? load with load_options::resample_posemb, or at the "
+                                        "checkpoint's resolution, then set_resolution";
         }
         problems.push_back(p);
         continue;
