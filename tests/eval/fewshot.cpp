@@ -1,7 +1,8 @@
 // Few-shot linear evaluation: the correct-prediction counts of big_vision's own code (fewshot_lsr.py run in
 // float64 by tests/reference/fewshot_reference.py, on committed features and numpy's k-shot orders) for every
 // L2 constant, shot count and seed; the ridge weights of the eigendecomposition against a direct LDLT solve of
-// (XᵀX + λI) w = XᵀY in both of big_vision's branches; vitscale's own k-shot orders; gathering batches; the errors.
+// (XᵀX + λI) w = XᵀY in both of big_vision's branches; the k-shot orders drawn as numpy draws them (against numpy's
+// outputs); gathering batches; the errors.
 #include <support/files.hpp>
 #include <vitscale/eval/fewshot.hpp>
 
@@ -203,40 +204,57 @@ TEST_CASE("few-shot predictions are the argmax of the whitened test features tim
   CHECK((scores.row(0) - z0 * w).cwiseAbs().maxCoeff() < 1e-9 * (z0 * w).cwiseAbs().maxCoeff());
 }
 
-TEST_CASE("vitscale's own k-shot orders: deterministic permutations of each class, different per seed") {
-  const golden_case c = load_case("main");
-  const auto a = ev::fewshot_draw_orders(c.train_labels, c.classes, 3);
-  const auto b = ev::fewshot_draw_orders(c.train_labels, c.classes, 3);
-  CHECK(a == b);
-  REQUIRE(a.size() == 3);
-  for (std::size_t s = 0; s < a.size(); ++s) {
-    REQUIRE(a[s].size() == static_cast<std::size_t>(c.classes));
-    for (int cls = 0; cls < c.classes; ++cls) {
-      std::vector<std::int64_t> members;
-      for (std::size_t i = 0; i < c.train_labels.size(); ++i)
-        if (c.train_labels[i] == cls) members.push_back(static_cast<std::int64_t>(i));
-      auto sorted = a[s][static_cast<std::size_t>(cls)];
-      std::sort(sorted.begin(), sorted.end());
-      CHECK(sorted == members);
+TEST_CASE("numpy_generator reproduces numpy's PCG64 draws and Generator.permutation") {
+  const auto g = vitscale::test::load_golden_json("eval", "numpy_permutations.json", "fewshot_reference.py");
+  const auto seeds = g["seeds"].get<std::vector<std::uint64_t>>();
+  const auto lengths = g["lengths"].get<std::vector<std::size_t>>();
+  for (std::size_t s = 0; s < seeds.size(); ++s) {
+    CAPTURE(seeds[s]);
+    ev::numpy_generator raw(seeds[s]);
+    for (const auto& want : g["raw"][s]) CHECK(raw.next64() == std::stoull(want.get<std::string>()));
+    ev::numpy_generator sequential(seeds[s]);
+    for (std::size_t k = 0; k < lengths.size(); ++k) {
+      CAPTURE(lengths[k]);
+      std::vector<int> values(lengths[k]);
+      for (std::size_t i = 0; i < values.size(); ++i) values[i] = static_cast<int>(i);
+      auto fresh = values;
+      ev::numpy_generator(seeds[s]).shuffle(fresh);
+      CHECK(fresh == g["permutations"][s][k].get<std::vector<int>>());
+      sequential.shuffle(values);  // the generator carries on, half-used 64-bit draws included
+      CHECK(values == g["sequential"][s][k].get<std::vector<int>>());
     }
   }
-  CHECK(a[0] != a[1]);
-  CHECK(a[1] != a[2]);
-  CHECK(a[0][0] != ev::fewshot_draw_orders(c.train_labels, c.classes, 1, 7)[0][0]);  // the selection seed counts
-  // Every position of a 30-element class is reached: not a rotation or an identity.
-  int moved = 0;
-  for (const auto& order : a[0])
-    for (std::size_t i = 0; i + 1 < order.size(); ++i) moved += order[i] > order[i + 1];
-  CHECK(moved > 100);
+}
 
-  ev::fewshot_options o;
-  o.l2_regs = {1024.0, 1.0};
-  const auto own = ev::fewshot_evaluate(c.train, c.train_labels, c.test, c.test_labels, c.classes, o);
-  const auto explicit_orders = ev::fewshot_evaluate(c.train, c.train_labels, c.test, c.test_labels, c.classes, a, o);
-  CHECK(own.correct == explicit_orders.correct);
+TEST_CASE("fewshot_draw_orders draws big_vision's k-shot orders, and fewshot_evaluate uses them by default") {
+  for (const std::string name : {"main", "wide"}) {
+    CAPTURE(name);
+    const golden_case c = load_case(name);
+    const auto drawn = ev::fewshot_draw_orders(c.train_labels, c.classes, static_cast<int>(c.orders.size()));
+    CHECK(drawn == c.orders);
+    const auto r = ev::fewshot_evaluate(c.train, c.train_labels, c.test, c.test_labels, c.classes, options_of(c));
+    CHECK(r.correct == ev::fewshot_evaluate(c.train, c.train_labels, c.test, c.test_labels, c.classes, c.orders,
+                                            options_of(c)).correct);
+    for (std::size_t l = 0; l < c.l2_regs.size(); ++l)
+      for (std::size_t k = 0; k < c.shots.size(); ++k)
+        for (int s = 0; s < r.seeds; ++s) CHECK(r.correct_count(l, k, s) == c.json["correct_float64"][l][k][s].get<std::int64_t>());
+    // Another selection seed: other orders, each still a permutation of its class.
+    const auto other = ev::fewshot_draw_orders(c.train_labels, c.classes, 1, 7);
+    CHECK(other[0] != c.orders[0]);
+    CHECK(other[0] == ev::fewshot_draw_orders(c.train_labels, c.classes, 8)[7]);  // seed s is default_rng(base + s)
+    for (int cls = 0; cls < c.classes; ++cls) {
+      auto sorted = other[0][static_cast<std::size_t>(cls)], want = c.orders[0][static_cast<std::size_t>(cls)];
+      std::sort(sorted.begin(), sorted.end());
+      std::sort(want.begin(), want.end());
+      CHECK(sorted == want);
+    }
+  }
   // Better than chance (10 %) at every shot count, and more shots help on average.
-  for (std::size_t k = 0; k < o.shots.size(); ++k) CHECK(own.mean_accuracy(0, k) > 0.3);
-  CHECK(own.mean_accuracy(0, 3) > own.mean_accuracy(0, 0) + 0.2);
+  const golden_case c = load_case("main");
+  ev::fewshot_options o;
+  const auto r = ev::fewshot_evaluate(c.train, c.train_labels, c.test, c.test_labels, c.classes, o);
+  for (std::size_t k = 0; k < o.shots.size(); ++k) CHECK(r.mean_accuracy(0, k) > 0.3);
+  CHECK(r.mean_accuracy(0, 3) > r.mean_accuracy(0, 0) + 0.2);
 }
 
 TEST_CASE("gather_features concatenates the batches a feature extractor yields") {

@@ -12,8 +12,10 @@ and numpy. The k-shot selection lives inside a method (`Evaluator.compute_fewsho
 sets; its two lines (a numpy `default_rng(seed)` permutation of each class's indices, and shots as prefixes of
 these) are repeated here, and the script stops if the checkout's source no longer contains them.
 
-numpy's PCG64 permutation is not reproduced in C++: the golden stores each seed's per-class orders, and the test
-hands them to `fewshot_evaluate` as explicit orders.
+The golden stores each seed's per-class orders: the test hands them to `fewshot_evaluate` as explicit orders, and
+checks that vitscale's own draw (`fewshot_draw_orders`, numpy's SeedSequence + PCG64 + permutation redone in C++)
+gives the same orders. numpy_permutations.json holds more of numpy's outputs for that: raw 64-bit draws and
+permutations of several lengths, for seeds with one and two 32-bit words.
 
 Each case is run twice, in separate processes: with JAX's default float32 (what big_vision computes) and with
 JAX_ENABLE_X64=1 (float64, what vitscale computes). The test requires vitscale's counts of correct test examples
@@ -159,6 +161,17 @@ def main():
 
     import jax
     os.makedirs(args.out, exist_ok=True)
+    numpy_golden = {"source": f"numpy {np.__version__}", "seeds": [0, 1, 12345, 2 ** 33 + 7], "raw": [],
+                    "lengths": [1, 2, 37, 500], "permutations": [], "sequential": []}
+    for seed in numpy_golden["seeds"]:
+        numpy_golden["raw"].append([str(v) for v in np.random.PCG64(seed).random_raw(4)])  # uint64 as strings
+        numpy_golden["permutations"].append(
+            [np.random.default_rng(seed).permutation(np.arange(n)).tolist() for n in numpy_golden["lengths"]])
+        rng = np.random.default_rng(seed)  # one generator, several permutations: what big_vision does per class
+        numpy_golden["sequential"].append([rng.permutation(np.arange(n)).tolist() for n in numpy_golden["lengths"]])
+    with open(os.path.join(args.out, "numpy_permutations.json"), "w") as f:
+        json.dump(numpy_golden, f, separators=(",", ":"))
+        f.write("\n")
     for name, spec in CASES.items():
         runs = {}
         for x64 in ("0", "1"):

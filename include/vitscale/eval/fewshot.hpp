@@ -18,13 +18,13 @@
 // both). The tests hold vitscale to big_vision's code run in float64; the features are small (d ≤ a few
 // thousand), so double costs nothing that matters.
 //
-// The k-shot orders: big_vision draws them with numpy's PCG64 (`default_rng(seed).permutation`), which is not
-// reproduced here; `fewshot_draw_orders` draws its own with Philox (core/random.hpp), deterministic in (seed,
-// class), and `fewshot_evaluate` also takes explicit orders (e.g. exported from numpy) to reproduce big_vision's
-// numbers exactly.
+// The k-shot orders are big_vision's: for seed s, numpy's `default_rng(s)` permutes each class's indices in turn
+// (`rng.permutation(np.where(labels == c)[0])`), and k shots are the first k of each. `numpy_generator` below
+// reproduces that draw exactly (SeedSequence → PCG64 → Generator.permutation's Fisher–Yates with masked
+// rejection), checked against numpy's own orders in tests/golden/eval; `fewshot_evaluate` also takes explicit
+// orders.
 
 #include <vitscale/core/error.hpp>
-#include <vitscale/core/random.hpp>
 #include <vitscale/eval/metrics.hpp>  // host_matrix and to_host, shared with the metrics
 
 // GCC 12 reports Eigen's AVX-512 packet code as reading an uninitialised register (a don't-care operand used on
@@ -64,7 +64,7 @@ struct fewshot_options {
   std::vector<int> shots{1, 5, 10, 25};
   int seeds = 3;
   std::vector<double> l2_regs{fewshot_default_l2};  // every one reuses the same eigendecomposition
-  std::uint64_t selection_seed = 0;                 // base of fewshot_draw_orders' keys (seed s uses selection_seed + s)
+  std::uint64_t selection_seed = 0;                 // seed s draws with default_rng(selection_seed + s); 0: big_vision
 };
 
 // orders[seed][class]: indices of that class's training examples in the order in which shots take them.
@@ -265,8 +265,126 @@ class fewshot_ridge {
   Eigen::MatrixXd lhs_, rhs_;
 };
 
-// Each class's training indices in a random order per seed (Fisher–Yates over the ascending indices with Philox
-// words keyed by (selection_seed + seed, class)): deterministic on every machine, not numpy's orders.
+// numpy's `np.random.default_rng(seed)` for an integer seed, as far as `permutation` of a 1-D array uses it:
+// SeedSequence (numpy/random/bit_generator.pyx: the seed's 32-bit words hashed into a pool of 4, 8 words drawn
+// from it), PCG64 (numpy/random/src/pcg64: 128-bit LCG, XSL-RR output; state and increment from those words) and
+// Generator.shuffle's Fisher–Yates (j uniform on [0, i] by masked rejection on 32-bit draws, which take the low
+// then the high half of a 64-bit output). Written from the algorithms' descriptions and checked against numpy's
+// outputs (tests/golden/eval/numpy_permutations.json); 128-bit arithmetic in two 64-bit halves (no __int128, which
+// -Wpedantic rejects).
+class numpy_generator {
+ public:
+  explicit numpy_generator(std::uint64_t seed) {
+    std::uint32_t words[8];
+    seed_sequence(seed, words);
+    const u128 initstate{join(words[0], words[1]), join(words[2], words[3])};  // words little-endian in uint64s
+    const u128 initseq{join(words[4], words[5]), join(words[6], words[7])};
+    inc_ = {(initseq.hi << 1) | (initseq.lo >> 63), (initseq.lo << 1) | 1u};
+    state_ = {0, 0};
+    step();
+    state_ = add(state_, initstate);
+    step();
+  }
+
+  std::uint64_t next64() {
+    step();
+    const std::uint64_t x = state_.hi ^ state_.lo;
+    const unsigned r = static_cast<unsigned>(state_.hi >> 58);
+    return r == 0 ? x : (x >> r) | (x << (64 - r));
+  }
+  std::uint32_t next32() {
+    if (has_half_) {
+      has_half_ = false;
+      return half_;
+    }
+    const std::uint64_t v = next64();
+    has_half_ = true;
+    half_ = static_cast<std::uint32_t>(v >> 32);
+    return static_cast<std::uint32_t>(v);
+  }
+  // Uniform on [0, max], numpy's random_interval.
+  std::uint64_t interval(std::uint64_t max) {
+    if (max == 0) return 0;
+    std::uint64_t mask = max;
+    for (unsigned shift = 1; shift < 64; shift <<= 1) mask |= mask >> shift;
+    if (max <= 0xFFFFFFFFu) {
+      for (;;)
+        if (const std::uint64_t v = next32() & mask; v <= max) return v;
+    }
+    for (;;)
+      if (const std::uint64_t v = next64() & mask; v <= max) return v;
+  }
+  // Generator.permutation / shuffle of a 1-D sequence, in place.
+  template <class T>
+  void shuffle(std::vector<T>& values) {
+    for (std::size_t i = values.size(); i > 1; --i) std::swap(values[i - 1], values[interval(i - 1)]);
+  }
+
+ private:
+  struct u128 {
+    std::uint64_t hi, lo;
+  };
+  static std::uint64_t join(std::uint32_t low, std::uint32_t high) {
+    return static_cast<std::uint64_t>(low) | static_cast<std::uint64_t>(high) << 32;
+  }
+  static u128 add(u128 a, u128 b) {
+    const std::uint64_t lo = a.lo + b.lo;
+    return {a.hi + b.hi + (lo < a.lo ? 1u : 0u), lo};
+  }
+  static u128 mul64(std::uint64_t a, std::uint64_t b) {  // full 64 × 64 -> 128
+    const std::uint64_t a0 = a & 0xFFFFFFFFu, a1 = a >> 32, b0 = b & 0xFFFFFFFFu, b1 = b >> 32;
+    const std::uint64_t p00 = a0 * b0, p01 = a0 * b1, p10 = a1 * b0, p11 = a1 * b1;
+    const std::uint64_t middle = (p00 >> 32) + (p01 & 0xFFFFFFFFu) + (p10 & 0xFFFFFFFFu);
+    return {p11 + (p01 >> 32) + (p10 >> 32) + (middle >> 32), (middle << 32) | (p00 & 0xFFFFFFFFu)};
+  }
+  static u128 mul(u128 a, u128 b) {  // mod 2^128
+    u128 r = mul64(a.lo, b.lo);
+    r.hi += a.hi * b.lo + a.lo * b.hi;
+    return r;
+  }
+  void step() {
+    constexpr u128 multiplier{0x2360ED051FC65DA4ull, 0x4385DF649FCCF645ull};  // PCG's default 128-bit multiplier
+    state_ = add(mul(state_, multiplier), inc_);
+  }
+  // SeedSequence(seed).generate_state(8, uint32): entropy = the seed's 32-bit words (one word for 0), no spawn key.
+  static void seed_sequence(std::uint64_t seed, std::uint32_t (&out)[8]) {
+    std::uint32_t entropy[2] = {static_cast<std::uint32_t>(seed), static_cast<std::uint32_t>(seed >> 32)};
+    const int words = entropy[1] != 0 ? 2 : 1;
+    std::uint32_t hash_const = 0x43b0d7e5u;
+    const auto hashmix = [&hash_const](std::uint32_t v) {
+      v ^= hash_const;
+      hash_const *= 0x931e8875u;
+      v *= hash_const;
+      v ^= v >> 16;
+      return v;
+    };
+    const auto mix = [](std::uint32_t x, std::uint32_t y) {
+      std::uint32_t r = 0xca01f9ddu * x - 0x4973f715u * y;
+      r ^= r >> 16;
+      return r;
+    };
+    std::uint32_t pool[4];
+    for (int i = 0; i < 4; ++i) pool[i] = hashmix(i < words ? entropy[i] : 0u);
+    for (int src = 0; src < 4; ++src)
+      for (int dst = 0; dst < 4; ++dst)
+        if (src != dst) pool[dst] = mix(pool[dst], hashmix(pool[src]));
+    std::uint32_t out_const = 0x8b51f9ddu;
+    for (int i = 0; i < 8; ++i) {
+      std::uint32_t v = pool[i % 4] ^ out_const;
+      out_const *= 0x58f38dedu;
+      v *= out_const;
+      v ^= v >> 16;
+      out[i] = v;
+    }
+  }
+
+  u128 state_{}, inc_{};
+  bool has_half_ = false;
+  std::uint32_t half_ = 0;
+};
+
+// big_vision's k-shot orders: for each seed s, numpy's default_rng(selection_seed + s) permutes the ascending
+// indices of class 0, then class 1, … (fewshot_lsr.py's compute_fewshot_metrics). labels: [N] in [0, classes).
 inline fewshot_orders fewshot_draw_orders(const std::vector<int>& labels, int classes, int seeds,
                                           std::uint64_t selection_seed = 0) {
   if (classes < 1) vitscale::detail::fail("few-shot evaluation: ", classes, " classes; expected at least 1");
@@ -275,21 +393,10 @@ inline fewshot_orders fewshot_draw_orders(const std::vector<int>& labels, int cl
   std::vector<std::vector<std::int64_t>> by_class(static_cast<std::size_t>(classes));
   for (std::size_t i = 0; i < labels.size(); ++i)
     by_class[static_cast<std::size_t>(labels[i])].push_back(static_cast<std::int64_t>(i));
-  constexpr std::uint32_t stream = 0x66657773u;  // "fews": apart from every dropout site's stream
-  fewshot_orders orders(static_cast<std::size_t>(seeds));
+  fewshot_orders orders(static_cast<std::size_t>(seeds), by_class);
   for (int s = 0; s < seeds; ++s) {
-    orders[static_cast<std::size_t>(s)] = by_class;
-    for (int c = 0; c < classes; ++c) {
-      auto& order = orders[static_cast<std::size_t>(s)][static_cast<std::size_t>(c)];
-      const rng_key key{selection_seed + static_cast<std::uint64_t>(s), static_cast<std::uint32_t>(c), stream};
-      for (std::size_t i = order.size(); i > 1; --i) {
-        const std::uint64_t draw = i - 1;
-        const std::uint32_t word = random_block(key, draw / 4).word[draw % 4];
-        // j uniform on [0, i) by multiply-shift (bias below i / 2³², immaterial for selecting shots)
-        const auto j = static_cast<std::size_t>((static_cast<std::uint64_t>(word) * i) >> 32);
-        std::swap(order[i - 1], order[j]);
-      }
-    }
+    numpy_generator rng(selection_seed + static_cast<std::uint64_t>(s));
+    for (auto& order : orders[static_cast<std::size_t>(s)]) rng.shuffle(order);
   }
   return orders;
 }
@@ -365,8 +472,8 @@ inline fewshot_result fewshot_evaluate(const features_ref& train, const std::vec
   return result;
 }
 
-// Few-shot accuracies with vitscale's own k-shot orders (fewshot_draw_orders with options.seeds and
-// options.selection_seed).
+// Few-shot accuracies with big_vision's k-shot orders (fewshot_draw_orders with options.seeds and
+// options.selection_seed): with selection_seed 0, the numbers big_vision's evaluator reports for these features.
 inline fewshot_result fewshot_evaluate(const features_ref& train, const std::vector<int>& train_labels,
                                        const features_ref& test, const std::vector<int>& test_labels, int classes,
                                        const fewshot_options& options = {}) {
