@@ -42,6 +42,7 @@
 #include <functional>
 #include <limits>
 #include <map>
+#include <optional>
 #include <string>
 #include <type_traits>
 #include <unistd.h>
@@ -86,6 +87,8 @@ struct run_options {
   std::string recipe;       // "transfer": the papers' fine-tuning recipe (see main)
   std::string init_from;    // start from this pretrained checkpoint (safetensors or big_vision .npz)
   bool keep_head = false;   // ... keeping its head (default: a new zero head, as for a new task)
+  double ema = 0;           // decay of an EMA of the parameters, which evaluation and the saved files use (0: none)
+  bool ema_warmup = false;  // timm's EMA warmup (ModelEmaV3: power 2/3)
 };
 
 const char* const class_names[10] = {"T-shirt/top", "Trouser", "Pullover", "Dress",   "Coat",
@@ -168,6 +171,13 @@ void check_run(const run_options& o) {
                      o.resume.empty() ? "starts afresh" : "continues another file",
                      ": it would replace it at its first save (or when stopped). Pass --resume ", o.train_checkpoint,
                      " to continue that run, --train-checkpoint to save elsewhere, or --overwrite to replace it");
+}
+
+// The model runs with the optimizer's EMA of the parameters while the result lives, when there is one.
+template <class Optimizer>
+std::optional<typename Optimizer::ema_scope> optional_ema(Optimizer& optimizer) {
+  if (!optimizer.has_ema()) return std::nullopt;
+  return optimizer.use_ema();
 }
 
 // The model's parameters under timm's names, with what classify needs to use them (examples/classify.cpp).
@@ -260,7 +270,9 @@ int train(const run_options& o, const typename Optimizer::options& opt_options) 
   const bool append = !o.resume.empty() && std::ifstream(o.csv).peek() != std::ifstream::traits_type::eof();
   std::ofstream csv(o.csv, append ? std::ios::app : std::ios::trunc);
   if (!csv) vs::detail::fail("cannot write the metrics file '", o.csv, "'");
-  if (!append) csv << "epoch,step,train_loss,test_accuracy,lr,images_per_second,elapsed_seconds,validation_accuracy\n";
+  if (!append)
+    csv << "epoch,step,train_loss,test_accuracy,lr,images_per_second,elapsed_seconds,validation_accuracy,"
+           "raw_test_accuracy\n";
   double best_validation = o.resume.empty() ? -1.0 : metadata("best_validation");
 
   Kokkos::View<float**, Kokkos::LayoutRight, space::memory_space> dlogits("dlogits", o.batch, 10);
@@ -356,6 +368,10 @@ int train(const run_options& o, const typename Optimizer::options& opt_options) 
       }
     }
     if ((epoch + 1) % eval_stride != 0 && step < total) continue;
+    // With an EMA, evaluation, the validation choice and the saved parameters use it; the training parameters'
+    // test accuracy is reported beside.
+    const double raw_accuracy = optimizer.has_ema() ? evaluate(model, test_set, o.batch, norm, classes) : -1;
+    auto ema_scope = optional_ema(optimizer);
     accuracy = evaluate(model, test_set, o.batch, norm, classes);
     const double validation = validation_set.size() > 0 ? evaluate(model, validation_set, o.batch, norm, classes) : -1;
     const double elapsed = seconds_since(t0);
@@ -369,6 +385,7 @@ int train(const run_options& o, const typename Optimizer::options& opt_options) 
     }
     std::printf("epoch %d: train loss %.4f, test accuracy %.2f%%", epoch + 1,
                 epoch_loss / double(std::max(1L, epoch_batches)), 100.0 * accuracy);
+    if (raw_accuracy >= 0) std::printf(" with the EMA (%.2f%% without)", 100.0 * raw_accuracy);
     if (validation >= 0) std::printf(", validation accuracy %.2f%%%s", 100.0 * validation, kept.c_str());
     std::printf(" (%s elapsed)\n", clock_text(elapsed).c_str());
     std::fflush(stdout);
@@ -376,12 +393,19 @@ int train(const run_options& o, const typename Optimizer::options& opt_options) 
         << ',' << lr_at(std::min(step, schedule_steps)) << ',' << double(step - first_step) * o.batch / elapsed << ','
         << elapsed << ',';
     if (validation >= 0) csv << validation;
+    csv << ',';
+    if (raw_accuracy >= 0) csv << raw_accuracy;
     csv << '\n';
     csv.flush();
   }
 
-  if (step == first_step) accuracy = evaluate(model, test_set, o.batch, norm, classes);  // nothing left to do
-  save_parameters_to(o.checkpoint, model, norm, accuracy, {{"classes", o.classes.empty() ? "0-9" : o.classes}});
+  {
+    auto ema_scope = optional_ema(optimizer);
+    if (step == first_step) accuracy = evaluate(model, test_set, o.batch, norm, classes);  // nothing left to do
+    save_parameters_to(o.checkpoint, model, norm, accuracy,
+                       {{"classes", o.classes.empty() ? "0-9" : o.classes},
+                        {"parameters", optimizer.has_ema() ? "ema" : "training"}});
+  }
   std::printf("final test accuracy %.2f%% after %lld steps in %s; metrics in %s, parameters in %s%s%s\n",
               100.0 * accuracy, static_cast<long long>(step), clock_text(seconds_since(t0)).c_str(), o.csv.c_str(),
               o.checkpoint.c_str(), o.save_every > 0 ? ", training state in " : "",
@@ -399,6 +423,8 @@ int train_with_optimizer(const run_options& o) {
     opt.weight_decay = {o.weight_decay, o.weight_decay};
     opt.clip = {o.clip, 0.0};
     opt.non_finite.skip_in_a_row = o.skip_non_finite;
+    opt.ema.decay = o.ema;
+    opt.ema.use_warmup = o.ema_warmup;
     return train<Policy, optimizer_t>(o, opt);
   };
   return vs::optimizer::with_registered<model_t>(o.optimizer, run);
@@ -463,6 +489,10 @@ int main(int argc, char** argv) {
                                              "checkpoint of train, a timm safetensors file or a big_vision .npz) "
                                              "with a new zero head: fine-tuning");
   app.add_flag("--keep-head", o.keep_head, "with --init-from: keep the checkpoint's head instead of a new one");
+  app.add_option("--ema", o.ema, "keep an exponential moving average of the parameters with this decay (e.g. 0.999); "
+                                 "evaluation, --keep-best and --checkpoint use it (0: none)")
+      ->check(CLI::Range(0.0, 0.999999999));
+  app.add_flag("--ema-warmup", o.ema_warmup, "with --ema: timm's warmup of the decay (ModelEmaV3, power 2/3)");
   return prog.run(argc, argv, [&] {
     if (!o.recipe.empty()) {
       if (o.recipe != "transfer") vs::detail::fail("unknown --recipe '", o.recipe, "' (transfer)");
