@@ -4,17 +4,20 @@
 //   classification_accumulator  top-1 / top-k accuracy, per-class accuracy, optional confusion counts, and
 //                               class-subset evaluation: only the subset's logits compete (the others count as
 //                               −∞), as ImageNet-R / ImageNet-A / ObjectNet results are computed on 1000-class
-//                               heads. timm's validate.py does this by slicing (`output[:, valid_labels]`, labels
-//                               given in the subset's numbering); big_vision by a label map onto the head. Both
-//                               equal masking the other logits to −∞ before the argmax, which is what this does;
-//                               labels may be given in the head's numbering or the subset's.
+//                               heads. timm's validate.py slices the logits (`output[:, valid_labels]`, labels in
+//                               the subset's numbering); that equals masking the other logits to −∞ before the
+//                               argmax (big_vision's idiom for logits that must not win, `jnp.where(exclude,
+//                               -jnp.inf, logits)` in utils.py), which is what this does. Labels may be given in
+//                               the head's numbering or the subset's. Ties go to the lower head class, so with an
+//                               unsorted subset a tie may resolve differently from timm's slice (sorted index files,
+//                               as timm's are, agree exactly; tests/eval/metrics.cpp checks it).
 //   multilabel_accumulator      the sigmoid models' evaluation, big_vision's evaluators/classification.py with
 //                               multi-hot labels: prec@1 = Σ labels[argmax] · m / Σ m with m = max(labels) per
 //                               example (examples without a positive label do not count), and the mean sigmoid
 //                               cross-entropy over the same examples (utils.sigmoid_xent, summed over classes).
 //
 // Ranking: classes are ordered by decreasing logit, equal logits by increasing class index (the first maximum
-// wins, as jnp.argmax / numpy / torch.argmax on the host). A class is in the top k when fewer than k classes rank
+// wins, as jnp.argmax and numpy.argmax). A class is in the top k when fewer than k classes rank
 // before it. Counts are exact integers; NaN logits, +∞ logits and labels out of range are errors (−∞ is a masked
 // logit and allowed in classification_accumulator), and a batch is checked whole before it counts, so a bad
 // batch leaves the totals as they were.
