@@ -89,6 +89,7 @@ struct run_options {
   bool keep_head = false;   // ... keeping its head (default: a new zero head, as for a new task)
   double ema = 0;           // decay of an EMA of the parameters, which evaluation and the saved files use (0: none)
   bool ema_warmup = false;  // timm's EMA warmup (ModelEmaV3: power 2/3)
+  int evaluations = 20;     // at most about this many test evaluations per run (at the ends of epochs, and the last)
 };
 
 const char* const class_names[10] = {"T-shirt/top", "Trouser", "Pullover", "Dress",   "Coat",
@@ -246,9 +247,10 @@ int train(const run_options& o, const typename Optimizer::options& opt_options) 
   vs::data::batcher batches(train_set, {o.batch, state.data_seed, true, true, norm}, state.data);
   const std::int64_t steps_per_epoch = batches.batches_per_epoch();
   const std::int64_t schedule_steps = o.steps > 0 ? std::int64_t(o.steps) : steps_per_epoch * o.epochs;
-  // Evaluations at the end of an epoch, at most ~20 per run (a small training set has many short epochs).
+  // Evaluations at the end of an epoch, at most about --evaluations per run (a small training set has many short
+  // epochs), and always after the last step.
   const std::int64_t epoch_count = (schedule_steps + steps_per_epoch - 1) / steps_per_epoch;
-  const std::int64_t eval_stride = std::max<std::int64_t>(1, epoch_count / 20);
+  const std::int64_t eval_stride = std::max<std::int64_t>(1, epoch_count / o.evaluations);
   // --max-steps stops the run early without changing the schedule (a smoke run, or a probe of a recipe).
   const std::int64_t total = o.max_steps > 0 ? std::min<std::int64_t>(schedule_steps, o.max_steps) : schedule_steps;
   const auto lr_at = make_schedule(o, schedule_steps);
@@ -492,6 +494,9 @@ int main(int argc, char** argv) {
   app.add_option("--ema", o.ema, "keep an exponential moving average of the parameters with this decay (e.g. 0.999); "
                                  "evaluation, --keep-best and --checkpoint use it (0: none)")
       ->check(CLI::Range(0.0, 0.999999999));
+  app.add_option("--evaluations", o.evaluations, "evaluate at the end of every epoch, or of every k-th epoch so that "
+                                               "a run has about this many evaluations (and one at the end)")
+      ->check(CLI::PositiveNumber);
   app.add_flag("--ema-warmup", o.ema_warmup, "with --ema: timm's warmup of the decay (ModelEmaV3, power 2/3)");
   return prog.run(argc, argv, [&] {
     if (!o.recipe.empty()) {
