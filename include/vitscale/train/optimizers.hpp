@@ -51,6 +51,12 @@
 // Each of these is one all-reduce of the partial sums (only those) per step, in a fixed order, so every rank
 // of the axis computes the same factors.
 //
+// EMA of the parameters (options.ema, optim::ema_policy; off by default): a float shadow of the parameter arena
+// that the same fused pass moves towards each stored parameter, ema ← ema + (1 − d_t)·(p − ema), with timm's
+// ModelEmaV3 decay schedule (d_1 = 0, an optional warmup); use_ema() evaluates the model with it and restores
+// the training parameters bit for bit; checkpoints keep it as ema.<name> (io/checkpoint.hpp); its bytes are
+// ema_bytes() and the accounting's parameter_ema (training_memory(..., parameter_ema::on)), not state_bytes().
+//
 // Memory: moments are arenas of the parameters' layout (one View each, same offsets), Adafactor's factored
 // statistics one more arena of rows + cols per factored tensor; state_bytes() reports them and equals the
 // config layouts (config/optimizer_state.hpp). Work is cut into segments of at most 4096 elements that never
