@@ -393,10 +393,12 @@ class fused {
   std::size_t ema_bytes() const { return ema_.extent(0) * sizeof(ema_type); }
   // d_t, the decay the t-th applied step uses (0 while the EMA is a copy; see ema_policy).
   double ema_decay(std::int64_t t) const { return detail::ema_decay_at(o_.ema, t); }
-  // The shadow: [arena size] floats with the parameter arena's offsets (empty when off).
+  // The shadow: [arena size] floats with the parameter arena's offsets (empty when off). While an EMA scope is
+  // open over float parameters it holds the training parameters (they traded places).
   const ema_view& ema() const { return ema_; }
-  // ema ← the parameters as they are now: after loading pretrained weights into the model (the EMA starts as a
-  // copy of the parameters when the optimizer is made; with timm's decay the first applied step copies again).
+  // ema ← the parameters as they are now, e.g. after loading other weights into the model once the optimizer
+  // exists (it starts as a copy of the parameters it was made with; a run's first applied step, d_1 = 0, copies
+  // them anyway).
   void reset_ema() {
     require_ema("reset_ema");
     detail::copy_to_ema(model_->space(), model_->parameters().all(), ema_);
