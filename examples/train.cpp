@@ -22,6 +22,7 @@
 #include <vitscale/data/batches.hpp>
 #include <vitscale/data/idx.hpp>
 #include <vitscale/data/subset.hpp>
+#include <vitscale/eval/metrics.hpp>
 #include <vitscale/io/checkpoint.hpp>
 #include <vitscale/io/files.hpp>
 #include <vitscale/io/pretrained.hpp>
@@ -134,21 +135,18 @@ double evaluate(Model& model, const vs::data::dataset& test, int batch, const vs
   vs::data::host_label_batch labels("labels", batch);
   std::vector<int> order(static_cast<std::size_t>(test.size()));
   for (int i = 0; i < test.size(); ++i) order[static_cast<std::size_t>(i)] = i;
-  long correct = 0;
+  vs::eval::classification_options top1;
+  top1.top_k = {1};
+  if (int(classes.size()) < 10) top1.subset = vs::eval::class_subset(10, classes);
+  vs::eval::classification_accumulator metrics(10, top1);
   for (int start = 0; start < test.size(); start += batch) {
     const int n = std::min(batch, test.size() - start);
     auto im = Kokkos::subview(images, std::make_pair(0, n), Kokkos::ALL, Kokkos::ALL, Kokkos::ALL);
     auto lb = Kokkos::subview(labels, std::make_pair(0, n));
     vs::data::fill_batch(test, order.data() + start, n, norm, im, lb);
-    auto logits = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), model.predict(im));
-    for (int b = 0; b < n; ++b) {
-      int best = classes.front();
-      for (int c : classes)
-        if (logits(b, c) > logits(b, best)) best = c;
-      correct += best == lb(b);
-    }
+    metrics.add(vs::eval::to_host(model.predict(im)), std::vector<int>(lb.data(), lb.data() + n));
   }
-  return double(correct) / double(test.size());
+  return metrics.accuracy(1);
 }
 
 // Everything about the options and the outputs that can be checked before a long run, checked before it: the
