@@ -53,7 +53,9 @@ struct non_finite_policy {
 //   use_warmup: d_t = clamp(1 − (1 + k/warmup_gamma)^−warmup_power, min_decay, decay);  else d_t = decay.
 // (That is timm's warmup, after @crowsonkb: γ = 1, power = 2/3 reaches 0.999 at 31.6k steps, power = 3/4 at 10k.
 // It is not TensorFlow's min(decay, (1 + t)/(10 + t)), which timm does not use.) A skipped step (non-finite
-// gradients) leaves the EMA as it was. decay = 0: off, and nothing is allocated.
+// gradients) leaves the EMA as it was. decay = 0: off, and nothing is allocated. big_vision's trainers that keep
+// one (trainers/proj/jetformer/train.py, config.ema_decay) average the same way with a constant decay from the
+// first step, so their EMA keeps a d^t share of the initial parameters where timm's (and this) starts at p_1.
 struct ema_policy {
   double decay = 0.0;  // 0: off; else in (0, 1) (timm's default 0.9998 in train.py, 0.9999 in the class)
   bool use_warmup = false;
