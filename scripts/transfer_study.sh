@@ -42,7 +42,7 @@ else
   sizes=(50 250 1000 5000)
   steps=300
   batch=32
-  seeds=3
+  seeds=3   # per size: samples, initialisations and orders
   test_size=()
 fi
 threads=(--threads "${VITSCALE_THREADS:-$(nproc)}")
@@ -61,19 +61,23 @@ final_accuracy() { sed -n 's/^final test accuracy \([0-9.]*\)%.*/\1/p' "$1" | aw
 for n in "${sizes[@]}"; do
   k=$((n / 5))
   log "n = $n ($k per class)"
-  common=(--classes 5-9 --train-size "$n" --steps "$steps" --batch "$batch" --warmup $((steps / 10)) --seed 0
-          "${threads[@]}" --evaluations 1)
-  "$train" "${common[@]}" --checkpoint "$out/scratch_$n.safetensors" --csv "$out/scratch_$n.csv" \
-    > "$out/scratch_$n.log" 2>&1
-  echo "scratch,$n,0,$(final_accuracy "$out/scratch_$n.log"),$((steps * batch)),0" >> "$csv"
-  "$train" "${common[@]}" --init-from "$pre" --recipe transfer --checkpoint "$out/finetune_$n.safetensors" \
-    --csv "$out/finetune_$n.csv" > "$out/finetune_$n.log" 2>&1
-  echo "finetune,$n,0,$(final_accuracy "$out/finetune_$n.log"),$((steps * batch)),0" >> "$csv"
-  "$fewshot" --checkpoint "$pre" --classes 5-9 --shots "$k" --seeds "$seeds" --probe "$n" "${threads[@]}" \
-    "${test_size[@]}" --csv "$out/fewshot_$n.csv" > "$out/fewshot_$n.log" 2>&1
-  # fewshot's CSV: checkpoint,classes,method,examples,l2,seed,accuracy
-  awk -F, -v n="$n" 'NR > 1 { print $3 "," n "," $6 "," $7 ",0," n }' \
-    "$out/fewshot_$n.csv" >> "$csv"
-  grep -hE "shot \(|linear probe" "$out/fewshot_$n.log" >&2 || true
+  # Each seed draws its own sample of n images (and, for the trained arms, initialisation and batch order).
+  for ((s = 0; s < seeds; ++s)); do
+    run=${n}_seed$s
+    common=(--classes 5-9 --train-size "$n" --steps "$steps" --batch "$batch" --warmup $((steps / 10)) --seed "$s"
+            "${threads[@]}" --evaluations 1)
+    "$train" "${common[@]}" --checkpoint "$out/scratch_$run.safetensors" --csv "$out/scratch_$run.csv" \
+      > "$out/scratch_$run.log" 2>&1
+    echo "scratch,$n,$s,$(final_accuracy "$out/scratch_$run.log"),$((steps * batch)),0" >> "$csv"
+    "$train" "${common[@]}" --init-from "$pre" --recipe transfer --checkpoint "$out/finetune_$run.safetensors" \
+      --csv "$out/finetune_$run.csv" > "$out/finetune_$run.log" 2>&1
+    echo "finetune,$n,$s,$(final_accuracy "$out/finetune_$run.log"),$((steps * batch)),0" >> "$csv"
+    "$fewshot" --checkpoint "$pre" --classes 5-9 --shots "$k" --seeds 1 --seed "$s" --probe "$n" "${threads[@]}" \
+      "${test_size[@]}" --csv "$out/fewshot_$run.csv" > "$out/fewshot_$run.log" 2>&1
+    # fewshot's CSV: checkpoint,classes,method,examples,l2,seed,accuracy
+    awk -F, -v n="$n" -v s="$s" 'NR > 1 { print $3 "," n "," s "," $7 ",0," n }' "$out/fewshot_$run.csv" >> "$csv"
+    grep -h "^scratch\|^finetune\|^fewshot\|^probe" "$csv" | grep "^[a-z]*,$n,$s," | tr '\n' ' ' >&2
+    echo >&2
+  done
 done
 log "results in $csv"
