@@ -25,17 +25,7 @@
 #include <vitscale/core/error.hpp>
 #include <vitscale/core/kokkos_compat.hpp>
 
-// GCC 12 reports Eigen's AVX-512 packet code as reading an uninitialised register (a don't-care operand used on
-// purpose); a false positive, silenced around Eigen's headers as kernels/detail/gemm_eigen.hpp does.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#endif
-#include <Eigen/Core>
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
+#include <vitscale/core/eigen.hpp>
 
 #include <algorithm>
 #include <cmath>

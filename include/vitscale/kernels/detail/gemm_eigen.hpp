@@ -9,17 +9,7 @@
 #include <vitscale/kernels/detail/gemm_host.hpp>
 #include <vitscale/kernels/detail/gemm_problem.hpp>
 
-// GCC 12 reports Eigen's AVX-512 GEMM kernels as reading an uninitialised register (_mm512_undefined_ps
-// used on purpose as a don't-care operand); the warning is a false positive and -Werror would stop users.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#endif
-#include <Eigen/Core>
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
+#include <vitscale/core/eigen.hpp>
 
 #include <cstddef>
 #include <cstdint>
