@@ -5,13 +5,54 @@
 find_path(VITSCALE_STB_INCLUDE_DIR stb_image.h PATH_SUFFIXES stb)
 find_library(VITSCALE_STB_LIBRARY stb)
 find_package(ZLIB)
+# The catalogue of compiled shapes classify dispatches to (examples/catalogue/catalogue.cmake; option
+# VITSCALE_BUILD_CATALOGUE, ON by default, OFF in scripts/quickstart.sh's sanitized build).
+include(${CMAKE_CURRENT_SOURCE_DIR}/catalogue/catalogue.cmake)
 if(VITSCALE_STB_INCLUDE_DIR AND VITSCALE_STB_LIBRARY AND ZLIB_FOUND)
   add_executable(classify classify.cpp)
   target_include_directories(classify SYSTEM PRIVATE ${VITSCALE_STB_INCLUDE_DIR})
   target_link_libraries(classify PRIVATE vitscale::vitscale CLI11::CLI11 ${VITSCALE_STB_LIBRARY} ZLIB::ZLIB)
+  if(TARGET vitscale_catalogue)
+    target_link_libraries(classify PRIVATE vitscale_catalogue)
+  endif()
   vitscale_target_defaults(classify)
   if(VITSCALE_BUILD_TESTS)
     set(_images ${CMAKE_CURRENT_SOURCE_DIR}/../tests/golden/images)
+    set(_env "OMP_NUM_THREADS=2;OMP_PROC_BIND=false;OMP_WAIT_POLICY=PASSIVE")
+    if(TARGET vitscale_catalogue)
+      # The catalogue against timm (examples/catalogue/test_catalogue.cpp): files of timm's layout for one model
+      # per head kind, written at run time with the formula values of tests/reference/catalogue_reference.py,
+      # dispatched to their entry and run, the logits compared with timm's (tests/golden/catalogue/); an
+      # unknown shape's message. It leaves the files for the classify runs below.
+      find_package(doctest REQUIRED)
+      set(_tests ${CMAKE_CURRENT_SOURCE_DIR}/../tests)
+      add_executable(test_catalogue ${_tests}/support/main.cpp catalogue/test_catalogue.cpp)
+      target_link_libraries(test_catalogue PRIVATE vitscale_catalogue doctest::doctest nlohmann_json::nlohmann_json)
+      target_include_directories(test_catalogue PRIVATE ${_tests})
+      target_compile_definitions(test_catalogue PRIVATE VITSCALE_TEST_GOLDEN_DIR="${_tests}/golden")
+      vitscale_target_defaults(test_catalogue)
+      add_test(NAME examples.classify_catalogue COMMAND test_catalogue)
+      set_tests_properties(examples.classify_catalogue PROPERTIES FIXTURES_SETUP classify_catalogue ENVIRONMENT "${_env}")
+      # classify on a timm-layout MAP file (no metadata) and on a class-token file at 384 px: the entry found,
+      # probabilities summing to 1 over 1000 classes.
+      add_test(NAME examples.classify_catalogue_map
+               COMMAND classify --checkpoint catalogue_ti16_map.safetensors --top-k 2 ${_images}/fmnist_boot.png)
+      set_tests_properties(examples.classify_catalogue_map PROPERTIES FIXTURES_REQUIRED classify_catalogue
+                           PASS_REGULAR_EXPRESSION "ViT-Ti/16\n  depth 12, width 192, heads \\?, mlp 768, patch 16, 3 channels, 1000 classes, classic block, pool map.*224 px.*all 1000 classes 1\\.0000"
+                           ENVIRONMENT "${_env}")
+      add_test(NAME examples.classify_catalogue_384
+               COMMAND classify --checkpoint catalogue_ti16_cls_384.safetensors --top-k 2 ${_images}/fmnist_pullover_rgb.png)
+      set_tests_properties(examples.classify_catalogue_384 PROPERTIES FIXTURES_REQUIRED classify_catalogue
+                           PASS_REGULAR_EXPRESSION "ViT-Ti/16\n  depth 12, width 192, .*pool cls.*384 px.*all 1000 classes 1\\.0000"
+                           ENVIRONMENT "${_env}")
+      # A shape outside the catalogue (Ti/16 with 10 classes): the shape found and every candidate, the
+      # example's two and the catalogue's 34.
+      add_test(NAME examples.classify_catalogue_unknown
+               COMMAND classify --checkpoint catalogue_unknown.safetensors ${_images}/fmnist_boot.png)
+      set_tests_properties(examples.classify_catalogue_unknown PROPERTIES FIXTURES_REQUIRED classify_catalogue
+                           PASS_REGULAR_EXPRESSION "no compiled shape fits the file's shape\n  depth 12, width 192, heads \\?, mlp 768, patch 16, 3 channels, 10 classes.*\ncandidates \\(36\\):\n  depth 4, width 128, .*\n  depth 24, width 1024, heads 16, mlp 4096, patch 32, 3 channels, 1000 classes, classic block, pool map"
+                           ENVIRONMENT "${_env}")
+    endif()
     # Against timm: a small timm ViT with random weights (tests/reference/classify_reference.py wrote the file,
     # no vitscale metadata, so dispatch works from the tensors alone) on the committed images; the top-5
     # probabilities timm computed with its own eval transform are the reference.

@@ -4,8 +4,12 @@
 //   classify --checkpoint vit_tiny_patch16_224.safetensors --top-k 5 cat.jpg
 //
 // The model's compiled shape is chosen from the file (io/dispatch.hpp): the example's Fashion-MNIST model,
-// the small timm ViT of tests/reference/classify_reference.py, and timm's ViT-Ti/16 and ViT-B/16 (1000
-// classes); a file of any other shape is an error that prints the shape found. Add yours to `candidates`.
+// the small timm ViT of tests/reference/classify_reference.py (both compiled here), then the catalogue of
+// the common timm / big_vision checkpoints (examples/catalogue/catalogue.hpp: Ti/16 … L/32 with class-token,
+// GAP, GAP + fc_norm and MAP heads, compiled once in the vitscale_catalogue library; at 224, 384 or any
+// resolution, which is the file's). A file of any other shape is an error that prints the shape found and
+// every candidate. Add yours to `candidates`. Without the catalogue (-DVITSCALE_BUILD_CATALOGUE=OFF, as the
+// sanitized build), the candidates are the two models and timm's ViT-Ti/16 and ViT-B/16 (1000 classes).
 //
 // Preprocessing is timm's eval transform (examples/image_transform.hpp): the shorter side resized to
 // floor(img_size / crop_pct) (PIL's bicubic or bilinear, antialiased when downscaling), a centre crop of
@@ -20,6 +24,8 @@
 // are replicated to RGB for a 3-channel model, colour images reduced to grey for a 1-channel model with
 // the ITU-R 601 luma weights (0.299 R + 0.587 G + 0.114 B, as PIL's convert("L")), alpha dropped.
 // A checkpoint whose logits are not finite is an error, never NaN probabilities.
+#include "catalogue/catalogue.hpp"
+#include "catalogue/inference_model_impl.hpp"
 #include "fmnist_model.hpp"
 #include "image_transform.hpp"
 #include "tool_runtime.hpp"
@@ -46,7 +52,11 @@ namespace vs = vitscale;
 
 // The small timm ViT tests/reference/classify_reference.py builds (depth 2, width 64, 2 heads, 224 px).
 using timm_test_vit = vs::vit_shape<2, 64, 2, 256, 16, vs::options<vs::opt::classes<10>>>;
+#if VITSCALE_HAVE_CATALOGUE
+using candidates = vs::type_list<fmnist_vit, timm_test_vit>;  // then catalogue::shapes
+#else
 using candidates = vs::type_list<fmnist_vit, timm_test_vit, vs::presets::vit_ti16, vs::presets::vit_b16>;
+#endif
 
 namespace {
 
@@ -109,14 +119,30 @@ struct result {
   std::uint64_t crop_checksum;  // sum over i of (i mod 251 + 1) * byte i of the resized, cropped image
 };
 
-template <class Shape>
+// The model for the file's shape, at the file's resolution (checked first: the model is allocated for it).
+std::unique_ptr<catalogue::inference_model> open_model(const options& o, const vs::shape_descriptor& found) {
+  if (found.resolution && (*found.resolution < found.patch || *found.resolution > max_resolution))
+    vs::detail::fail(o.checkpoint, ": resolution ", *found.resolution, " is not in [", found.patch, ", ",
+                     max_resolution, "] pixels (the patch size up to classify's limit)");
+#if VITSCALE_HAVE_CATALOGUE
+  return catalogue::open<candidates>(found);
+#else
+  return vs::io::dispatch<candidates>(found, [&](auto tag) {
+    using shape = typename decltype(tag)::type;
+    return catalogue::make<shape>(found.resolution.value_or(shape::resolution));
+  });
+#endif
+}
+
 std::vector<result> run(const options& o, const vs::shape_descriptor& found, const vs::io::safetensors_reader& file) {
+  // The file's channels and classes are the chosen shape's: the options and metadata are checked before the
+  // model is allocated.
+  const int classes = found.classes, C = found.channels;
   const auto& meta = file.metadata();
   auto meta_or = [&](const char* key, const std::string& otherwise) {
     const auto it = meta.find(key);
     return it == meta.end() ? otherwise : it->second;
   };
-  constexpr int C = Shape::in_channels;
   const std::string mean_text = !o.mean.empty() ? o.mean : meta_or("mean", "0.485,0.456,0.406");
   const std::string std_text = !o.stdev.empty() ? o.stdev : meta_or("std", "0.229,0.224,0.225");
   // Where a value came from, for its error: the option, the checkpoint's metadata, or classify's default.
@@ -144,26 +170,26 @@ std::vector<result> run(const options& o, const vs::shape_descriptor& found, con
   if (interp != "bicubic" && interp != "bilinear") vs::detail::fail("interpolation \"", interp, "\": bicubic or bilinear");
   const auto filter = interp == "bicubic" ? image_transform::filter::bicubic : image_transform::filter::bilinear;
   std::vector<std::string> labels = split(meta_or("labels", ""));
-  if (int(labels.size()) != Shape::num_classes) {
+  if (int(labels.size()) != classes) {
     if (!labels.empty())
       std::fprintf(stderr, "classify: %zu labels in the metadata for %d classes; printing class indices\n",
-                   labels.size(), Shape::num_classes);
+                   labels.size(), classes);
     labels.clear();
-    for (int c = 0; c < Shape::num_classes; ++c) labels.push_back(std::to_string(c));
+    for (int c = 0; c < classes; ++c) labels.push_back(std::to_string(c));
   }
 
-  const int res = found.resolution.value_or(Shape::resolution);
-  if (res < Shape::patch || res > max_resolution)
-    vs::detail::fail(o.checkpoint, ": resolution ", res, " is not in [", Shape::patch, ", ", max_resolution,
-                     "] pixels (the patch size up to classify's limit)");
-  vs::vit<Shape> model(res);
-  vs::io::load_parameters(model, o.checkpoint);
+  const std::unique_ptr<catalogue::inference_model> model = open_model(o, found);
+  if (model->classes() != classes || model->channels() != C)
+    vs::detail::fail("classify: the model chosen for ", o.checkpoint, " has ", model->classes(), " classes and ",
+                     model->channels(), " channels, the file ", classes, " and ", C);
+  const int res = model->resolution();
+  model->load(o.checkpoint);
+  const std::string name = model->name();
   std::printf("%s: %s\n  %s\n  crop_pct %g, mean %s, std %s\n", o.checkpoint.c_str(),
-              vs::presets::name<Shape>().empty() ? "ViT" : std::string(vs::presets::name<Shape>()).c_str(),
-              found.to_string().c_str(), crop_pct, mean_text.c_str(), std_text.c_str());
+              name.empty() ? "ViT" : name.c_str(), found.to_string().c_str(), crop_pct, mean_text.c_str(),
+              std_text.c_str());
 
-  Kokkos::View<float****, Kokkos::LayoutRight, typename vs::vit<Shape>::memory_space> images("images", 1, res, res, C);
-  auto host = Kokkos::create_mirror_view(images);
+  catalogue::host_images images("images", 1, res, res, C);
   std::vector<result> results;
   for (const std::string& path : o.images) {
     vs::data::image_limits limits;
@@ -174,22 +200,20 @@ std::vector<result> run(const options& o, const vs::shape_descriptor& found, con
     const image_transform::image crop =
         image_transform::eval_resize_crop(image_transform::convert(img, C), res, crop_pct, filter);
     const std::vector<float> x = image_transform::normalise(crop, mean, stdev);
-    std::copy(x.begin(), x.end(), host.data());
-    Kokkos::deep_copy(images, host);
-    const auto logits = model.predict(images);
-    auto logits_host = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), logits);
-    for (int c = 0; c < Shape::num_classes; ++c)
-      if (!std::isfinite(logits_host(0, c)))
-        vs::detail::fail("the checkpoint ", o.checkpoint, " gives a non-finite logit (", logits_host(0, c),
+    std::copy(x.begin(), x.end(), images.data());
+    const std::vector<float> logits = model->predict(images);
+    for (int c = 0; c < classes; ++c)
+      if (!std::isfinite(logits[std::size_t(c)]))
+        vs::detail::fail("the checkpoint ", o.checkpoint, " gives a non-finite logit (", logits[std::size_t(c)],
                          " for class ", c, ") on ", path, ": its parameters are damaged or not finite");
-    std::vector<double> p(Shape::num_classes);
+    std::vector<double> p(classes);
     double top = -INFINITY, sum = 0;
-    for (int c = 0; c < Shape::num_classes; ++c) top = std::max(top, double(logits_host(0, c)));
-    for (int c = 0; c < Shape::num_classes; ++c) sum += p[c] = std::exp(double(logits_host(0, c)) - top);
+    for (int c = 0; c < classes; ++c) top = std::max(top, double(logits[std::size_t(c)]));
+    for (int c = 0; c < classes; ++c) sum += p[c] = std::exp(double(logits[std::size_t(c)]) - top);
     for (double& v : p) v /= sum;
     std::vector<int> order(p.size());
     std::iota(order.begin(), order.end(), 0);
-    const int k = std::min(o.top_k, Shape::num_classes);
+    const int k = std::min(o.top_k, classes);
     std::partial_sort(order.begin(), order.begin() + k, order.end(), [&](int a, int b) { return p[a] > p[b]; });
     std::printf("%s (%dx%d, %d channel%s):\n", path.c_str(), w, h, n, n == 1 ? "" : "s");
     double shown = 0;
@@ -197,7 +221,7 @@ std::vector<result> run(const options& o, const vs::shape_descriptor& found, con
       shown += p[order[i]];
       std::printf("  %.4f  %s\n", p[order[i]], labels[order[i]].c_str());
     }
-    std::printf("  top-%d sum %.4f, all %d classes %.4f\n", k, shown, Shape::num_classes,
+    std::printf("  top-%d sum %.4f, all %d classes %.4f\n", k, shown, classes,
                 std::accumulate(p.begin(), p.end(), 0.0));
     std::uint64_t checksum = 0;
     for (std::size_t i = 0; i < crop.pixels.size(); ++i) checksum += (i % 251 + 1) * crop.pixels[i];
@@ -271,9 +295,7 @@ int main(int argc, char** argv) {
     o.crop_pct_given = crop_pct_option->count() > 0;
     const vs::io::safetensors_reader file(o.checkpoint);
     const vs::shape_descriptor found = vs::io::infer_shape(file);
-    const auto results = vs::io::dispatch<candidates>(found, [&](auto tag) {
-      return run<typename decltype(tag)::type>(o, found, file);
-    });
+    const auto results = run(o, found, file);
     return !o.expect.empty() && !compare(results, o.expect, o.tolerance) ? 1 : 0;
   });
 }
