@@ -59,7 +59,7 @@ def main():
     ax.minorticks_off()
     ax.set_xticklabels([f"{n}\n({n // 5}/class)" for n in sizes])
     ax.set_xlabel("downstream training images (Fashion-MNIST classes 5-9)")
-    ax.set_ylabel("test accuracy on classes 5-9 (%)")
+    ax.set_ylabel("test accuracy on classes 5-9 (%): mean, sd of seeds")
     low = min(100 * min(v) for m in runs.values() for v in m.values())
     ax.set_ylim(max(0, 10 * math.floor(low / 10) - 5), 100)
     ax.grid(True, which="both", alpha=0.3)
