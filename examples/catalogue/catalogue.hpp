@@ -1,9 +1,9 @@
 #pragma once
 // The catalogue: compiled shapes for the ViT checkpoints people have (timm's and big_vision's, under timm's
 // names in safetensors), chosen from a file's tensors with io::infer_shape and io::dispatch, each compiled once
-// in a translation unit of the vitscale_catalogue library (examples/catalogue/shapes_<family>.cpp, one per
-// family of entries) so that a program using it compiles none of them: examples/classify.cpp, and the few-shot
-// evaluation can use the same models (inference_model::features). Fine-tuning needs backward and an
+// in one of the two translation units of the vitscale_catalogue library (examples/catalogue/shapes_*.cpp) so
+// that a program using it compiles none of them: examples/classify.cpp; the few-shot evaluation can use the
+// same models (inference_model::features). Fine-tuning needs backward and an
 // optimizer, which the library does not compile: a training interface would be a second set of translation
 // units over the same lists (the shape lists and open() here are independent of what is instantiated).
 //
@@ -26,12 +26,14 @@
 // timm's), QKV bias, LayerNorm with bias, and exact (erf) GELU, as timm builds these models. The resolution is
 // a run-time value of every model: the same entry runs a /16 file at 224 or 384 px (pos_embed says which).
 //
-// Compile cost: each entry instantiates the model's inference (constructor, load_parameters, predict,
-// features; no backward), about 12 s of one core at -O3 -march=native past the ~35 s the first shape of a
-// translation unit costs (headers and the shared kernels); the five translation units build in parallel, once,
-// and an edit to a program that links the library recompiles none of them. Examples are not part of
-// scripts/quickstart.sh's sanitized build, so the catalogue is not built there; -DVITSCALE_BUILD_CATALOGUE=OFF
-// leaves it out of any build (classify then compiles its former four candidates itself).
+// Compile cost (GCC 12, -O3 -march=native, measured one unit at a time on the 2-core CI machine): the headers
+// take ~12 s, the first entry of a translation unit ~15 s more (the kernels, shared by every shape), each
+// further entry ~1 s (its own constants and tables). So the entries are in two units, not one per family
+// (five units took 170 s of CPU time, two take ~90 s): shapes_class_token.cpp (13 entries) and
+// shapes_pooled.cpp (21), built in parallel and once; an edit to a program that links the library recompiles
+// neither. Examples are not part of scripts/quickstart.sh's sanitized build, so the catalogue is not built
+// there; -DVITSCALE_BUILD_CATALOGUE=OFF leaves it out of any build (classify then compiles its former four
+// candidates itself).
 //
 // A timm file has no vitscale.* metadata, so the heads, the GELU and the norm's centering are not known from
 // it: the catalogue holds one entry per (body, head, classes), so a file of these shapes fits one entry only
@@ -42,8 +44,8 @@
 //     shapes have at least one class; a features-only entry would serve the few-shot evaluation later;
 //   - other class counts (11221, 115217, fine-tunes to N classes): the class count is compile-time, one entry
 //     each; a program adds its own with open<type_list<...>>();
-//   - H/14, g/14, G/14, e/14 and ViT-22B (each entry costs ~12 s of compilation, and the big ones are rare as
-//     files with a head), /8 and /14 patches (timm's B/8, S/8 DINO, CLIP's /14), and SO400M;
+//   - H/14, g/14, G/14, e/14 and ViT-22B (timm's H/14 files have no head; g, G, e and 22B are not public),
+//     /8 and /14 patches (timm's B/8, S/8 DINO, CLIP's /14), and SO400M;
 //   - what vitscale cannot represent yet: register tokens (reg_token), LayerScale (ls1/ls2), a pre-norm
 //     (norm_pre, CLIP), a class token without a position-embedding entry (no_embed_class);
 //   - big_vision's .npz files (classify reads safetensors; timm converts them) and big_vision's own GELU (tanh):
@@ -78,7 +80,7 @@ template <class Body, class... Opts>
 using entry = typename Body::template with<Opts...>;
 namespace opt = vitscale::opt;
 
-// One list per translation unit of the library (shapes_<family>.cpp instantiates make<> for each).
+// One list per family; shapes_class_token.cpp and shapes_pooled.cpp instantiate make<> for each entry.
 using cls_in1k = vitscale::type_list<bodies::ti16, bodies::s16, bodies::s32, bodies::b16, bodies::b32, bodies::l16,
                                      bodies::l32>;
 using cls_in21k = vitscale::type_list<entry<bodies::ti16, opt::classes<21843>>, entry<bodies::s16, opt::classes<21843>>,

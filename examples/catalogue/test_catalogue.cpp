@@ -35,9 +35,10 @@ std::vector<float> formula(const std::string& name, const std::vector<std::int64
   std::int64_t n = 1;
   for (std::int64_t d : shape) n *= d;
   const std::size_t dot = name.rfind('.');
+  // The module's own name: "norm1" in "blocks.0.norm1.weight" (the script's name.rsplit(".", 2)[-2]).
   const std::size_t prev = dot == std::string::npos || dot == 0 ? std::string::npos : name.rfind('.', dot - 1);
-  const std::string module = dot == std::string::npos ? "" : name.substr(prev == std::string::npos ? 0 : prev + 1,
-                                                                         dot - (prev == std::string::npos ? 0 : prev + 1));
+  const std::size_t from = prev == std::string::npos ? 0 : prev + 1;
+  const std::string module = dot == std::string::npos ? "" : name.substr(from, dot - from);
   const bool weight = name.size() > 7 && name.compare(name.size() - 7, 7, ".weight") == 0;
   const bool bias = name.size() > 5 && name.compare(name.size() - 5, 5, ".bias") == 0;
   std::vector<float> v(static_cast<std::size_t>(n));
