@@ -37,7 +37,10 @@
 //
 // A timm file has no vitscale.* metadata, so the heads, the GELU and the norm's centering are not known from
 // it: the catalogue holds one entry per (body, head, classes), so a file of these shapes fits one entry only
-// (checked below at compile time), whose 12/6/3/16 heads and erf GELU are timm's for these bodies.
+// (checked below at compile time), whose 12/6/3/16 heads and erf GELU are timm's for these bodies. A
+// timm file with other heads for one of these bodies would be taken for the entry and run with the wrong
+// heads: timm's vit_base_patch16_gap_224 recipe has 16 heads, but timm 1.0.31 publishes no weights for it
+// (among its pretrained VisionTransformer files, every one with a head at these widths has the standard heads).
 //
 // Left out (a file of these shapes gets dispatch's "no compiled shape fits … / candidates (N): …" message):
 //   - timm files without a head (num_classes=0: SigLIP's and MAE's towers, the .orig_in21k bodies): vitscale's
