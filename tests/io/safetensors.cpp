@@ -550,7 +550,11 @@ TEST_CASE("safetensors writer: a failed write leaves the previous file intact") 
   }
   SUBCASE("keep::previous keeps the replaced file as <path>.prev") {
     const std::string kept = scratch_file("kept.safetensors");
+    // What a process killed while linking the previous file leaves: removed by the next save of that path.
+    const std::string stale_link = kept + ".prev.tmp-" + io::detail::host_name() + "-999999999-0123456789abcdef";
+    { std::ofstream(stale_link) << "partial"; }
     first.write(kept, io::keep::previous);
+    CHECK_FALSE(fs::exists(stale_link));
     CHECK_FALSE(fs::exists(kept + ".prev"));  // nothing was replaced
     const std::string first_bytes = slurp(kept);
     second.write(kept, io::keep::previous);
