@@ -6,15 +6,7 @@
 #include <support/files.hpp>
 #include <vitscale/eval/fewshot.hpp>
 
-#if defined(__GNUC__) && !defined(__clang__)  // as in fewshot.hpp: GCC 12's false positive in Eigen's AVX-512 code
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#endif
-#include <Eigen/Cholesky>
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
+#include <Eigen/Cholesky>  // after fewshot.hpp's core/eigen.hpp, which silences GCC 12's false positive in Core
 
 #include <algorithm>
 #include <cmath>
