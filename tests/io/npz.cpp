@@ -3,6 +3,7 @@
 // logits, and hostile archives built here byte by byte, each of which must be refused with a vitscale::error
 // that names the problem.
 #include <doctest/doctest.h>
+#include <support/scratch.hpp>
 #include <support/errors.hpp>
 #include <unistd.h>
 #include <zlib.h>
@@ -32,17 +33,7 @@ namespace {
 
 const std::string data_dir = std::string(VITSCALE_TEST_GOLDEN_DIR) + "/big_vision/";
 
-const fs::path& scratch() {
-  static const struct directory {
-    fs::path path = fs::temp_directory_path() / ("vitscale-test-npz-" + std::to_string(::getpid()));
-    directory() { fs::create_directories(path); }
-    ~directory() {
-      std::error_code ignored;
-      fs::remove_all(path, ignored);
-    }
-  } dir;
-  return dir.path;
-}
+using vitscale::test::scratch;  // support/scratch.hpp
 
 std::string slurp(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

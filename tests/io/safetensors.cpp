@@ -2,6 +2,7 @@
 // package (tests/reference/safetensors_reference.py -> tests/golden/io/), and hostile files built here byte by
 // byte, each of which must be refused with a message that names the file, the tensor and the problem.
 #include <doctest/doctest.h>
+#include <support/scratch.hpp>
 #include <support/errors.hpp>
 #include <vitscale/io/safetensors.hpp>
 
@@ -28,18 +29,7 @@ using vitscale::bf16;
 
 namespace {
 
-// A directory of this process's own, removed when the tests end.
-const fs::path& scratch() {
-  static const struct directory {
-    fs::path path = fs::temp_directory_path() / ("vitscale-test-io-" + std::to_string(::getpid()));
-    directory() { fs::create_directories(path); }
-    ~directory() {
-      std::error_code ignored;
-      fs::remove_all(path, ignored);
-    }
-  } dir;
-  return dir.path;
-}
+using vitscale::test::scratch;  // support/scratch.hpp
 
 std::string scratch_file(const std::string& name) { return (scratch() / name).string(); }
 

@@ -3,6 +3,7 @@
 // (tests/reference/transfer_reference.py -> tests/golden/io/transfer_*.safetensors), a round trip without timm,
 // body mismatches that must still fail, and big_vision .npz files (tests/golden/big_vision/).
 #include <doctest/doctest.h>
+#include <support/scratch.hpp>
 #include <support/errors.hpp>
 #include <support/spaces.hpp>
 #include <unistd.h>
@@ -29,17 +30,7 @@ namespace {
 const std::string golden_dir = std::string(VITSCALE_TEST_GOLDEN_DIR);
 const std::string pretrained_file = golden_dir + "/io/transfer_pretrained.safetensors";
 
-const fs::path& scratch() {
-  static const struct directory {
-    fs::path path = fs::temp_directory_path() / ("vitscale-test-transfer-" + std::to_string(::getpid()));
-    directory() { fs::create_directories(path); }
-    ~directory() {
-      std::error_code ignored;
-      fs::remove_all(path, ignored);
-    }
-  } dir;
-  return dir.path;
-}
+using vitscale::test::scratch;  // support/scratch.hpp
 
 // vit_reference.py's classic_cls (depth 2, width 32, 2 heads, MLP 64, patch 4, 20 px, class token with its own
 // position entry), pretrained with 10 classes and fine-tuned with 4.
