@@ -95,6 +95,12 @@ class linear_probe {
     Kokkos::View<int*, Kokkos::HostSpace> yb_host("vitscale::probe::y", std::size_t(batch));
     matrix xb(Kokkos::view_alloc(Kokkos::WithoutInitializing, "vitscale::probe::x"), std::size_t(batch), std::size_t(features_));
     labels_view yb("vitscale::probe::y", std::size_t(batch));
+    // The logits (and their gradient, in place) and the bias gradient's workspace, for the largest batch: nothing
+    // is allocated per step.
+    matrix zb(Kokkos::view_alloc(Kokkos::WithoutInitializing, "vitscale::probe::logits"), std::size_t(batch),
+              std::size_t(classes_));
+    const auto ws = kernels::column_sum_workspace(std::size_t(batch), std::size_t(classes_));
+    matrix workspace("vitscale::probe::sum", ws.chunks, ws.cols);
 
     probe_history history;
     std::int64_t step = 0;
@@ -114,7 +120,7 @@ class linear_probe {
         Kokkos::deep_copy(space_, xs, Kokkos::subview(xb_host, range, Kokkos::ALL));
         Kokkos::deep_copy(space_, ys, Kokkos::subview(yb_host, range));
         const double rate = lr(step);
-        const double loss = step_on(opt, xs, ys, rate, rate / o.lr, o.label_smoothing);
+        const double loss = step_on(opt, xs, ys, zb, workspace, rate, rate / o.lr, o.label_smoothing);
         sum += loss;
         if constexpr (!std::is_same<std::decay_t<Progress>, std::nullptr_t>::value) progress(step + 1, total, loss);
       }
@@ -223,15 +229,14 @@ class linear_probe {
 
   // One SGD step on a batch xs [B, features], ys [B] (device): forward, loss, backward, update. Returns the loss.
   template <class X, class Y>
-  double step_on(optimizer_type& opt, const X& xs, const Y& ys, double rate, double decay_scale, double smoothing) {
+  double step_on(optimizer_type& opt, const X& xs, const Y& ys, const matrix& zb, const matrix& workspace, double rate,
+                 double decay_scale, double smoothing) {
     const std::size_t rows = xs.extent(0);
-    matrix z(Kokkos::view_alloc(space_, Kokkos::WithoutInitializing, "vitscale::probe::logits"), rows, std::size_t(classes_));
+    const matrix z = Kokkos::subview(zb, std::make_pair(std::size_t(0), rows), Kokkos::ALL);
     model_detail::linear_forward(space_, xs, weight_matrix(), set_.parameters().vector(1), z);
     const double loss = loss::softmax_xent(space_, matrix_view<const float, ExecSpace>(z), vector_view<const int, ExecSpace>(ys),
                                            matrix_view<float, ExecSpace>(z), smoothing);
     auto& g = set_.gradients();
-    const auto ws = kernels::column_sum_workspace(rows, std::size_t(classes_));
-    Kokkos::View<float**, Kokkos::LayoutRight, memory_space> workspace("vitscale::probe::sum", ws.chunks, ws.cols);
     const Kokkos::View<float**, Kokkos::LayoutRight, memory_space, Kokkos::MemoryUnmanaged> dw(
         g.vector(0).data(), std::size_t(classes_), std::size_t(features_));
     const Kokkos::View<float**, Kokkos::LayoutRight, memory_space> no_dx;
