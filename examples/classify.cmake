@@ -52,6 +52,23 @@ if(VITSCALE_STB_INCLUDE_DIR AND VITSCALE_STB_LIBRARY AND ZLIB_FOUND)
       set_tests_properties(examples.classify_catalogue_unknown PROPERTIES FIXTURES_REQUIRED classify_catalogue
                            PASS_REGULAR_EXPRESSION "no compiled shape fits the file's shape\n  depth 12, width 192, heads \\?, mlp 768, patch 16, 3 channels, 10 classes.*\ncandidates \\(36\\):\n  depth 4, width 128, .*\n  depth 24, width 1024, heads 16, mlp 4096, patch 32, 3 channels, 1000 classes, classic block, pool map"
                            ENVIRONMENT "${_env}")
+      # Few-shot evaluation of a catalogue model (the timm-layout Ti/16 MAP file at 224 px, and the class-token
+      # file run at 64 px with its 384-px position embedding resampled): Fashion-MNIST brought to 3 channels at
+      # the model's resolution, ImageNet's normalisation, features of width 192.
+      if(TARGET fewshot)
+        add_test(NAME examples.fewshot_catalogue
+                 COMMAND fewshot --checkpoint catalogue_ti16_map.safetensors --classes 0-4 --shots 1 2 --seeds 2
+                                 --test-size 20 --batch 8 --probe 10 --probe-epochs 2)
+        set_tests_properties(examples.fewshot_catalogue PROPERTIES FIXTURES_REQUIRED classify_catalogue
+                             PASS_REGULAR_EXPRESSION "ViT-Ti/16 at 224 px, 3 channels; inputs: Fashion-MNIST resized \\(bicubic\\), mean 0.485,0.456,0.406, std 0.229,0.224,0.225 \\(ImageNet's \\(timm's default\\)\\).*5 classes \\(0-4\\), 20 test images, features of width 192.* 1-shot \\(l2 1024\\): [0-9.]+% \\+- [0-9.]+ over 2 seeds.* 2-shot.*linear probe on 10 images"
+                             ENVIRONMENT "${_env}")
+        add_test(NAME examples.fewshot_catalogue_resolution
+                 COMMAND fewshot --checkpoint catalogue_ti16_cls_384.safetensors --resolution 64 --mean 0.5 --std 0.5
+                                 --classes 3,7 --shots 1 --seeds 1 --test-size 4)
+        set_tests_properties(examples.fewshot_catalogue_resolution PROPERTIES FIXTURES_REQUIRED classify_catalogue
+                             PASS_REGULAR_EXPRESSION "ViT-Ti/16 at 64 px, 3 channels; inputs: Fashion-MNIST resized \\(bicubic\\), mean 0.5,0.5,0.5, std 0.5,0.5,0.5 \\(option --mean\\).*2 classes \\(3,7\\), 4 test images.* 1-shot \\(l2 1024\\): [0-9.]+% \\+- 0.00 over 1 seeds"
+                             ENVIRONMENT "${_env}")
+      endif()
     endif()
     # Against timm: a small timm ViT with random weights (tests/reference/classify_reference.py wrote the file,
     # no vitscale metadata, so dispatch works from the tensors alone) on the committed images; the top-5

@@ -79,40 +79,6 @@ constexpr double min_crop_pct = 0.25;
 // The largest model resolution classify accepts from a file (a ViT-22B fine-tune runs at 560 px).
 constexpr int max_resolution = 4096;
 
-std::vector<std::string> split(const std::string& text) {
-  std::vector<std::string> parts;
-  std::stringstream in(text);
-  for (std::string part; std::getline(in, part, ',');) parts.push_back(part);
-  return parts;
-}
-
-// The whole of `text` as a finite number (spaces around it allowed), or nothing.
-std::optional<double> finite_number(const std::string& text) {
-  const char* begin = text.c_str();
-  char* end = nullptr;
-  const double v = std::strtod(begin, &end);
-  if (end == begin) return std::nullopt;
-  while (*end == ' ') ++end;
-  if (*end != '\0' || !std::isfinite(v)) return std::nullopt;
-  return v;
-}
-
-// "0.5" or "0.485,0.456,0.406" → one finite value per channel; `source` says where the text came from.
-std::vector<double> per_channel(const std::string& text, int channels, const char* what, const std::string& source) {
-  std::vector<double> values;
-  for (const std::string& part : split(text)) {
-    const auto v = finite_number(part);
-    if (!v)
-      vs::detail::fail(source, ": ", what, " = \"", text, "\" is not a finite number or a comma list of them");
-    values.push_back(*v);
-  }
-  if (values.empty()) vs::detail::fail(source, ": ", what, " is empty; give a number or a comma list");
-  if (values.size() == 1) values.resize(std::size_t(channels), values[0]);
-  if (int(values.size()) != channels)
-    vs::detail::fail(source, ": ", what, " = \"", text, "\" has ", values.size(), " values for ", channels, " channels");
-  return values;
-}
-
 struct result {
   std::string file;
   std::vector<double> probs;
@@ -150,8 +116,8 @@ std::vector<result> run(const options& o, const vs::shape_descriptor& found, con
     return option ? std::string("option --") + flag
                   : meta.count(key) ? "the metadata of " + o.checkpoint : std::string("the default");
   };
-  const std::vector<double> mean = per_channel(mean_text, C, "mean", source(!o.mean.empty(), "mean", "mean"));
-  const std::vector<double> stdev = per_channel(std_text, C, "std", source(!o.stdev.empty(), "std", "std"));
+  const std::vector<double> mean = image_transform::per_channel(mean_text, C, "mean", source(!o.mean.empty(), "mean", "mean"));
+  const std::vector<double> stdev = image_transform::per_channel(std_text, C, "std", source(!o.stdev.empty(), "std", "std"));
   for (double s : stdev)
     if (!(s > 0))
       vs::detail::fail(source(!o.stdev.empty(), "std", "std"), ": std = \"", std_text,
@@ -159,7 +125,7 @@ std::vector<result> run(const options& o, const vs::shape_descriptor& found, con
                        "value must be > 0");
   const bool crop_option = o.crop_pct_given;
   const std::string crop_text = crop_option ? std::string() : meta_or("crop_pct", "0.875");
-  const std::optional<double> crop_value = crop_option ? std::optional<double>(o.crop_pct) : finite_number(crop_text);
+  const std::optional<double> crop_value = crop_option ? std::optional<double>(o.crop_pct) : image_transform::finite_number(crop_text);
   if (!crop_value)
     vs::detail::fail(source(false, "crop-pct", "crop_pct"), ": crop_pct = \"", crop_text, "\" is not a finite number");
   const double crop_pct = *crop_value;
@@ -169,7 +135,7 @@ std::vector<result> run(const options& o, const vs::shape_descriptor& found, con
   const std::string interp = !o.interpolation.empty() ? o.interpolation : meta_or("interpolation", "bicubic");
   if (interp != "bicubic" && interp != "bilinear") vs::detail::fail("interpolation \"", interp, "\": bicubic or bilinear");
   const auto filter = interp == "bicubic" ? image_transform::filter::bicubic : image_transform::filter::bilinear;
-  std::vector<std::string> labels = split(meta_or("labels", ""));
+  std::vector<std::string> labels = image_transform::split(meta_or("labels", ""));
   if (int(labels.size()) != classes) {
     if (!labels.empty())
       std::fprintf(stderr, "classify: %zu labels in the metadata for %d classes; printing class indices\n",

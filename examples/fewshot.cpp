@@ -5,10 +5,20 @@
 //   ./fewshot --checkpoint vit_fashion_mnist.safetensors                    1, 5, 10, 25 shots, 3 seeds, 10 classes
 //   ./fewshot --checkpoint pretrained.safetensors --classes 5-9 --probe 1000 --csv transfer.csv
 //
-// The checkpoint is any parameter file of examples/train (or a training checkpoint, or a timm export) whose shape
-// is one this program was compiled for (`candidates`); another shape is an error that prints what the file holds.
-// Features are computed only for the examples used: the union of every seed's shots, the probe's sample and the
-// test images of the chosen classes.
+//   ./fewshot --checkpoint vit_base_patch16_224.augreg_in21k.safetensors --batch 32    a timm file, at 224 px
+//
+// The checkpoint is any parameter file of examples/train (or a training checkpoint), or one of the common timm /
+// big_vision ViT checkpoints of the catalogue (examples/catalogue/catalogue.hpp: Ti/16 … L/32, class-token,
+// GAP, GAP + fc_norm and MAP heads; under timm's names in safetensors); its shape is chosen from the file's
+// tensors (io/dispatch.hpp), and another shape is an error that prints what the file holds and every candidate.
+// The model runs at the file's resolution, or at --resolution (a learned position embedding resampled at load).
+// Fashion-MNIST's 28 x 28 grey images are brought to the model's input as a transfer evaluation does: replicated
+// to RGB for a 3-channel model (PIL's convert("RGB")), resized to the model's resolution with PIL's bicubic
+// filter (examples/image_transform.hpp), pixel/255, then (x − mean) / std with mean and std from --mean/--std,
+// else the file's metadata (examples/train writes them), else Fashion-MNIST's for a 1-channel model and
+// ImageNet's (timm's default) for a 3-channel one. Features are the pooled representation the classifier reads
+// (inference_model::features), computed only for the examples used: the union of every seed's shots, the probe's
+// sample and the test images of the chosen classes.
 #include <vitscale/data/idx.hpp>
 #include <vitscale/data/subset.hpp>
 #include <vitscale/eval/features.hpp>
@@ -16,9 +26,14 @@
 #include <vitscale/eval/linear_probe.hpp>
 #include <vitscale/io/dispatch.hpp>
 #include <vitscale/io/parameters.hpp>
-#include <vitscale/vit.hpp>
+#include <vitscale/io/safetensors.hpp>
 
+#if VITSCALE_HAVE_CATALOGUE
+#include "catalogue/catalogue.hpp"
+#endif
+#include "catalogue/inference_model_impl.hpp"
 #include "fmnist_model.hpp"
+#include "image_transform.hpp"
 #include "tool_runtime.hpp"
 
 #include <algorithm>
@@ -27,11 +42,14 @@
 #include <cstdio>
 #include <fstream>
 #include <map>
+#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 namespace vs = vitscale;
 using space = Kokkos::DefaultHostExecutionSpace;
+// The shapes compiled here (before the catalogue's): the training example's model.
 using candidates = vs::type_list<fmnist_vit>;
 
 namespace {
@@ -43,6 +61,8 @@ struct run_options {
   std::vector<int> shots{1, 5, 10, 25};
   int seeds = 3;
   std::vector<double> l2{vs::eval::fewshot_default_l2};
+  int resolution = 0;  // 0: the file's
+  std::string mean, stdev;  // "" : the file's metadata, else the default of the model's channel count
   int probe = 0;       // training images of the linear probe (0: no probe)
   int probe_epochs = 20;
   double probe_lr = 0.1;
@@ -56,14 +76,84 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-template <class Shape>
+// The model for the file's shape (this program's candidates, then the catalogue's) at `resolution` pixels (0: the
+// file's).
+std::unique_ptr<catalogue::inference_model> open_model(const vs::shape_descriptor& found, int resolution) {
+  const std::optional<int> res = resolution > 0 ? std::optional<int>(resolution) : std::nullopt;
+#if VITSCALE_HAVE_CATALOGUE
+  return catalogue::open<candidates>(found, res);
+#else
+  return vs::io::dispatch<candidates>(found, [&](auto tag) {
+    using shape = typename decltype(tag)::type;
+    return catalogue::make<shape>(res.value_or(found.resolution.value_or(shape::resolution)));
+  });
+#endif
+}
+
+// Fashion-MNIST examples as the model takes them: grey → `channels`, 28 px → `resolution` (PIL's bicubic), then
+// normalised per channel.
+struct model_input {
+  int resolution, channels;
+  std::vector<double> mean, stdev;
+
+  void fill(const vs::data::dataset& set, const std::vector<int>& indices, std::int64_t first, int n,
+            const vs::eval::host_images& images) const {
+    const int rows = set.images.rows, cols = set.images.cols;
+    const std::size_t pixels = std::size_t(rows) * std::size_t(cols);
+    const std::size_t per_image = std::size_t(resolution) * std::size_t(resolution) * std::size_t(channels);
+    for (int i = 0; i < n; ++i) {
+      const int example = indices[std::size_t(first + i)];
+      const std::uint8_t* src = set.images.pixels.data() + std::size_t(example) * pixels;
+      image_transform::image img{cols, rows, 1, std::vector<std::uint8_t>(src, src + pixels)};
+      if (channels != 1) img = image_transform::convert(img, channels);
+      if (rows != resolution || cols != resolution)
+        img = image_transform::resize(img, resolution, resolution, image_transform::filter::bicubic);
+      const std::vector<float> x = image_transform::normalise(img, mean, stdev);
+      std::copy(x.begin(), x.end(), images.data() + std::size_t(i) * per_image);
+    }
+  }
+};
+
 int run(const run_options& o) {
   const auto t0 = std::chrono::steady_clock::now();
-  vs::vit<Shape, vs::precision::fp32, space> model(28);
-  vs::io::load_parameters(model, o.checkpoint);
+  const vs::io::safetensors_reader file(o.checkpoint);
+  const vs::shape_descriptor found = vs::io::infer_shape(file);
+  const std::unique_ptr<catalogue::inference_model> model = open_model(found, o.resolution);
+  vs::io::load_options load;
+  load.resample_posemb = o.resolution > 0;  // the file's grid to the model's (nothing to do when they agree)
+  model->load(o.checkpoint, load);
   const vs::data::dataset train = vs::data::load_fashion_mnist(o.data, vs::data::split::train);
   const vs::data::dataset test = vs::data::load_fashion_mnist(o.data, vs::data::split::test);
-  const vs::data::normalization norm = vs::data::pixel_statistics(train.images);  // as examples/train
+
+  // Normalisation: the option, the file's metadata, or the default for the model's channels.
+  const int C = model->channels();
+  const auto& meta = file.metadata();
+  const auto setting = [&](const std::string& option, const char* flag, const char* key, const std::string& fallback,
+                           const char* fallback_name) {
+    const auto it = meta.find(key);
+    const bool in_file = it != meta.end();
+    const std::string text = !option.empty() ? option : in_file ? it->second : fallback;
+    const std::string source = !option.empty() ? std::string("option --") + flag
+                               : in_file        ? "the metadata of " + o.checkpoint
+                                                : std::string(fallback_name);
+    return std::make_pair(image_transform::per_channel(text, C, key, source), source);
+  };
+  const vs::data::normalization fmnist = vs::data::pixel_statistics(train.images);  // as examples/train
+  const bool grey = C == 1;
+  const auto [input_mean, mean_source] =
+      setting(o.mean, "mean", "mean", grey ? std::to_string(fmnist.mean) : "0.485,0.456,0.406",
+              grey ? "Fashion-MNIST's statistics" : "ImageNet's (timm's default)");
+  const auto [input_std, std_source] =
+      setting(o.stdev, "std", "std", grey ? std::to_string(fmnist.std) : "0.229,0.224,0.225",
+              grey ? "Fashion-MNIST's statistics" : "ImageNet's (timm's default)");
+  for (double s : input_std)
+    if (!(s > 0)) vs::detail::fail(std_source, ": a standard deviation is ", s, "; each must be > 0");
+  const model_input input{model->resolution(), C, input_mean, input_std};
+  const std::string name = model->name();
+  std::printf("%s: %s at %d px, %d channel%s; inputs: Fashion-MNIST%s, mean %s, std %s (%s)\n", o.checkpoint.c_str(),
+              name.empty() ? "ViT" : name.c_str(), input.resolution, C, C == 1 ? "" : "s",
+              input.resolution == train.images.rows ? "" : " resized (bicubic)",
+              image_transform::join(input_mean).c_str(), image_transform::join(input_std).c_str(), mean_source.c_str());
   const std::vector<int> classes = vs::data::parse_classes(o.classes.empty() ? "0-9" : o.classes, 10);
   const int k = static_cast<int>(classes.size());
   // Labels as positions in the class list: few-shot regression and the probe see k classes.
@@ -104,16 +194,25 @@ int run(const run_options& o) {
       for (auto& p : order) p = used.at(p);
     }
 
-  const auto progress = [](const char* what) {
-    return [what](std::int64_t done, std::int64_t total) {
-      std::fprintf(stderr, "\rfeatures of %s: %lld/%lld", what, static_cast<long long>(done), static_cast<long long>(total));
-      if (done == total) std::fprintf(stderr, "\n");
-    };
+  // The features of examples `indices` of a data set, batch by batch, with progress.
+  const vs::eval::feature_geometry geometry{input.resolution, C, model->feature_width()};
+  const auto features = [&](const vs::data::dataset& set, const std::vector<int>& indices, const char* what) {
+    return vs::eval::extract_features(
+        geometry, std::int64_t(indices.size()), o.batch,
+        [&](std::int64_t first, int n, const vs::eval::host_images& images) { input.fill(set, indices, first, n, images); },
+        [&](const vs::eval::host_images& images, const auto& rows) {
+          const std::vector<float> f = model->features(images);
+          for (std::size_t i = 0; i < rows.extent(0); ++i)
+            for (std::size_t j = 0; j < rows.extent(1); ++j) rows(i, j) = f[i * rows.extent(1) + j];
+        },
+        [what](std::int64_t done, std::int64_t total) {
+          std::fprintf(stderr, "\rfeatures of %s: %lld/%lld", what, static_cast<long long>(done),
+                       static_cast<long long>(total));
+          if (done == total) std::fprintf(stderr, "\n");
+        });
   };
-  const vs::eval::feature_matrix x_shots = vs::eval::extract_features(model, train, shot_indices, o.batch, norm,
-                                                                      progress("the shots"));
-  const vs::eval::feature_matrix x_test = vs::eval::extract_features(model, test, test_indices, o.batch, norm,
-                                                                     progress("the test images"));
+  const vs::eval::feature_matrix x_shots = features(train, shot_indices, "the shots");
+  const vs::eval::feature_matrix x_test = features(test, test_indices, "the test images");
   const std::vector<int> y_shots = relabel(vs::eval::labels_of(train, shot_indices));
   const std::vector<int> y_test = relabel(vs::eval::labels_of(test, test_indices));
   const auto as_eigen = [](const vs::eval::feature_matrix& x) {
@@ -130,7 +229,7 @@ int run(const run_options& o) {
   }
   const std::string class_text = o.classes.empty() ? "0-9" : o.classes;
   std::printf("%s: %d classes (%s), %zu test images, features of width %d\n", o.checkpoint.c_str(), k,
-              class_text.c_str(), test_indices.size(), Shape::features);
+              class_text.c_str(), test_indices.size(), geometry.features);
   for (std::size_t l = 0; l < r.l2_regs.size(); ++l)
     for (std::size_t s = 0; s < r.shots.size(); ++s) {
       double mean = r.mean_accuracy(l, s), var = 0;
@@ -146,9 +245,8 @@ int run(const run_options& o) {
 
   if (o.probe > 0) {
     const std::vector<int> sample = vs::data::balanced_sample(train, pool, o.probe, o.seed + 2);
-    const vs::eval::feature_matrix x = vs::eval::extract_features(model, train, sample, o.batch, norm,
-                                                                  progress("the probe's sample"));
-    vs::eval::linear_probe<space> probe(Shape::features, k);
+    const vs::eval::feature_matrix x = features(train, sample, "the probe's sample");
+    vs::eval::linear_probe<space> probe(geometry.features, k);
     vs::eval::probe_options po;
     po.epochs = o.probe_epochs;
     po.batch = std::min(o.batch, o.probe);
@@ -174,6 +272,10 @@ int main(int argc, char** argv) {
   prog.wants_passive_wait();
   CLI::App& app = prog.app;
   app.add_option("--checkpoint", o.checkpoint, "parameter file (safetensors, timm's names)")->check(CLI::ExistingFile);
+  app.add_option("--resolution", o.resolution, "run the model at this many pixels (default: the file's)")
+      ->check(CLI::Range(1, 4096));
+  app.add_option("--mean", o.mean, "input normalisation's mean, one value or one per channel (default: the file's)");
+  app.add_option("--std", o.stdev, "input normalisation's std, one value or one per channel (default: the file's)");
   app.add_option("--data", o.data, "folder with Fashion-MNIST's IDX files");
   app.add_option("--classes", o.classes, "evaluate on these classes only, e.g. 5-9");
   app.add_option("--shots", o.shots, "examples per class of each few-shot evaluation")->check(CLI::PositiveNumber);
@@ -190,8 +292,6 @@ int main(int argc, char** argv) {
   app.add_option("--csv", o.csv, "write every accuracy here");
   return prog.run(argc, argv, [&] {
     if (o.shots.empty() || o.l2.empty()) vs::detail::fail("--shots and --l2 need at least one value");
-    const vs::io::safetensors_reader file(o.checkpoint);
-    const vs::shape_descriptor found = vs::io::infer_shape(file);
-    return vs::io::dispatch<candidates>(found, [&](auto tag) { return run<typename decltype(tag)::type>(o); });
+    return run(o);
   });
 }

@@ -18,6 +18,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
+#include <optional>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -174,6 +177,51 @@ inline std::vector<float> normalise(const image& in, const std::vector<double>& 
     out[i] = static_cast<float>((float(in.pixels[i]) / 255.0f - float(mean[c])) / float(stdev[c]));
   }
   return out;
+}
+
+// The parts of a comma list ("a,b,c"; "" has none).
+inline std::vector<std::string> split(const std::string& text) {
+  std::vector<std::string> parts;
+  std::stringstream in(text);
+  for (std::string part; std::getline(in, part, ',');) parts.push_back(part);
+  return parts;
+}
+
+// The whole of `text` as a finite number (spaces around it allowed), or nothing.
+inline std::optional<double> finite_number(const std::string& text) {
+  const char* begin = text.c_str();
+  char* end = nullptr;
+  const double v = std::strtod(begin, &end);
+  if (end == begin) return std::nullopt;
+  while (*end == ' ') ++end;
+  if (*end != '\0' || !std::isfinite(v)) return std::nullopt;
+  return v;
+}
+
+// A normalisation constant: "0.5" or "0.485,0.456,0.406" → one finite value per channel; `source` says where
+// the text came from ("option --mean", "the metadata of FILE"), for the error.
+inline std::vector<double> per_channel(const std::string& text, int channels, const char* what,
+                                       const std::string& source) {
+  const auto fail = [&](const std::string& why) { throw std::invalid_argument(source + ": " + what + why); };
+  std::vector<double> values;
+  for (const std::string& part : split(text)) {
+    const auto v = finite_number(part);
+    if (!v) fail(" = \"" + text + "\" is not a finite number or a comma list of them");
+    values.push_back(*v);
+  }
+  if (values.empty()) fail(" is empty; give a number or a comma list");
+  if (values.size() == 1) values.resize(std::size_t(channels), values[0]);
+  if (int(values.size()) != channels)
+    fail(" = \"" + text + "\" has " + std::to_string(values.size()) + " values for " + std::to_string(channels) +
+         " channels");
+  return values;
+}
+
+// "0.5,0.25,0.125": per-channel values as the options take them.
+inline std::string join(const std::vector<double>& values) {
+  std::ostringstream out;
+  for (std::size_t i = 0; i < values.size(); ++i) out << (i ? "," : "") << values[i];
+  return out.str();
 }
 
 }  // namespace image_transform

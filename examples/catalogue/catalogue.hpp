@@ -2,8 +2,8 @@
 // The catalogue: compiled shapes for the ViT checkpoints people have (timm's and big_vision's, under timm's
 // names in safetensors), chosen from a file's tensors with io::infer_shape and io::dispatch, each compiled once
 // in one of the two translation units of the vitscale_catalogue library (examples/catalogue/shapes_*.cpp) so
-// that a program using it compiles none of them: examples/classify.cpp; the few-shot evaluation can use the
-// same models (inference_model::features). Fine-tuning needs backward and an
+// that a program using it compiles none of them: examples/classify.cpp (predict) and examples/fewshot.cpp (few-shot
+// evaluation and linear probes of the frozen features: inference_model::features). Fine-tuning needs backward and an
 // optimizer, which the library does not compile: a training interface would be a second set of translation
 // units over the same lists (the shape lists and open() here are independent of what is instantiated).
 //

@@ -1,7 +1,8 @@
 // Linear probes (eval/linear_probe.hpp) and frozen features (eval/features.hpp): the first SGD step against the
 // gradient of softmax cross-entropy written out in double; a probe that separates clustered features; the same
 // seed giving the same head bit for bit; a frozen backbone's parameters bit-identical after a probe is trained
-// and written into it, whose logits are then the probe's; and the errors.
+// and written into it, whose logits are then the probe's; extract_features' batching for any model; and the
+// errors.
 #include <doctest/doctest.h>
 #include <support/errors.hpp>
 #include <support/spaces.hpp>
@@ -193,6 +194,51 @@ TEST_CASE_TEMPLATE_DEFINE("linear probe: the frozen backbone is untouched and it
   MESSAGE("model with the probe's head vs probe: max |logit difference| " << worst << " (largest logit " << scale << ")");
   CHECK(scale > 0.1);
   CHECK(worst <= 1e-5 * std::max(1.0, scale));  // the same products; GEMM blocking may differ by batch size
+}
+
+TEST_CASE("extract_features' callable form: every example's row, across batches, and the errors") {
+  // 7 images of 2 x 2 x 3 in batches of 3 (3 + 3 + 1); image i has pixel value i + c/10 in channel c, and the
+  // "model" gives features (sum of the batch's pixels of image i, channel 2's first pixel).
+  const eval::feature_geometry g{2, 3, 2};
+  std::vector<int> batch_sizes;
+  const auto fill = [&](std::int64_t first, int n, const eval::host_images& images) {
+    REQUIRE(images.extent(0) == std::size_t(n));
+    REQUIRE(images.extent(3) == 3);
+    batch_sizes.push_back(n);
+    for (int i = 0; i < n; ++i)
+      for (int y = 0; y < 2; ++y)
+        for (int x = 0; x < 2; ++x)
+          for (int c = 0; c < 3; ++c) images(std::size_t(i), std::size_t(y), std::size_t(x), std::size_t(c)) = float(first + i) + 0.1f * float(c);
+  };
+  const auto compute = [](const eval::host_images& images, const auto& rows) {
+    REQUIRE(rows.extent(0) == images.extent(0));
+    for (std::size_t i = 0; i < images.extent(0); ++i) {
+      float sum = 0;
+      for (std::size_t k = 0; k < 12; ++k) sum += images.data()[i * 12 + k];
+      rows(i, 0) = sum;
+      rows(i, 1) = images(i, 0, 0, 2);
+    }
+  };
+  const eval::feature_matrix x = eval::extract_features(g, 7, 3, fill, compute);
+  CHECK(batch_sizes == std::vector<int>{3, 3, 1});
+  REQUIRE(x.extent(0) == 7);
+  REQUIRE(x.extent(1) == 2);
+  for (int i = 0; i < 7; ++i) {
+    CHECK(x(std::size_t(i), 0) == doctest::Approx(12.0 * i + 4 * (0.1 + 0.2)));
+    CHECK(x(std::size_t(i), 1) == doctest::Approx(i + 0.2));
+  }
+  CHECK(eval::extract_features(g, 0, 3, fill, compute).extent(0) == 0);
+
+  const auto nan_at_5 = [&](const eval::host_images& images, const auto& rows) {
+    compute(images, rows);
+    for (std::size_t i = 0; i < images.extent(0); ++i)
+      if (images(i, 0, 0, 0) == 5.0f) rows(i, 1) = std::numeric_limits<float>::quiet_NaN();
+  };
+  CHECK_THROWS_WITH_AS(eval::extract_features(g, 7, 3, fill, nan_at_5),
+                       doctest::Contains("the features of example 5 are not finite (NaN at feature 1)"), non_finite_error);
+  CHECK_THROWS_WITH(eval::extract_features(g, 7, 0, fill, compute), doctest::Contains("the batch size is 0"));
+  CHECK_THROWS_WITH(eval::extract_features(eval::feature_geometry{2, 3, 0}, 7, 3, fill, compute),
+                    doctest::Contains("gives 0 features; each must be at least 1"));
 }
 
 TEST_CASE("linear probe: errors name what is wrong") {
