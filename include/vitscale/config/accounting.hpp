@@ -15,6 +15,7 @@
 //   dropout masks, the unfolded patches) is not kept.
 
 #include <vitscale/config/activations.hpp>
+#include <vitscale/config/describe.hpp>
 #include <vitscale/config/optimizer_state.hpp>
 #include <vitscale/config/tensors.hpp>
 #include <vitscale/core/precision.hpp>
@@ -67,14 +68,21 @@ struct param_summer {
 };
 }  // namespace detail
 
-template <class Shape>
-constexpr param_counts count_params(int resolution = Shape::resolution) {
+// Each count is defined once, as a constexpr function of a run-time shape descriptor (config/describe.hpp; every
+// field known), so that shapes chosen at run time (explore/shape_grid.hpp) are counted by the same lines; the
+// Shape templates call it with describe<Shape>().
+constexpr param_counts count_params(const shape_descriptor& s, int resolution) {
   detail::param_summer summer;
-  detail::visit_tensors<Shape>(summer, resolution);
+  detail::visit_tensors(s, summer, resolution);
   param_counts c = summer.c;
-  c.pos_embed_cls_entry = Shape::cls_posemb ? Shape::width : 0;
+  c.pos_embed_cls_entry = s.cls_posemb ? s.width : 0;
   c.backbone = c.patch_embed + c.pos_embed - c.pos_embed_cls_entry + c.blocks + c.final_norm;
   return c;
+}
+
+template <class Shape>
+constexpr param_counts count_params(int resolution = Shape::resolution) {
+  return count_params(describe<Shape>(), resolution);
 }
 
 // Forward FLOPs of one encoder block on one image of n tokens, split into the linear maps (qkv or the fused
@@ -86,16 +94,15 @@ constexpr std::int64_t block_linear_flops(std::int64_t n, std::int64_t D, std::i
 }
 constexpr std::int64_t block_attention_flops(std::int64_t n, std::int64_t D) { return 2 * 2 * n * n * D; }
 
-template <class Shape>
-constexpr flop_counts count_flops(int resolution = Shape::resolution) {
-  const std::int64_t D = Shape::width, F = Shape::mlp_dim, P = Shape::patch, C = Shape::in_channels;
-  const std::int64_t n = Shape::tokens(resolution);
-  const std::int64_t patches = Shape::patches(resolution);
+constexpr flop_counts count_flops(const shape_descriptor& s, int resolution) {
+  const std::int64_t D = s.width, F = s.mlp_dim, P = s.patch, C = s.channels;
+  const std::int64_t n = s.tokens(resolution);
+  const std::int64_t patches = s.patches(resolution);
   flop_counts f{};
   f.patch_embed = 2 * patches * (C * P * P) * D;
   const std::int64_t per_block = block_linear_flops(n, D, F) + block_attention_flops(n, D);
-  f.blocks = Shape::depth * per_block;
-  switch (Shape::pool) {
+  f.blocks = s.depth * per_block;
+  switch (s.pool) {
     case pooling::cls_token:
     case pooling::gap:
     case pooling::gap_fc_norm: break;  // a selection or a mean: no product
@@ -104,11 +111,16 @@ constexpr flop_counts count_flops(int resolution = Shape::resolution) {
       f.pool_head = 2 * D * D + 2 * n * D * (2 * D) + 2 * 2 * n * D + 2 * D * D + 2 * 2 * D * F;
       break;
   }
-  f.pre_logits = 2 * std::int64_t(Shape::pre_logits) * D;
-  f.classifier = 2 * std::int64_t(Shape::features) * Shape::num_classes;
+  f.pre_logits = 2 * std::int64_t(s.pre_logits) * D;
+  f.classifier = 2 * std::int64_t(s.features()) * s.classes;
   f.forward = f.patch_embed + f.blocks + f.pool_head + f.pre_logits + f.classifier;
   f.training = 3 * f.forward - f.patch_embed;
   return f;
+}
+
+template <class Shape>
+constexpr flop_counts count_flops(int resolution = Shape::resolution) {
+  return count_flops(describe<Shape>(), resolution);
 }
 
 // What a training step keeps from forward for backward, per image, as element counts by storage type:
@@ -134,6 +146,10 @@ template <class Shape>
 constexpr activation_elements count_activations(int resolution = Shape::resolution) {
   return activations::count_saved<Shape>(static_cast<std::size_t>(Shape::tokens(resolution)));
 }
+// The same for a run-time descriptor (the same declarations, laid out without the compiled shape's structs).
+constexpr activation_elements count_activations(const shape_descriptor& s, int resolution) {
+  return activations::count_saved(s, static_cast<std::size_t>(s.tokens(resolution)));
+}
 
 // Bytes of training a shape under a precision policy with an optimizer (a state layout from
 // optimizer_state.hpp), for a batch at a resolution.
@@ -154,11 +170,66 @@ struct memory_bytes {
 // which is not counted here).
 enum class parameter_ema : bool { off = false, on = true };
 
+// A precision policy's storage sizes as run-time values (core/precision.hpp), for the run-time accounting.
+struct precision_bytes {
+  int param = 4, grad = 4, act = 4, gemm = 4, state = 4;
+  bool keeps_weight_copy = false;
+
+  template <class Policy>
+  static constexpr precision_bytes of() {
+    static_assert(precision::is_policy_v<Policy>, "precision_bytes::of: the argument must be a vitscale::precision policy");
+    precision_bytes b{};
+    b.param = int(sizeof(typename Policy::param_type));
+    b.grad = int(sizeof(typename Policy::grad_type));
+    b.act = int(sizeof(typename Policy::act_type));
+    b.gemm = int(sizeof(typename Policy::gemm_type));
+    b.state = int(sizeof(typename Policy::state_type));
+    b.keeps_weight_copy = Policy::keeps_weight_copy;
+    return b;
+  }
+};
+
+// Bytes of saved activations by storage type under a precision.
+constexpr std::int64_t activation_bytes(const activation_elements& a, const precision_bytes& pb) {
+  return a.act * std::int64_t(pb.act) + a.f32 * std::int64_t(sizeof(float));
+}
+
+constexpr std::int64_t activation_bytes_per_image(const shape_descriptor& s, const precision_bytes& pb,
+                                                  int resolution) {
+  return activation_bytes(count_activations(s, resolution), pb);
+}
+
 template <class Shape, class Policy>
 constexpr std::int64_t activation_bytes_per_image(int resolution = Shape::resolution) {
   static_assert(precision::is_policy_v<Policy>, "the second argument must be a vitscale::precision policy");
-  const activation_elements a = count_activations<Shape>(resolution);
-  return a.act * std::int64_t(sizeof(typename Policy::act_type)) + a.f32 * std::int64_t(sizeof(float));
+  return activation_bytes(count_activations<Shape>(resolution), precision_bytes::of<Policy>());
+}
+
+namespace detail {
+struct memory_summer {
+  precision_bytes pb;
+  optim::state_layout_ref optimizer;
+  parameter_ema ema;
+  memory_bytes m{};
+  constexpr void add(const tensor_info& t) {
+    m.parameters += t.numel() * std::int64_t(pb.param);
+    m.gradients += t.numel() * std::int64_t(pb.grad);
+    if (pb.keeps_weight_copy && t.role == tensor_role::weight) m.weight_copy += t.numel() * std::int64_t(pb.gemm);
+    m.optimizer_state += optimizer.state_bytes(t, pb.state);
+    if (ema == parameter_ema::on) m.parameter_ema += t.numel() * std::int64_t(sizeof(float));
+  }
+};
+}  // namespace detail
+
+// The same for a run-time descriptor, precision and optimizer state layout (optim::state_layout_ref::of<...>()).
+constexpr memory_bytes training_memory(const shape_descriptor& s, const precision_bytes& pb,
+                                       const optim::state_layout_ref& optimizer, std::int64_t batch, int resolution,
+                                       parameter_ema ema = parameter_ema::off) {
+  detail::memory_summer summer{pb, optimizer, ema};
+  detail::visit_tensors(s, summer, resolution);
+  memory_bytes m = summer.m;
+  m.activations = batch * activation_bytes_per_image(s, pb, resolution);
+  return m;
 }
 
 template <class Shape, class Policy, class Optimizer>
@@ -167,17 +238,8 @@ constexpr memory_bytes training_memory(std::int64_t batch, int resolution = Shap
   static_assert(precision::is_policy_v<Policy>, "the second argument must be a vitscale::precision policy");
   static_assert(optim::is_state_layout_v<Optimizer>,
                 "the third argument must be an optimizer state layout such as vitscale::optim::adafactor");
-  memory_bytes m{};
-  for (const tensor_info& t : tensor_table<Shape>(resolution)) {
-    m.parameters += t.numel() * std::int64_t(sizeof(typename Policy::param_type));
-    m.gradients += t.numel() * std::int64_t(sizeof(typename Policy::grad_type));
-    if (Policy::keeps_weight_copy && t.role == tensor_role::weight)
-      m.weight_copy += t.numel() * std::int64_t(sizeof(typename Policy::gemm_type));
-    m.optimizer_state += Optimizer::template state_bytes<Policy>(t);
-    if (ema == parameter_ema::on) m.parameter_ema += t.numel() * std::int64_t(sizeof(float));
-  }
-  m.activations = batch * activation_bytes_per_image<Shape, Policy>(resolution);
-  return m;
+  return training_memory(describe<Shape>(), precision_bytes::of<Policy>(), optim::state_layout_ref::of<Optimizer>(),
+                         batch, resolution, ema);
 }
 
 }  // namespace vitscale

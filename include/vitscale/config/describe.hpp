@@ -13,6 +13,7 @@
 
 #include <vitscale/config/names.hpp>
 #include <vitscale/config/options.hpp>
+#include <vitscale/core/error.hpp>
 
 #include <optional>
 #include <string>
@@ -40,6 +41,40 @@ struct shape_descriptor {
   std::optional<int> resolution;  // default image side (a compiled shape) or the file's (inferred)
 
   std::string to_string() const;
+
+  // ---- derived facts and geometry: the one definition, which vit_shape's members and the accounting
+  // (config/accounting.hpp, with a compiled shape's describe<Shape>() or any run-time descriptor) both use.
+  constexpr bool class_token() const { return pool == pooling::cls_token; }
+  // The final norm on every token (`norm`), or, with gap_fc_norm, on the pooled vector only (`fc_norm`).
+  constexpr bool token_norm() const { return pool != pooling::gap_fc_norm; }
+  constexpr int features() const { return pre_logits > 0 ? pre_logits : width; }  // the classifier's input
+  // The number of heads and whether norms centre, which a file may not reveal: an error when unknown.
+  constexpr int known_heads() const {
+    if (!heads) detail::fail("shape descriptor: the number of heads is not known (", to_string(), ")");
+    return *heads;
+  }
+  constexpr bool known_norm_centered() const {
+    if (!norm_centered) detail::fail("shape descriptor: whether the norms subtract the mean is not known");
+    return *norm_centered;
+  }
+  constexpr int head_dim() const { return width / known_heads(); }
+  // Patches per image side at `pixels`; a resolution that is not a positive multiple of the patch is an error.
+  constexpr int grid(int pixels) const {
+    if (pixels < patch || pixels % patch != 0)
+      detail::fail("resolution ", pixels, " px is not a positive multiple of the patch size ", patch);
+    return pixels / patch;
+  }
+  constexpr int patches(int pixels) const { return grid(pixels) * grid(pixels); }
+  // Sequence length through the encoder: the patches, plus the class token if there is one.
+  constexpr int tokens(int pixels) const { return patches(pixels) + (class_token() ? 1 : 0); }
+  // Rows of the learned position embedding.
+  constexpr int posemb_entries(int pixels) const {
+    return posemb == posemb_kind::learned ? patches(pixels) + (cls_posemb ? 1 : 0) : 0;
+  }
+
+  // Throws unless this is a shape vit_shape would accept (its static_asserts as run-time errors), with every
+  // field the accounting needs known. For descriptors built at run time (explore/shape_grid.hpp).
+  void check() const;
 };
 
 // The descriptor of a compile-time shape: every field known.
@@ -79,6 +114,25 @@ constexpr bool matches(const shape_descriptor& compiled, const shape_descriptor&
          compiled.norm_bias == found.norm_bias && fits(compiled.norm_centered, found.norm_centered) &&
          compiled.posemb == found.posemb && compiled.cls_posemb == found.cls_posemb &&
          fits(compiled.mlp_activation, found.mlp_activation);
+}
+
+inline void shape_descriptor::check() const {
+  if (depth < 1) detail::fail("shape: depth (number of encoder blocks) must be at least 1, got ", depth);
+  if (width < 1) detail::fail("shape: width (embedding dimension) must be at least 1, got ", width);
+  if (known_heads() < 1) detail::fail("shape: the number of attention heads must be at least 1, got ", *heads);
+  if (mlp_dim < 1) detail::fail("shape: the MLP width must be at least 1, got ", mlp_dim);
+  if (patch < 1) detail::fail("shape: the patch size must be at least 1 pixel, got ", patch);
+  if (width % *heads != 0)
+    detail::fail("shape: width ", width, " must be a multiple of the number of heads ", *heads,
+                 " (head_dim = width / heads)");
+  if (classes < 1) detail::fail("shape: needs at least one class, got ", classes);
+  if (channels < 1) detail::fail("shape: needs at least one input channel, got ", channels);
+  if (pre_logits < 0) detail::fail("shape: pre-logits width must be >= 0 (0 = none), got ", pre_logits);
+  known_norm_centered();
+  if (posemb == posemb_kind::sincos2d && width % 4 != 0)
+    detail::fail("shape: the 2-D sin-cos position embedding needs width to be a multiple of 4, got ", width);
+  if (cls_posemb && (pool != pooling::cls_token || posemb != posemb_kind::learned))
+    detail::fail("shape: a class-token position entry needs a class token and a learned position embedding");
 }
 
 inline std::string shape_descriptor::to_string() const {

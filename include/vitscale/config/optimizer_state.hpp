@@ -63,21 +63,37 @@ constexpr bool factored(const tensor_info& t, std::int64_t min_dim = min_dim_siz
 
 struct state_layout_tag {};
 
+// Bytes of moment m for tensor t, with the policy's state type `state_type_bytes` wide.
+constexpr std::int64_t moment_bytes(const moment& m, const tensor_info& t, int state_type_bytes) {
+  const std::int64_t size = m.type == storage::bf16   ? std::int64_t(sizeof(bf16))
+                            : m.type == storage::fp32 ? std::int64_t(sizeof(float))
+                                                      : std::int64_t(state_type_bytes);
+  const std::int64_t count = m.shape == extent::factored && factored(t) ? t.matrix_rows() + t.matrix_cols() : t.numel();
+  return count * size;
+}
+
+// A state layout as a run-time value: its moments (the run-time accounting's optimizer argument).
+struct state_layout_ref {
+  const moment* moments = nullptr;
+  std::size_t count = 0;
+
+  constexpr std::int64_t state_bytes(const tensor_info& t, int state_type_bytes) const {
+    std::int64_t bytes = 0;
+    for (std::size_t i = 0; i < count; ++i) bytes += moment_bytes(moments[i], t, state_type_bytes);
+    return bytes;
+  }
+  template <class Layout>
+  static constexpr state_layout_ref of() {
+    return state_layout_ref{Layout::moments, sizeof(Layout::moments) / sizeof(moment)};
+  }
+};
+
 // A state layout: Self declares `moments[]`; the bytes per tensor follow from them.
 template <class Self>
 struct state_layout : state_layout_tag {
   template <class Policy>
   static constexpr std::int64_t state_bytes(const tensor_info& t) {
-    std::int64_t bytes = 0;
-    for (const moment& m : Self::moments) {
-      const std::int64_t size = m.type == storage::bf16 ? std::int64_t(sizeof(bf16))
-                                : m.type == storage::fp32 ? std::int64_t(sizeof(float))
-                                                          : std::int64_t(sizeof(typename Policy::state_type));
-      const std::int64_t count =
-          m.shape == extent::factored && factored(t) ? t.matrix_rows() + t.matrix_cols() : t.numel();
-      bytes += count * size;
-    }
-    return bytes;
+    return state_layout_ref::of<Self>().state_bytes(t, int(sizeof(typename Policy::state_type)));
   }
   static constexpr std::size_t moment_count() { return sizeof(Self::moments) / sizeof(moment); }
 };

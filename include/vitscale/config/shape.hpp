@@ -8,6 +8,7 @@
 // default, opt::resolution), so that fine-tuning at another resolution needs no recompilation.
 
 #include <vitscale/config/accounting.hpp>
+#include <vitscale/config/describe.hpp>
 #include <vitscale/config/options.hpp>
 #include <vitscale/config/tensors.hpp>
 #include <vitscale/core/error.hpp>
@@ -95,19 +96,16 @@ struct basic_vit_shape<Depth, Width, Heads, MlpDim, Patch, options<Opts...>> {
   template <class... More>
   using with = typename detail::checked_shape<Depth, Width, Heads, MlpDim, Patch, options<Opts..., More...>>::type;
 
-  // ---- run-time geometry (constexpr where the argument is)
+  // ---- run-time geometry (constexpr where the argument is), defined once on the run-time descriptor
+  // (config/describe.hpp) that the accounting also reads.
   // Patches per image side at `pixels`; a resolution that is not a positive multiple of the patch is an error.
-  static constexpr int grid(int pixels = resolution) {
-    if (pixels < Patch || pixels % Patch != 0)
-      detail::fail("resolution ", pixels, " px is not a positive multiple of the patch size ", Patch);
-    return pixels / Patch;
-  }
-  static constexpr int patches(int pixels = resolution) { return grid(pixels) * grid(pixels); }
+  static constexpr int grid(int pixels = resolution) { return describe<basic_vit_shape>().grid(pixels); }
+  static constexpr int patches(int pixels = resolution) { return describe<basic_vit_shape>().patches(pixels); }
   // Sequence length through the encoder: the patches, plus the class token if there is one.
-  static constexpr int tokens(int pixels = resolution) { return patches(pixels) + (class_token ? 1 : 0); }
+  static constexpr int tokens(int pixels = resolution) { return describe<basic_vit_shape>().tokens(pixels); }
   // Rows of the learned position embedding.
   static constexpr int posemb_entries(int pixels = resolution) {
-    return posemb == posemb_kind::learned ? patches(pixels) + (cls_posemb ? 1 : 0) : 0;
+    return describe<basic_vit_shape>().posemb_entries(pixels);
   }
 
   // ---- accounting (see accounting.hpp for the conventions)

@@ -10,6 +10,7 @@
 // fc_norm=False), or, for pooling::gap_fc_norm, timm's `fc_norm` on the pooled vector (global_pool='avg' with
 // fc_norm on, where timm's `norm` is an Identity).
 
+#include <vitscale/config/describe.hpp>
 #include <vitscale/config/options.hpp>
 
 #include <array>
@@ -62,13 +63,15 @@ struct tensor_info {
 
 namespace detail {
 
-// Walks the table in order, handing each tensor to sink.add(). One walk serves counting, filling and summing.
-template <class Shape, class Sink>
-constexpr void visit_tensors(Sink& sink, int resolution) {
-  constexpr std::int64_t D = Shape::width;
-  constexpr std::int64_t F = Shape::mlp_dim;
-  constexpr std::int64_t hd = Shape::head_dim;
-  constexpr bool nb = Shape::norm_bias;
+// Walks the table of the shape `s` describes (every field known) in order, handing each tensor to
+// sink.add(). One walk serves counting, filling and summing, for compiled shapes (through describe<Shape>())
+// and run-time descriptors alike.
+template <class Sink>
+constexpr void visit_tensors(const shape_descriptor& s, Sink& sink, int resolution) {
+  const std::int64_t D = s.width;
+  const std::int64_t F = s.mlp_dim;
+  const std::int64_t hd = s.head_dim();
+  const bool nb = s.norm_bias;
   auto add = [&sink](std::string_view name, int block, component part, tensor_role role,
                      std::array<std::int64_t, 4> dims, int rank) {
     sink.add(tensor_info{name, block, part, role, rank, dims});
@@ -84,21 +87,20 @@ constexpr void visit_tensors(Sink& sink, int resolution) {
     if (nb) vec(bias, block, part, tensor_role::norm_bias, n);
   };
 
-  if (Shape::class_token) add("cls_token", -1, component::cls_token, tensor_role::token, {1, 1, D, 1}, 3);
-  if (Shape::posemb == posemb_kind::learned)
-    add("pos_embed", -1, component::pos_embed, tensor_role::embedding,
-        {1, Shape::posemb_entries(resolution), D, 1}, 3);
+  if (s.class_token()) add("cls_token", -1, component::cls_token, tensor_role::token, {1, 1, D, 1}, 3);
+  if (s.posemb == posemb_kind::learned)
+    add("pos_embed", -1, component::pos_embed, tensor_role::embedding, {1, s.posemb_entries(resolution), D, 1}, 3);
   add("patch_embed.proj.weight", -1, component::patch_embed, tensor_role::weight,
-      {D, Shape::in_channels, Shape::patch, Shape::patch}, 4);
+      {D, s.channels, s.patch, s.patch}, 4);
   vec("patch_embed.proj.bias", -1, component::patch_embed, tensor_role::bias, D);
 
-  for (int b = 0; b < Shape::depth; ++b) {
+  for (int b = 0; b < s.depth; ++b) {
     constexpr component blk = component::block;
-    if constexpr (Shape::block == block_kind::classic) {
+    if (s.block == block_kind::classic) {
       norm("norm1.weight", "norm1.bias", b, blk, D);
       mat("attn.qkv.weight", b, blk, 3 * D, D);
-      if (Shape::qkv_bias) vec("attn.qkv.bias", b, blk, tensor_role::bias, 3 * D);
-      if (Shape::qk_norm) {
+      if (s.qkv_bias) vec("attn.qkv.bias", b, blk, tensor_role::bias, 3 * D);
+      if (s.qk_norm) {
         norm("attn.q_norm.weight", "attn.q_norm.bias", b, blk, hd);
         norm("attn.k_norm.weight", "attn.k_norm.bias", b, blk, hd);
       }
@@ -114,11 +116,11 @@ constexpr void visit_tensors(Sink& sink, int resolution) {
       // MLP part of the fused input product has a bias (mlp_bias). Both output products keep their biases.
       norm("in_norm.weight", "in_norm.bias", b, blk, D);
       mat("in_proj.weight", b, blk, F + 3 * D, D);
-      if (Shape::qkv_bias)
+      if (s.qkv_bias)
         vec("in_proj.bias", b, blk, tensor_role::bias, F + 3 * D);
       else
         vec("mlp_bias", b, blk, tensor_role::bias, F);
-      if (Shape::qk_norm) {
+      if (s.qk_norm) {
         norm("q_norm.weight", "q_norm.bias", b, blk, hd);
         norm("k_norm.weight", "k_norm.bias", b, blk, hd);
       }
@@ -130,12 +132,12 @@ constexpr void visit_tensors(Sink& sink, int resolution) {
   }
 
   // The final norm: on every token (`norm`), or on the pooled vector (timm's `fc_norm`, gap_fc_norm).
-  if (Shape::token_norm)
+  if (s.token_norm())
     norm("norm.weight", "norm.bias", -1, component::final_norm, D);
   else
     norm("fc_norm.weight", "fc_norm.bias", -1, component::final_norm, D);
 
-  if (Shape::pool == pooling::map) {
+  if (s.pool == pooling::map) {
     // timm's AttentionPoolLatent = big_vision's MAPHead: probe, q / kv / out projections with biases,
     // LayerNorm, MLP of the model's width; the norm follows the model's norm option.
     constexpr component head = component::pool_head;
@@ -153,12 +155,18 @@ constexpr void visit_tensors(Sink& sink, int resolution) {
     vec("attn_pool.mlp.fc2.bias", -1, head, tensor_role::bias, D);
   }
 
-  if (Shape::pre_logits > 0) {
-    mat("pre_logits.fc.weight", -1, component::pre_logits, Shape::pre_logits, D);
-    vec("pre_logits.fc.bias", -1, component::pre_logits, tensor_role::bias, Shape::pre_logits);
+  if (s.pre_logits > 0) {
+    mat("pre_logits.fc.weight", -1, component::pre_logits, s.pre_logits, D);
+    vec("pre_logits.fc.bias", -1, component::pre_logits, tensor_role::bias, s.pre_logits);
   }
-  mat("head.weight", -1, component::classifier, Shape::num_classes, Shape::features);
-  vec("head.bias", -1, component::classifier, tensor_role::bias, Shape::num_classes);
+  mat("head.weight", -1, component::classifier, s.classes, s.features());
+  vec("head.bias", -1, component::classifier, tensor_role::bias, s.classes);
+}
+
+// The same walk for a compiled shape.
+template <class Shape, class Sink>
+constexpr void visit_tensors(Sink& sink, int resolution) {
+  visit_tensors(describe<Shape>(), sink, resolution);
 }
 
 struct tensor_counter {
