@@ -49,38 +49,45 @@ struct model_shard {
   int index = 0;
 };
 
-// The split of tensor t of Shape's table (replicated unless it is one of the parallel block's products).
-template <class Shape>
-constexpr tensor_split shard_split_of(const tensor_info& t) {
+// The split of tensor t of the table of the shape `s` describes (replicated unless it is one of the parallel
+// block's products). A parallel block's input product is wider at its output and its output products at their
+// input for every positive width and MLP width, so linear_shard_dim gives out and in.
+constexpr tensor_split shard_split_of(const shape_descriptor& sd, const tensor_info& t) {
   tensor_split s;
-  if constexpr (Shape::block == block_kind::parallel) {
-    if (t.block < 0) return s;
-    constexpr std::int64_t D = Shape::width, F = Shape::mlp_dim;
-    constexpr shard_dim input_product = linear_shard_dim(D, F + 3 * D);
-    constexpr shard_dim output_product = linear_shard_dim(D + F, D);
-    static_assert(input_product == shard_dim::out && output_product == shard_dim::in,
-                  "a parallel block's input product is wider at its output and its output products at their "
-                  "input, for every positive width and MLP width");
-    const std::string_view n = t.name;
-    if (n == "in_proj.weight" || n == "in_proj.bias") {
-      s.dim = input_product;
-      s.segment_count = 4;
-      s.segments = {F, D, D, D};
-    } else if (n == "mlp_bias") {
-      s.dim = input_product;
-      s.segment_count = 1;
-      s.segments = {F, 0, 0, 0};
-    } else if (n == "attn_out_proj.weight") {
-      s.dim = output_product;
-      s.segment_count = 1;
-      s.segments = {D, 0, 0, 0};
-    } else if (n == "mlp_out_proj.weight") {
-      s.dim = output_product;
-      s.segment_count = 1;
-      s.segments = {F, 0, 0, 0};
-    }
+  if (sd.block != block_kind::parallel || t.block < 0) return s;
+  const std::int64_t D = sd.width, F = sd.mlp_dim;
+  const shard_dim input_product = linear_shard_dim(D, F + 3 * D);
+  const shard_dim output_product = linear_shard_dim(D + F, D);
+  const std::string_view n = t.name;
+  if (n == "in_proj.weight" || n == "in_proj.bias") {
+    s.dim = input_product;
+    s.segment_count = 4;
+    s.segments = {F, D, D, D};
+  } else if (n == "mlp_bias") {
+    s.dim = input_product;
+    s.segment_count = 1;
+    s.segments = {F, 0, 0, 0};
+  } else if (n == "attn_out_proj.weight") {
+    s.dim = output_product;
+    s.segment_count = 1;
+    s.segments = {D, 0, 0, 0};
+  } else if (n == "mlp_out_proj.weight") {
+    s.dim = output_product;
+    s.segment_count = 1;
+    s.segments = {F, 0, 0, 0};
   }
   return s;
+}
+
+template <class Shape>
+constexpr tensor_split shard_split_of(const tensor_info& t) {
+  if constexpr (Shape::block == block_kind::parallel) {
+    constexpr std::int64_t D = Shape::width, F = Shape::mlp_dim;
+    static_assert(linear_shard_dim(D, F + 3 * D) == shard_dim::out && linear_shard_dim(D + F, D) == shard_dim::in,
+                  "a parallel block's input product is wider at its output and its output products at their "
+                  "input, for every positive width and MLP width");
+  }
+  return shard_split_of(describe<Shape>(), t);
 }
 
 // Throws unless Shape can be split over `shard.count` model ranks with this rank at `shard.index`.
@@ -100,14 +107,16 @@ void check_model_shard(const model_shard& shard) {
 }
 
 // The tensor as rank `shard.index` of `shard.count` stores it: the split dimension divided by the count.
-template <class Shape>
-constexpr tensor_info shard_tensor(tensor_info t, const model_shard& shard) {
-  const tensor_split s = shard_split_of<Shape>(t);
+constexpr tensor_info shard_tensor(const tensor_split& s, tensor_info t, const model_shard& shard) {
   if (!s.sharded() || shard.count == 1) return t;
   // out is dims[0] (vectors are [out]); in is dims[1] of a matrix
   const int d = s.dim == shard_dim::out ? 0 : 1;
   t.dims[d] /= shard.count;
   return t;
+}
+template <class Shape>
+constexpr tensor_info shard_tensor(tensor_info t, const model_shard& shard) {
+  return shard_tensor(shard_split_of<Shape>(t), t, shard);
 }
 
 // For element i of the local shard's dimension: the index along the full dimension.
