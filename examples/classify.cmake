@@ -60,13 +60,43 @@ if(VITSCALE_STB_INCLUDE_DIR AND VITSCALE_STB_LIBRARY AND ZLIB_FOUND)
                  COMMAND fewshot --checkpoint catalogue_ti16_map.safetensors --classes 0-4 --shots 1 2 --seeds 2
                                  --test-size 20 --batch 8 --probe 10 --probe-epochs 2)
         set_tests_properties(examples.fewshot_catalogue PROPERTIES FIXTURES_REQUIRED classify_catalogue
-                             PASS_REGULAR_EXPRESSION "ViT-Ti/16 at 224 px, 3 channels; inputs: Fashion-MNIST resized \\(bicubic\\), mean 0.485,0.456,0.406, std 0.229,0.224,0.225 \\(ImageNet's \\(timm's default\\)\\).*5 classes \\(0-4\\), 20 test images, features of width 192.* 1-shot \\(l2 1024\\): [0-9.]+% \\+- [0-9.]+ over 2 seeds.* 2-shot.*linear probe on 10 images"
+                             PASS_REGULAR_EXPRESSION "ViT-Ti/16 at 224 px, 3 channels. inputs: Fashion-MNIST resized \\(bicubic\\), mean 0.485,0.456,0.406, std 0.229,0.224,0.225 \\(ImageNet's \\(timm's default\\)\\).*5 classes \\(0-4\\), 20 test images, features of width 192.* 1-shot \\(l2 1024\\): [0-9.]+% \\+- [0-9.]+ over 2 seeds.* 2-shot.*linear probe on 10 images"
                              ENVIRONMENT "${_env}")
         add_test(NAME examples.fewshot_catalogue_resolution
                  COMMAND fewshot --checkpoint catalogue_ti16_cls_384.safetensors --resolution 64 --mean 0.5 --std 0.5
                                  --classes 3,7 --shots 1 --seeds 1 --test-size 4)
         set_tests_properties(examples.fewshot_catalogue_resolution PROPERTIES FIXTURES_REQUIRED classify_catalogue
-                             PASS_REGULAR_EXPRESSION "ViT-Ti/16 at 64 px, 3 channels; inputs: Fashion-MNIST resized \\(bicubic\\), mean 0.5,0.5,0.5, std 0.5,0.5,0.5 \\(option --mean\\).*2 classes \\(3,7\\), 4 test images.* 1-shot \\(l2 1024\\): [0-9.]+% \\+- 0.00 over 1 seeds"
+                             PASS_REGULAR_EXPRESSION "ViT-Ti/16 at 64 px, 3 channels. inputs: Fashion-MNIST resized \\(bicubic\\), mean 0.5,0.5,0.5, std 0.5,0.5,0.5 \\(option --mean\\).*2 classes \\(3,7\\), 4 test images.* 1-shot \\(l2 1024\\): [0-9.]+% \\+- 0.00 over 1 seeds"
+                             ENVIRONMENT "${_env}")
+      endif()
+      # Fine-tuning a catalogue checkpoint with examples/train (catalogue/finetune.hpp): the 384-px class-token
+      # Ti/16 file under a new 10-class head at 32 px (its position embedding resampled), the transfer recipe, 4
+      # steps with a training checkpoint at step 2; then a resume from that checkpoint (its shape: 10 classes,
+      # 32 px) to the end; an optimizer not compiled for fine-tuning; a body outside the catalogue.
+      if(TARGET train AND TARGET vitscale_catalogue_finetune)
+        set(_ft --init-from catalogue_ti16_cls_384.safetensors --recipe transfer --resolution 32 --classes 0-1
+                --train-size 64 --batch 16 --steps 4 --warmup 1 --precision fp32 --csv finetune_catalogue.csv
+                --checkpoint finetune_catalogue.safetensors)
+        add_test(NAME examples.train_finetune_catalogue
+                 COMMAND train ${_ft} --max-steps 2 --save-every 2 --train-checkpoint finetune_catalogue_state.safetensors --overwrite)
+        set_tests_properties(examples.train_finetune_catalogue PROPERTIES FIXTURES_REQUIRED classify_catalogue
+                             FIXTURES_SETUP finetune_catalogue
+                             PASS_REGULAR_EXPRESSION "recipe transfer: sgd.*loaded 150 tensors from catalogue_ti16_cls_384.safetensors. head re-initialised \\(head.weight \\[10, 192\\], head.bias \\[10\\]: zero\\). unused: head.bias \\[1000\\], head.weight \\[1000, 192\\]. pos_embed resampled 24x24 -> 2x2.*model: ViT depth 12, width 192, 3 heads, MLP 768, patch 16, 32 px, 3 channels, 5[0-9]+ parameters \\(fp32\\). sgd.*final test accuracy [0-9.]+% after 2 steps"
+                             ENVIRONMENT "${_env}")
+        add_test(NAME examples.train_finetune_catalogue_resume
+                 COMMAND train ${_ft} --resume finetune_catalogue_state.safetensors)
+        set_tests_properties(examples.train_finetune_catalogue_resume PROPERTIES FIXTURES_REQUIRED finetune_catalogue
+                             PASS_REGULAR_EXPRESSION "resumed from finetune_catalogue_state.safetensors at step 2.*32 px, 3 channels.*final test accuracy [0-9.]+% after 4 steps"
+                             ENVIRONMENT "${_env}")
+        add_test(NAME examples.train_finetune_catalogue_optimizer
+                 COMMAND train ${_ft} --optimizer lion)
+        set_tests_properties(examples.train_finetune_catalogue_optimizer PROPERTIES FIXTURES_REQUIRED classify_catalogue
+                             PASS_REGULAR_EXPRESSION "--optimizer lion: fine-tuning a catalogue checkpoint is compiled with sgd, adamw"
+                             ENVIRONMENT "${_env}")
+        add_test(NAME examples.train_finetune_unknown
+                 COMMAND train --init-from ${_images}/timm_small_vit.safetensors --max-steps 1)
+        set_tests_properties(examples.train_finetune_unknown PROPERTIES
+                             PASS_REGULAR_EXPRESSION "no compiled shape fits the file's shape\n  depth 2, width 64, heads \\?, mlp 256, patch 16, 3 channels, 10 classes.*\ncandidates \\(29\\):\n  depth 4, width 128"
                              ENVIRONMENT "${_env}")
       endif()
     endif()

@@ -74,15 +74,21 @@ struct coefficients {
   std::vector<std::vector<std::int64_t>> weights;
 };
 
-inline coefficients compute(int in_size, int out_size, filter f) {
+// PIL's weights for each output index, normalised to sum 1, in double.
+struct weights {
+  std::vector<int> first;
+  std::vector<std::vector<double>> w;
+};
+
+inline weights filter_weights(int in_size, int out_size, filter f) {
   const double support_1 = f == filter::bicubic ? 2.0 : 1.0;
   const double scale = double(in_size) / out_size;
   const double filter_scale = std::max(scale, 1.0);
   const double support = support_1 * filter_scale;
   const double inverse = 1.0 / filter_scale;
-  coefficients k;
+  weights k;
   k.first.resize(out_size);
-  k.weights.resize(out_size);
+  k.w.resize(out_size);
   for (int xx = 0; xx < out_size; ++xx) {
     const double center = (xx + 0.5) * scale;
     int xmin = static_cast<int>(center - support + 0.5);
@@ -97,10 +103,22 @@ inline coefficients compute(int in_size, int out_size, filter f) {
       total += w[x - xmin];
     }
     k.first[xx] = xmin;
-    for (double v : w) {
-      const double n = total != 0.0 ? v / total : v;
+    for (double& v : w) v = total != 0.0 ? v / total : v;
+    k.w[xx] = std::move(w);
+  }
+  return k;
+}
+
+// The same weights in PIL's fixed point.
+inline coefficients compute(int in_size, int out_size, filter f) {
+  const weights w = filter_weights(in_size, out_size, f);
+  coefficients k;
+  k.first = w.first;
+  for (const auto& row : w.w) {
+    k.weights.emplace_back();
+    for (double n : row) {
       const double fixed = n * double(1 << precision_bits);
-      k.weights[xx].push_back(static_cast<std::int64_t>(fixed < 0 ? fixed - 0.5 : fixed + 0.5));
+      k.weights.back().push_back(static_cast<std::int64_t>(fixed < 0 ? fixed - 0.5 : fixed + 0.5));
     }
   }
   return k;
@@ -177,6 +195,32 @@ inline std::vector<float> normalise(const image& in, const std::vector<double>& 
     out[i] = static_cast<float>((float(in.pixels[i]) / 255.0f - float(mean[c])) / float(stdev[c]));
   }
   return out;
+}
+
+// A batch of float images resized with PIL's bicubic weights, unrounded (the images are already normalised: the
+// weights sum to 1, so resizing commutes with the normalisation's affine map, but there is no 8-bit rounding or
+// clamping): in [n, h, w, 1] → out [n, size, size, channels], the grey value replicated to every channel. For
+// examples/train's models of another input size than the 28-px data (fine-tuning a catalogue checkpoint).
+inline void resize_batch(const float* in, int n, int h, int w, float* out, int size, int channels) {
+  const detail::weights kx = detail::filter_weights(w, size, filter::bicubic);
+  const detail::weights ky = detail::filter_weights(h, size, filter::bicubic);
+  std::vector<float> rows(std::size_t(h) * std::size_t(size));  // the horizontal pass of one image
+  for (int b = 0; b < n; ++b) {
+    const float* src = in + std::size_t(b) * std::size_t(h) * std::size_t(w);
+    for (int y = 0; y < h; ++y)
+      for (int x = 0; x < size; ++x) {
+        double sum = 0;
+        for (std::size_t i = 0; i < kx.w[x].size(); ++i) sum += kx.w[x][i] * src[std::size_t(y) * w + kx.first[x] + i];
+        rows[std::size_t(y) * size + x] = float(sum);
+      }
+    float* dst = out + std::size_t(b) * std::size_t(size) * std::size_t(size) * std::size_t(channels);
+    for (int y = 0; y < size; ++y)
+      for (int x = 0; x < size; ++x) {
+        double sum = 0;
+        for (std::size_t i = 0; i < ky.w[y].size(); ++i) sum += ky.w[y][i] * rows[(ky.first[y] + i) * size + x];
+        for (int c = 0; c < channels; ++c) dst[(std::size_t(y) * size + x) * channels + c] = float(sum);
+      }
+  }
 }
 
 // The parts of a comma list ("a,b,c"; "" has none).

@@ -3,9 +3,9 @@
 // names in safetensors), chosen from a file's tensors with io::infer_shape and io::dispatch, each compiled once
 // in one of the two translation units of the vitscale_catalogue library (examples/catalogue/shapes_*.cpp) so
 // that a program using it compiles none of them: examples/classify.cpp (predict) and examples/fewshot.cpp (few-shot
-// evaluation and linear probes of the frozen features: inference_model::features). Fine-tuning needs backward and an
-// optimizer, which the library does not compile: a training interface would be a second set of translation
-// units over the same lists (the shape lists and open() here are independent of what is instantiated).
+// evaluation and linear probes of the frozen features: inference_model::features). Fine-tuning needs backward and
+// an optimizer, which this library does not compile: examples/train fine-tunes the same bodies through a second
+// library over the same lists under a 10-class head (finetune.hpp, vitscale_catalogue_finetune).
 //
 //   const vitscale::io::safetensors_reader file(path);
 //   const auto found = vitscale::io::infer_shape(file);

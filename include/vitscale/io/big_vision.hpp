@@ -205,6 +205,14 @@ inline void read_piece(npz_reader& file, const bv_piece& piece, std::vector<floa
   }
 }
 
+// Whether big_vision's ViT has a checkpoint layout for Shape: the conditions import_big_vision asserts (a classic
+// block, the token norm before pooling, no QK-norm, q/k/v biases, LayerNorm with a bias). Generic loaders
+// (load_pretrained) test it to refuse an .npz at run time for the shapes that cannot have one.
+template <class Shape>
+inline constexpr bool has_big_vision_layout = Shape::block == block_kind::classic && Shape::token_norm &&
+                                              !Shape::qk_norm && Shape::qkv_bias && Shape::norm_bias &&
+                                              Shape::norm_centered;
+
 template <class Shape, std::size_t N, class Store>
 big_vision_import import_big_vision(const std::string& path, const std::array<tensor_info, N>& table, Store&& store,
                                     const big_vision_options& options, const load_options& load = {}) {

@@ -13,6 +13,7 @@
 //
 // Needs zlib (big_vision's .npz), as io/npz.hpp does.
 
+#include <vitscale/config/describe.hpp>
 #include <vitscale/core/error.hpp>
 #include <vitscale/io/big_vision.hpp>
 #include <vitscale/io/parameters.hpp>
@@ -66,8 +67,15 @@ inline file_format detect_file_format(const std::string& path) {
 template <class Shape, class Policy, class Space>
 load_report load_pretrained(vit<Shape, Policy, Space>& model, const std::string& path,
                             const pretrained_options& options = {}) {
-  if (detect_file_format(path) == file_format::npz)
-    return load_big_vision(path, model, options.big_vision, options.load()).report;
+  if (detect_file_format(path) == file_format::npz) {
+    if constexpr (detail::has_big_vision_layout<Shape>) {
+      return load_big_vision(path, model, options.big_vision, options.load()).report;
+    } else {
+      detail::fail("load_pretrained: ", path, " is a big_vision .npz, and big_vision's ViT has no layout for this "
+                   "model (", describe<Shape>().to_string(), "): a parallel block, fc_norm after GAP, QK-norm, no "
+                   "q/k/v bias or a norm without bias is not one of its options");
+    }
+  }
   return load_parameters(model, path, options.load());
 }
 
