@@ -19,6 +19,7 @@
 // ImageNet's (timm's default) for a 3-channel one. Features are the pooled representation the classifier reads
 // (inference_model::features), computed only for the examples used: the union of every seed's shots, the probe's
 // sample and the test images of the chosen classes.
+#include <vitscale/config/accounting.hpp>
 #include <vitscale/data/idx.hpp>
 #include <vitscale/data/subset.hpp>
 #include <vitscale/eval/features.hpp>
@@ -254,10 +255,17 @@ int run(const run_options& o) {
     po.seed = o.seed;
     const auto h = probe.fit(x, relabel(vs::eval::labels_of(train, sample)), po);
     const double acc = probe.accuracy(x_test, y_test);
-    std::printf("linear probe on %d images (%d epochs, lr %g; loss %.4f -> %.4f): %.2f%% (head %.1f KiB, backbone "
-                "frozen)\n",
+    // The memory of the probe's training, as the accounting says: the frozen backbone (parameters and the
+    // inference arena of a batch; no gradients, no optimizer state), the cached features and the head.
+    const vs::inference_memory_bytes frozen = vs::inference_memory(
+        model->shape(), vs::precision_bytes::of<vs::precision::fp32>(), std::min<std::int64_t>(o.batch, o.probe),
+        input.resolution);
+    std::printf("linear probe on %d images (%d epochs, lr %g; loss %.4f -> %.4f): %.2f%% (head %.1f KiB; backbone "
+                "frozen: %.1f MiB of parameters and %.1f MiB of inference activations, no gradients or optimizer "
+                "state; features %.1f MiB)\n",
                 o.probe, o.probe_epochs, o.probe_lr, h.epoch_loss.front(), h.epoch_loss.back(), 100 * acc,
-                probe.bytes() / 1024.0);
+                probe.bytes() / 1024.0, frozen.parameters / 1048576.0, frozen.activations / 1048576.0,
+                double(x.size() * sizeof(float)) / 1048576.0);
     if (csv) csv << o.checkpoint << ',' << class_text << ",probe," << o.probe << ",," << o.seed << ',' << acc << '\n';
   }
   std::printf("done in %.1f s%s%s\n", seconds_since(t0), o.csv.empty() ? "" : "; results in ", o.csv.c_str());

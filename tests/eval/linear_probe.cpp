@@ -8,6 +8,7 @@
 #include <support/spaces.hpp>
 #include <vitscale/eval/features.hpp>
 #include <vitscale/eval/linear_probe.hpp>
+#include <vitscale/config/accounting.hpp>
 #include <vitscale/model/init.hpp>
 #include <vitscale/model/vit.hpp>
 
@@ -15,6 +16,7 @@
 #include <cstring>
 #include <limits>
 #include <random>
+#include <type_traits>
 #include <string>
 #include <vector>
 
@@ -154,6 +156,10 @@ TEST_CASE_TEMPLATE_DEFINE("linear probe: the frozen backbone is untouched and it
         CHECK(done <= n);
       });
   CHECK(calls == 3);  // 20 + 20 + 8
+  // The frozen backbone holds its parameters and an inference arena for the batch (laid out for 20 images,
+  // then for the last 8 in the same allocation), as the accounting says.
+  CHECK(model.activation_capacity() == std::size_t(inference_memory<tiny, precision::fp32>(20, 16).activations));
+  CHECK(model.activation_bytes() == std::size_t(inference_memory<tiny, precision::fp32>(8, 16).activations));
   REQUIRE(x.extent(0) == std::size_t(n));
   REQUIRE(x.extent(1) == std::size_t(tiny::features));
 
@@ -239,6 +245,34 @@ TEST_CASE("extract_features' callable form: every example's row, across batches,
   CHECK_THROWS_WITH(eval::extract_features(g, 7, 0, fill, compute), doctest::Contains("the batch size is 0"));
   CHECK_THROWS_WITH(eval::extract_features(eval::feature_geometry{2, 3, 0}, 7, 3, fill, compute),
                     doctest::Contains("gives 0 features; each must be at least 1"));
+}
+
+TEST_CASE("inference_memory: the accounting's frozen-model arena is what vit::reserve(batch, false) allocates") {
+  using Space = Kokkos::DefaultHostExecutionSpace;
+  using map_qk = vit_shape<2, 32, 4, 64, 4, options<opt::classes<5>, opt::resolution<16>, opt::pool_map, opt::qk_norm<>>>;
+  using parallel = vit_shape<2, 32, 2, 96, 4, options<opt::resolution<16>, opt::parallel_block, opt::qk_norm<>, opt::qkv_bias<false>,
+                                                      opt::pool_gap, opt::classes<7>>>;
+  const auto check = [](auto* tag, auto* policy_tag, int batch, int res) {
+    using S = std::remove_pointer_t<decltype(tag)>;
+    using P = std::remove_pointer_t<decltype(policy_tag)>;
+    vit<S, P, Space> model(res);
+    model.reserve(batch, /*training*/ false);
+    const auto m = inference_memory<S, P>(batch, res);
+    INFO(describe<S>().to_string() << " at " << res << " px, batch " << batch);
+    CHECK(model.activation_bytes() == std::size_t(m.activations));
+    CHECK(m.parameters == S::params(res).total * std::int64_t(sizeof(typename P::param_type)));
+    // Far less than training's arena: one block's activations, no backward scratch.
+    model.reserve(batch, /*training*/ true);
+    CHECK(model.activation_bytes() > std::size_t(m.activations));
+  };
+  check(static_cast<tiny*>(nullptr), static_cast<precision::fp32*>(nullptr), 20, 16);
+  check(static_cast<tiny*>(nullptr), static_cast<precision::bf16_mixed*>(nullptr), 3, 24);
+  check(static_cast<map_qk*>(nullptr), static_cast<precision::fp32*>(nullptr), 5, 16);
+  check(static_cast<map_qk*>(nullptr), static_cast<precision::bf16_mixed*>(nullptr), 3, 16);
+  check(static_cast<parallel*>(nullptr), static_cast<precision::bf16_mixed*>(nullptr), 4, 20);
+  // A run-time descriptor gives the same figures (what examples/fewshot reports for a catalogue model).
+  CHECK(inference_memory(describe<map_qk>(), precision_bytes::of<precision::fp32>(), 5, 16).total() ==
+        inference_memory<map_qk, precision::fp32>(5, 16).total());
 }
 
 TEST_CASE("linear probe: errors name what is wrong") {

@@ -21,6 +21,7 @@
 #include <vitscale/core/precision.hpp>
 
 #include <cstdint>
+#include <type_traits>
 
 namespace vitscale {
 
@@ -230,6 +231,68 @@ constexpr memory_bytes training_memory(const shape_descriptor& s, const precisio
   memory_bytes m = summer.m;
   m.activations = batch * activation_bytes_per_image(s, pb, resolution);
   return m;
+}
+
+// A frozen model's memory (inference, linear probes, few-shot features): its parameters (and a policy's GEMM
+// copy of the weights), no gradients, no optimizer state, and the activation arena laid out for inference of
+// `batch` images — one block's worth of activations and the forward's scratch, exactly what
+// vit::reserve(batch, /*training*/ false) allocates (vit::activation_bytes(); tests/eval/linear_probe.cpp
+// checks the equality), counted from the same declarations (config/activations.hpp) with the arena's 64-byte
+// alignment of every buffer (core/arena.hpp).
+struct inference_memory_bytes {
+  std::int64_t parameters = 0;
+  std::int64_t weight_copy = 0;
+  std::int64_t activations = 0;
+  constexpr std::int64_t total() const { return parameters + weight_copy + activations; }
+};
+
+namespace detail {
+// Bytes an arena_cursor takes for a layout: every buffer on a 64-byte boundary (core/arena.hpp's alignment).
+struct arena_byte_counter {
+  static constexpr std::int64_t alignment = 64;
+  precision_bytes pb;
+  std::int64_t offset = 0;
+  template <class T, class Use>
+  constexpr void operator()(T*&, std::size_t n, Use) {
+    offset = (offset + alignment - 1) / alignment * alignment;
+    std::int64_t size = std::int64_t(sizeof(T));
+    if (std::is_same<T, activations::act_element>::value) size = pb.act;
+    if (std::is_same<T, activations::param_element>::value) size = pb.param;
+    if (std::is_same<T, activations::gemm_element>::value) size = pb.gemm;
+    offset += std::int64_t(n) * size;
+  }
+};
+struct frozen_summer {
+  precision_bytes pb;
+  inference_memory_bytes m{};
+  constexpr void add(const tensor_info& t) {
+    m.parameters += t.numel() * std::int64_t(pb.param);
+    if (pb.keeps_weight_copy && t.role == tensor_role::weight) m.weight_copy += t.numel() * std::int64_t(pb.gemm);
+  }
+};
+}  // namespace detail
+
+constexpr inference_memory_bytes inference_memory(const shape_descriptor& s, const precision_bytes& pb,
+                                                  std::int64_t batch, int resolution) {
+  detail::frozen_summer summer{pb};
+  detail::visit_tensors(s, summer, resolution);
+  activation_geometry g;
+  g.images = static_cast<std::size_t>(batch);
+  g.tokens = static_cast<std::size_t>(s.tokens(resolution));
+  g.patches = static_cast<std::size_t>(s.patches(resolution));
+  g.training = false;
+  detail::arena_byte_counter counter{pb};
+  activations::plan_vit<detail::arena_byte_counter, activations::act_element, activations::param_element,
+                        activations::gemm_element>(counter, g, s);
+  inference_memory_bytes m = summer.m;
+  m.activations = counter.offset;
+  return m;
+}
+
+template <class Shape, class Policy>
+constexpr inference_memory_bytes inference_memory(std::int64_t batch, int resolution = Shape::resolution) {
+  static_assert(precision::is_policy_v<Policy>, "the second argument must be a vitscale::precision policy");
+  return inference_memory(describe<Shape>(), precision_bytes::of<Policy>(), batch, resolution);
 }
 
 template <class Shape, class Policy, class Optimizer>

@@ -48,8 +48,12 @@ struct activation_elements {
 
 namespace activations {
 
-// The policy's act_type, while counting (so that fp32 policies, whose act_type is float, still count apart).
+// The policy's act_type, while counting (so that fp32 policies, whose act_type is float, still count apart);
+// its param_type and gemm_type likewise (buffers of those types are scratch: the byte count of an arena needs
+// them, the saved-activation count does not).
 struct act_element {};
+struct param_element {};
+struct gemm_element {};
 
 // The counting planner: the saved elements, by storage type.
 struct saved_counter {
@@ -397,8 +401,9 @@ constexpr void plan_vit(Plan& p, const activation_geometry& g, Stream& stream, P
 }
 
 // The same order for a run-time descriptor, through the same plan_* declarations (with one slot set reused
-// for every block: a counting planner does not keep the pointers).
-template <class Plan, class Act>
+// for every block: a counting planner does not keep the pointers). Act, Param and Gemm stand for the policy's
+// act_type, param_type and gemm_type (tags while counting: act_element, param_element, gemm_element).
+template <class Plan, class Act, class Param = Act, class Gemm = Act>
 constexpr void plan_vit(Plan& p, const activation_geometry& g, const shape_descriptor& s) {
   Act* x = nullptr;
   block_slots<Act> b{};
@@ -409,9 +414,9 @@ constexpr void plan_vit(Plan& p, const activation_geometry& g, const shape_descr
   plan_pool<Plan, Act>(p, g, s);
   classifier_slots<Act> head{};
   plan_classifier(p, g, s, head);
-  embedding_slots<Act, Act> embed{};
+  embedding_slots<Act, Gemm> embed{};
   plan_embedding(p, g, s, embed);
-  block_scratch_slots<Act, Act> scratch{};
+  block_scratch_slots<Act, Param> scratch{};
   plan_block_scratch(p, g, s, scratch);
 }
 
