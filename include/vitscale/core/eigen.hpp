@@ -4,12 +4,20 @@
 // purpose as a don't-care operand); the warning is a false positive and -Werror would stop users. GCC keeps the
 // suppression with the code's location, so it also covers Eigen's modules included after this header (a
 // diagnostic in Core's packet code, reached from Eigenvalues, is still inside the region below).
+//
+// Another Eigen module that needs the same suppression for its own code (the SVD and MINPACK port of
+// explore/scaling_law.hpp) is included between VITSCALE_EIGEN_BEGIN and VITSCALE_EIGEN_END.
 #if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
+#define VITSCALE_EIGEN_BEGIN                                      \
+  _Pragma("GCC diagnostic push")                                  \
+  _Pragma("GCC diagnostic ignored \"-Wmaybe-uninitialized\"")     \
+  _Pragma("GCC diagnostic ignored \"-Wuninitialized\"")
+#define VITSCALE_EIGEN_END _Pragma("GCC diagnostic pop")
+#else
+#define VITSCALE_EIGEN_BEGIN
+#define VITSCALE_EIGEN_END
 #endif
+
+VITSCALE_EIGEN_BEGIN
 #include <Eigen/Core>
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
+VITSCALE_EIGEN_END

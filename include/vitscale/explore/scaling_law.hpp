@@ -29,16 +29,10 @@
 // Eigen's SVD and its MINPACK port after core/eigen.hpp, under the same suppression of GCC 12's false
 // "maybe uninitialised" report (the module's own code, instantiated here at -O3, is then covered too). Neither
 // module warns under the library's -Wall -Wextra -Wpedantic -Wshadow, whether Eigen is a system include or not.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#endif
+VITSCALE_EIGEN_BEGIN
 #include <Eigen/SVD>
 #include <unsupported/Eigen/NonLinearOptimization>
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
+VITSCALE_EIGEN_END
 
 #include <algorithm>
 #include <array>
