@@ -88,33 +88,6 @@ inline optimizer_kind parse_optimizer(std::string_view s) {
                          "factored second moment), sgd-momentum, lion");
 }
 
-// step_model's step_shape of a run-time descriptor: the same numbers step_shape::of<Shape> takes from a compiled
-// shape (checked equal for the presets in tests/explore/shape_grid.cpp), from the run-time accounting.
-inline step_shape step_shape_of(const shape_descriptor& d, int resolution) {
-  const int tokens = d.tokens(resolution);
-  step_shape s = step_shape::encoder(d.depth, d.width, d.known_heads(), d.mlp_dim, tokens, d.block);
-  const param_counts p = count_params(d, resolution);
-  struct sharded_sum {
-    std::int64_t n = 0;
-    void add(const tensor_info& t) {
-      if (t.part != component::block) return;
-      // as step_shape::of: products split by output features carry their bias with them
-      const bool in_bias = t.name == std::string_view("attn.qkv.bias") || t.name == std::string_view("mlp.fc1.bias") ||
-                           t.name == std::string_view("in_proj.bias") || t.name == std::string_view("mlp_bias");
-      if (t.role == tensor_role::weight || (t.role == tensor_role::bias && in_bias)) n += t.numel();
-    }
-  } sharded;
-  vitscale::detail::visit_tensors(d, sharded, resolution);
-  s.block_params = p.blocks;
-  s.block_sharded_params = sharded.n;
-  s.other_params = p.total - p.blocks;
-  const flop_counts f = count_flops(d, resolution);
-  s.block_attention_flops = std::int64_t(d.depth) * vitscale::block_attention_flops(tokens, d.width);
-  s.block_linear_flops = f.blocks - s.block_attention_flops;
-  s.other_forward_flops = f.forward - f.blocks;
-  s.other_training_flops = f.training - 3 * f.blocks;
-  return s;
-}
 
 // Training memory per device of `d` on `grid` for a global batch (see the top of this file).
 inline memory_bytes training_memory_per_device(const shape_descriptor& d, precision_kind precision,
@@ -205,7 +178,7 @@ inline grid_point evaluate(const shape_descriptor& d, precision_kind precision, 
     vitscale::detail::fail("shape grid: a mesh of ", spec.grid.chips(), " devices needs a link bandwidth, and ",
                            std::string(spec.accelerator->name), " has none here");
   step_config c{};
-  c.shape = step_shape_of(d, spec.resolution);
+  c.shape = step_shape::of(d, spec.resolution);
   c.images = spec.batch;
   c.grid = spec.grid;
   const precision_bytes pb = bytes_of(precision);

@@ -44,6 +44,7 @@
 #include <string>
 #include <string_view>
 #include <vitscale/config/accounting.hpp>
+#include <vitscale/config/describe.hpp>
 #include <vitscale/config/options.hpp>
 #include <vitscale/config/tensors.hpp>
 #include <vitscale/core/error.hpp>
@@ -100,33 +101,42 @@ struct step_shape {
     return s;
   }
 
-  // The same numbers from a compile-time shape, through its parameter table and FLOP count.
-  template <class Shape>
-  static constexpr step_shape of(int resolution = Shape::resolution) {
-    step_shape s =
-        encoder(Shape::depth, Shape::width, Shape::heads, Shape::mlp_dim, Shape::tokens(resolution), Shape::block);
-    const param_counts p = count_params<Shape>(resolution);
-    std::int64_t sharded = 0;
-    for (const tensor_info& t : tensor_table<Shape>(resolution)) {
-      if (t.part != component::block) continue;
-      // Products split by output features carry their bias with them; output products' biases are added
-      // once, after the reduce-scatter, so they stay replicated.
-      const bool in_bias = t.name == std::string_view("attn.qkv.bias") || t.name == std::string_view("mlp.fc1.bias") ||
-                           t.name == std::string_view("in_proj.bias") || t.name == std::string_view("mlp_bias");
-      if (t.role == tensor_role::weight || (t.role == tensor_role::bias && in_bias)) sharded += t.numel();
-    }
+  // The same numbers from a shape (a run-time descriptor, every field known), through its parameter table and
+  // FLOP count (config/accounting.hpp).
+  static constexpr step_shape of(const shape_descriptor& d, int resolution) {
+    const int tokens = d.tokens(resolution);
+    step_shape s = encoder(d.depth, d.width, d.known_heads(), d.mlp_dim, tokens, d.block);
+    const param_counts p = count_params(d, resolution);
+    // Products split by output features carry their bias with them; output products' biases are added once,
+    // after the reduce-scatter, so they stay replicated.
+    struct sharded_sum {
+      std::int64_t n = 0;
+      constexpr void add(const tensor_info& t) {
+        if (t.part != component::block) return;
+        const bool in_bias = t.name == std::string_view("attn.qkv.bias") ||
+                             t.name == std::string_view("mlp.fc1.bias") || t.name == std::string_view("in_proj.bias") ||
+                             t.name == std::string_view("mlp_bias");
+        if (t.role == tensor_role::weight || (t.role == tensor_role::bias && in_bias)) n += t.numel();
+      }
+    } sharded;
+    vitscale::detail::visit_tensors(d, sharded, resolution);
     s.block_params = p.blocks;
-    s.block_sharded_params = sharded;
+    s.block_sharded_params = sharded.n;
     s.other_params = p.total - p.blocks;
-    const flop_counts f = count_flops<Shape>(resolution);
+    const flop_counts f = count_flops(d, resolution);
     // count_flops gives the blocks as one number; the attention products are split out with the same formula
     // it uses, and the linear maps are the rest.
-    s.block_attention_flops =
-        std::int64_t(Shape::depth) * vitscale::block_attention_flops(Shape::tokens(resolution), Shape::width);
+    s.block_attention_flops = std::int64_t(d.depth) * vitscale::block_attention_flops(tokens, d.width);
     s.block_linear_flops = f.blocks - s.block_attention_flops;
     s.other_forward_flops = f.forward - f.blocks;
     s.other_training_flops = f.training - 3 * f.blocks;
     return s;
+  }
+
+  // The same from a compile-time shape.
+  template <class Shape>
+  static constexpr step_shape of(int resolution = Shape::resolution) {
+    return of(describe<Shape>(), resolution);
   }
 };
 
