@@ -197,31 +197,42 @@ inline std::vector<float> normalise(const image& in, const std::vector<double>& 
   return out;
 }
 
-// A batch of float images resized with PIL's bicubic weights, unrounded (the images are already normalised: the
+// Batches of float images resized with PIL's bicubic weights, unrounded (the images are already normalised: the
 // weights sum to 1, so resizing commutes with the normalisation's affine map, but there is no 8-bit rounding or
-// clamping): in [n, h, w, 1] → out [n, size, size, channels], the grey value replicated to every channel. For
+// clamping): [n, h, w, 1] → [n, size, size, channels], the grey value replicated to every channel. The weights
+// and the horizontal pass's buffer are made once, so a training loop allocates nothing per batch. For
 // examples/train's models of another input size than the 28-px data (fine-tuning a catalogue checkpoint).
-inline void resize_batch(const float* in, int n, int h, int w, float* out, int size, int channels) {
-  const detail::weights kx = detail::filter_weights(w, size, filter::bicubic);
-  const detail::weights ky = detail::filter_weights(h, size, filter::bicubic);
-  std::vector<float> rows(std::size_t(h) * std::size_t(size));  // the horizontal pass of one image
-  for (int b = 0; b < n; ++b) {
-    const float* src = in + std::size_t(b) * std::size_t(h) * std::size_t(w);
-    for (int y = 0; y < h; ++y)
-      for (int x = 0; x < size; ++x) {
-        double sum = 0;
-        for (std::size_t i = 0; i < kx.w[x].size(); ++i) sum += kx.w[x][i] * src[std::size_t(y) * w + kx.first[x] + i];
-        rows[std::size_t(y) * size + x] = float(sum);
-      }
-    float* dst = out + std::size_t(b) * std::size_t(size) * std::size_t(size) * std::size_t(channels);
-    for (int y = 0; y < size; ++y)
-      for (int x = 0; x < size; ++x) {
-        double sum = 0;
-        for (std::size_t i = 0; i < ky.w[y].size(); ++i) sum += ky.w[y][i] * rows[(ky.first[y] + i) * size + x];
-        for (int c = 0; c < channels; ++c) dst[(std::size_t(y) * size + x) * channels + c] = float(sum);
-      }
+class batch_resizer {
+ public:
+  batch_resizer(int h, int w, int size, int channels)
+      : h_(h), w_(w), size_(size), channels_(channels), kx_(detail::filter_weights(w, size, filter::bicubic)),
+        ky_(detail::filter_weights(h, size, filter::bicubic)), rows_(std::size_t(h) * std::size_t(size)) {}
+
+  void operator()(const float* in, int n, float* out) {
+    for (int b = 0; b < n; ++b) {
+      const float* src = in + std::size_t(b) * std::size_t(h_) * std::size_t(w_);
+      for (int y = 0; y < h_; ++y)
+        for (int x = 0; x < size_; ++x) {
+          double sum = 0;
+          for (std::size_t i = 0; i < kx_.w[x].size(); ++i)
+            sum += kx_.w[x][i] * src[std::size_t(y) * w_ + kx_.first[x] + i];
+          rows_[std::size_t(y) * size_ + x] = float(sum);
+        }
+      float* dst = out + std::size_t(b) * std::size_t(size_) * std::size_t(size_) * std::size_t(channels_);
+      for (int y = 0; y < size_; ++y)
+        for (int x = 0; x < size_; ++x) {
+          double sum = 0;
+          for (std::size_t i = 0; i < ky_.w[y].size(); ++i) sum += ky_.w[y][i] * rows_[(ky_.first[y] + i) * size_ + x];
+          for (int c = 0; c < channels_; ++c) dst[(std::size_t(y) * size_ + x) * channels_ + c] = float(sum);
+        }
+    }
   }
-}
+
+ private:
+  int h_, w_, size_, channels_;
+  detail::weights kx_, ky_;
+  std::vector<float> rows_;
+};
 
 // The parts of a comma list ("a,b,c"; "" has none).
 inline std::vector<std::string> split(const std::string& text) {

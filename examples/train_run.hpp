@@ -6,7 +6,7 @@
 //
 // Inputs: Fashion-MNIST's 28 x 28 grey images, normalised by the training set's mean and std, flipped and shifted
 // (--shift); a model of another resolution or channel count gets them resized with PIL's bicubic weights in
-// float (examples/image_transform.hpp: resize_batch) and replicated to its channels.
+// float (examples/image_transform.hpp: batch_resizer) and replicated to its channels.
 #include <vitscale/data/augment.hpp>
 #include <vitscale/data/batches.hpp>
 #include <vitscale/data/idx.hpp>
@@ -84,29 +84,27 @@ struct run_options {
   int resolution = 0;       // the model's input size in pixels (0: the shape's; main sets a checkpoint's)
 };
 
-// The model's input from a batch of normalised Fashion-MNIST images [n, 28, 28, 1]: the batch itself for a
-// model of 28 px and 1 channel, else resized (image_transform::resize_batch) into a buffer of `batch` images.
+// The model's input from a batch of normalised Fashion-MNIST images [n, h, w, 1]: the batch itself for a
+// model of that size and 1 channel, else resized (image_transform::batch_resizer) into a buffer of `batch`
+// images, allocated once.
 class model_input {
  public:
-  model_input(int batch, int resolution, int channels)
-      : resolution_(resolution), channels_(channels),
-        buffer_(resolution == 28 && channels == 1
-                    ? vs::data::host_image_batch()
-                    : vs::data::host_image_batch("vitscale::train::model_input", std::size_t(batch),
-                                                 std::size_t(resolution), std::size_t(resolution),
-                                                 std::size_t(channels))) {}
+  model_input(int batch, int h, int w, int resolution, int channels) {
+    if (h == resolution && w == resolution && channels == 1) return;
+    resizer_.emplace(h, w, resolution, channels);
+    buffer_ = vs::data::host_image_batch("vitscale::train::model_input", std::size_t(batch), std::size_t(resolution),
+                                         std::size_t(resolution), std::size_t(channels));
+  }
   // A View of the images as the model takes them (valid until the next call).
-  vs::data::host_image_batch operator()(const vs::data::host_image_batch& images) const {
-    if (buffer_.size() == 0) return images;
+  vs::data::host_image_batch operator()(const vs::data::host_image_batch& images) {
+    if (!resizer_) return images;
     const auto n = images.extent(0);
-    const auto out = Kokkos::subview(buffer_, std::make_pair(std::size_t(0), n), Kokkos::ALL, Kokkos::ALL, Kokkos::ALL);
-    image_transform::resize_batch(images.data(), int(n), int(images.extent(1)), int(images.extent(2)), out.data(),
-                                  resolution_, channels_);
-    return out;
+    (*resizer_)(images.data(), int(n), buffer_.data());
+    return Kokkos::subview(buffer_, std::make_pair(std::size_t(0), n), Kokkos::ALL, Kokkos::ALL, Kokkos::ALL);
   }
 
  private:
-  int resolution_, channels_;
+  std::optional<image_transform::batch_resizer> resizer_;
   vs::data::host_image_batch buffer_;
 };
 
@@ -147,7 +145,7 @@ inline std::function<double(std::int64_t)> make_schedule(const run_options& o, s
 // and -A are on 1000-class heads).
 template <class Model>
 double evaluate(Model& model, const vs::data::dataset& test, int batch, const vs::data::normalization& norm,
-                const std::vector<int>& classes, const model_input& input) {
+                const std::vector<int>& classes, model_input& input) {
   vs::data::host_image_batch images("images", batch, 28, 28, 1);
   vs::data::host_label_batch labels("labels", batch);
   std::vector<int> order(static_cast<std::size_t>(test.size()));
@@ -248,7 +246,7 @@ int train(const run_options& o, const typename Optimizer::options& opt_options) 
     vs::detail::fail("--batch ", o.batch, " is larger than the ", train_set.size(), " training images");
 
   vs::vit<Shape, Policy, space> model(vs::init::timm{o.seed}, o.resolution > 0 ? o.resolution : Shape::resolution);
-  const model_input input(o.batch, model.resolution(), Shape::in_channels);
+  model_input input(o.batch, train_set.images.rows, train_set.images.cols, model.resolution(), Shape::in_channels);
   const vs::flop_counts flops = Shape::flops(model.resolution());
   model.set_regularization({o.dropout, o.drop_path, o.seed});
   if (!o.init_from.empty() && o.resume.empty()) {
