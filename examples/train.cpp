@@ -15,9 +15,13 @@
 //                                            instead of stopping; by default the run stops, naming the tensor
 //   OMP_WAIT_POLICY=PASSIVE ./train          idle threads sleep at once: steadier where cores are shared (the
 //                                            program cannot choose this itself: examples/tool_runtime.hpp)
+//   ./train --model xs --steps 400          another shape of the Fashion-MNIST ladder (model_ladder.hpp: xxs, xs,
+//                                            s = the default, m), for scaling studies (scripts/sweep.py)
 //   ./train --help
 //
-// The model is fixed at compile time (fmnist_model.hpp); everything about the run is a command-line option.
+// The models are compiled in: the ladder of --model (model_ladder.hpp), whose default, s, is this example's
+// model (fmnist_model.hpp); everything about the run is a command-line option. A resumed run (--resume) trains
+// the shape its checkpoint holds.
 // Fine-tuning: --init-from a checkpoint of this example's model, or of any body in the catalogue of timm /
 // big_vision checkpoints (examples/catalogue/finetune.hpp: ViT-Ti/16 … L/32, class-token, GAP, GAP + fc_norm and
 // MAP heads, compiled once into the vitscale_catalogue_finetune library), under a new 10-class head:
@@ -28,6 +32,7 @@
 #include <vitscale/io/pretrained.hpp>
 
 #include "fmnist_model.hpp"
+#include "model_ladder.hpp"
 #include "train_run.hpp"
 #if VITSCALE_HAVE_CATALOGUE_FINETUNE
 #include "catalogue/finetune.hpp"
@@ -35,12 +40,14 @@
 
 #include <cstdio>
 #include <string>
+#include <type_traits>
 
 namespace vs = vitscale;
 using namespace train_example;
 
 int main(int argc, char** argv) {
   run_options o;
+  std::string model = model_ladder::names[model_ladder::default_rung];
   // Idle threads that spin cost this model dearly where cores are shared (benchmarks/RESULTS.md, 2026-11-24).
   tool::program prog("train", "Train a ViT from scratch on Fashion-MNIST with vitscale");
   prog.wants_passive_wait();
@@ -53,8 +60,11 @@ int main(int argc, char** argv) {
   app.add_option("--label-smoothing", o.label_smoothing, "softmax cross-entropy label smoothing");
   app.add_option("--drop-path", o.drop_path, "stochastic depth rate of the last block");
   app.add_option("--dropout", o.dropout, "dropout rate");
+  app.add_option("--model", model, "the shape to train, from the Fashion-MNIST ladder (28 px, patch 4, GAP, 10 "
+                                   "classes; FLOPs from the accounting):" + model_ladder::describe());
   app.add_option("--optimizer", o.optimizer,
-                 vs::optimizer::registered_names<vs::vit<fmnist_vit, vs::precision::fp32, train_example::space>>());
+                 vs::optimizer::registered_names<vs::vit<fmnist_vit, vs::precision::fp32, train_example::space>>() +
+                     " (--model other than s: adamw)");
   app.add_option("--schedule", o.schedule, "cosine, linear, rsqrt (with a cooldown), constant (with a cooldown)");
   app.add_option("--precision", o.precision, "fp32, bf16 (bf16_mixed) or auto: bf16 where the CPU multiplies bf16 "
                                              "natively (AVX-512 bf16), else fp32, which is faster there");
@@ -126,7 +136,10 @@ int main(int argc, char** argv) {
       std::printf("precision: %s (auto: this CPU %s bf16 products natively)\n", o.precision.c_str(),
                   o.precision == "bf16" ? "runs" : "does not run");
     }
-    // The model: this example's, or the catalogue body of the checkpoint it continues or starts from.
+    // The model: the ladder's rung --model names (an unknown name fails here, before the data are read), or the
+    // shape of the checkpoint the run continues or starts from: a rung of the ladder, or a catalogue body.
+    std::size_t rung = model_ladder::rung_named(model);
+    const bool model_given = app.count("--model") > 0;
     const std::string source = !o.resume.empty() ? o.resume : o.init_from;
     if (!source.empty() && vs::io::detect_file_format(source) == vs::io::file_format::safetensors) {
       vs::shape_descriptor found = vs::io::infer_shape(source);
@@ -134,18 +147,35 @@ int main(int argc, char** argv) {
         found.classes = 10;  // a new head (zero, 10 classes): the file's head and pre-logits layer are not loaded
         found.pre_logits = 0;
       }
-      if (!vs::matches(vs::describe<fmnist_vit>(), found)) {
+      const int fitting = model_ladder::rung_fitting(found);
+      if (fitting >= 0) {
+        // The file decides (a resumed run needs no --model); a --model naming another shape is a mistake to report.
+        if (model_given && std::size_t(fitting) != rung)
+          vs::detail::fail("--model ", model, ", but ", source, " holds the ladder's ", model_ladder::names[fitting],
+                           " (", found.to_string(), "): leave --model out or pass --model ",
+                           model_ladder::names[fitting]);
+        rung = std::size_t(fitting);
+      } else {
+        if (model_given)
+          vs::detail::fail("--model ", model, ", but ", source, " holds a shape outside the ladder (",
+                           found.to_string(), "): leave --model out to fine-tune a catalogue body");
         if (o.resolution == 0) o.resolution = found.resolution.value_or(0);
 #if VITSCALE_HAVE_CATALOGUE_FINETUNE
-        return catalogue::finetune<vs::type_list<fmnist_vit>>(found, o);
+        return catalogue::finetune<model_ladder::shapes>(found, o);
 #else
-        return vs::io::dispatch<vs::type_list<fmnist_vit>>(found, [](auto) { return 0; });  // its error
+        return vs::io::dispatch<model_ladder::shapes>(found, [](auto) { return 0; });  // its error
 #endif
       }
     }
     if (o.resolution != 0 && o.resolution != 28)
-      vs::detail::fail("--resolution ", o.resolution, ": this example's model takes Fashion-MNIST's 28 x 28 images; "
-                       "another resolution is for fine-tuning a catalogue checkpoint (--init-from)");
-    return train_shape<fmnist_vit>(o);
+      vs::detail::fail("--resolution ", o.resolution, ": the ladder's models (--model) take Fashion-MNIST's 28 x 28 "
+                       "images; another resolution is for fine-tuning a catalogue checkpoint (--init-from)");
+    return model_ladder::with_rung(rung, [&](auto tag) {
+      using shape = typename decltype(tag)::type;
+      if constexpr (std::is_same_v<shape, fmnist_vit>)
+        return train_shape<fmnist_vit>(o);  // every optimizer
+      else
+        return model_ladder::train_rung<shape>(o);  // AdamW, compiled in model_ladder_*.cpp
+    });
   });
 }

@@ -1,8 +1,9 @@
 #pragma once
 // The training loop of examples/train (train.cpp has the options and main): train_shape<Shape>(options) trains a
 // model of Shape on Fashion-MNIST with the optimizer and precision the options name. train.cpp instantiates it
-// for its own model (fmnist_model.hpp); examples/catalogue/finetune_*.cpp for the catalogue's bodies under a
-// 10-class head (fine-tuning a timm / big_vision checkpoint), so that train.cpp compiles none of those.
+// for its own model (fmnist_model.hpp); examples/model_ladder_*.cpp for the other shapes of --model
+// (model_ladder.hpp); examples/catalogue/finetune_*.cpp for the catalogue's bodies under a 10-class head
+// (fine-tuning a timm / big_vision checkpoint), so that train.cpp compiles none of those.
 //
 // Inputs: Fashion-MNIST's 28 x 28 grey images, normalised by the training set's mean and std, flipped and shifted
 // (--shift); a model of another resolution or channel count gets them resized with PIL's bicubic weights in
@@ -440,10 +441,11 @@ int train(const run_options& o, const typename Optimizer::options& opt_options) 
   return 0;
 }
 
-// Which optimizers a shape is compiled with: every registered one (this example's model), or those of the
+// Which optimizers a shape is compiled with: every registered one (this example's model), those of the
 // fine-tuning recipes (the catalogue's bodies: each optimizer is another instantiation of the whole loop, and
-// these are what fine-tuning uses — SGD-momentum in big_vision's transfer recipe, AdamW in timm's).
-enum class optimizer_set { all, finetuning };
+// these are what fine-tuning uses — SGD-momentum in big_vision's transfer recipe, AdamW in timm's), or AdamW
+// alone (the other shapes of the --model ladder, model_ladder.hpp: the scaling studies' optimizer).
+enum class optimizer_set { all, finetuning, adamw };
 inline constexpr const char* finetuning_optimizers = "sgd, adamw";
 
 template <class Shape, class Policy, optimizer_set Set>
@@ -462,11 +464,15 @@ int train_with_optimizer(const run_options& o) {
   };
   if constexpr (Set == optimizer_set::all) {
     return vs::optimizer::with_registered<model_t>(o.optimizer, run);
-  } else {
+  } else if constexpr (Set == optimizer_set::finetuning) {
     if (o.optimizer == "sgd") return run(static_cast<vs::optimizer::sgd_momentum<model_t>*>(nullptr));
     if (o.optimizer == "adamw") return run(static_cast<vs::optimizer::adamw<model_t>*>(nullptr));
     vs::detail::fail("--optimizer ", o.optimizer, ": fine-tuning a catalogue checkpoint is compiled with ",
                      finetuning_optimizers, " (examples/catalogue/finetune.hpp)");
+  } else {
+    if (o.optimizer == "adamw") return run(static_cast<vs::optimizer::adamw<model_t>*>(nullptr));
+    vs::detail::fail("--optimizer ", o.optimizer, ": the --model ladder's shapes other than the example's model (s) "
+                     "are compiled with adamw only (examples/model_ladder.hpp)");
   }
 }
 
