@@ -59,5 +59,17 @@ if(VITSCALE_BUILD_TESTS)
              COMMAND ${Python3_EXECUTABLE} ${_sweep} collect ${_golden}/sweep_runs --out sweep_collected.csv --print)
     set_tests_properties(examples.sweep_collect PROPERTIES PASS_REGULAR_EXPRESSION
       "fmnist_s80_seed0: unfinished \\(step 40 of 80\\), left out.*run,model,steps,seed,batch,train_size,epoch,step,train_loss,test_accuracy,[a-z_,]*,error,images,compute.fmnist_s20_seed0,fmnist,20,0,32,0,1,20,1\\.6,0\\.7,[0-9.,]*,0\\.3,640,1\\.088e\\+11.fmnist_s40_seed0,fmnist,40,0,32,0,1,40,1\\.2,0\\.8,[0-9.,]*,0\\.2,1280,2\\.176e\\+11.2 runs in sweep_collected.csv \\(1 unfinished left out\\)")
+    # A real sweep over the --model ladder in miniature: two shapes, 3 steps and (xs's own budget, --shape-steps)
+    # 2 steps, run here and collected; the compute column is the metrics CSV's own (the accounting's FLOPs x images
+    # seen: no flops_per_image given), so it sits before error and images.
+    find_program(VITSCALE_SH sh REQUIRED)
+    if(TARGET train)
+      add_test(NAME examples.sweep_ladder
+               COMMAND ${VITSCALE_SH} -c "rm -rf sweep_ladder && \"$0\" \"$1\" plan sweep_ladder --train \"$2\" --shape 'xxs=--model xxs' --shape 'xs=--model xs' --steps 3 --shape-steps xs=2 --batch 16 --threads 2 --extra=--evaluations=1 && \"$0\" \"$1\" run sweep_ladder && \"$0\" \"$1\" collect sweep_ladder --print"
+                       ${Python3_EXECUTABLE} ${_sweep} $<TARGET_FILE:train>)
+      set_tests_properties(examples.sweep_ladder PROPERTIES PASS_REGULAR_EXPRESSION
+        "2 runs \\(2 shapes x 1 budget each x 1 seed\\).*xxs_s3_seed0: test accuracy [0-9.]+ after 3 steps.*xs_s2_seed0: test accuracy [0-9.]+ after 2 steps.*run,model,steps,seed,batch,train_size,epoch,step,[a-z_,]*,images_seen,compute,error,images.xxs_s3_seed0,xxs,3,0,16,0,1,3,[0-9.e+,-]*,48,[1-9][0-9]*,[0-9.]+,48.xs_s2_seed0,xs,2,0,16,0,1,2,[0-9.e+,-]*,32,[1-9][0-9]*,[0-9.]+,32.2 runs in .*sweep_ladder/runs.csv"
+        ENVIRONMENT "OMP_NUM_THREADS=2;OMP_PROC_BIND=false;OMP_WAIT_POLICY=PASSIVE")
+    endif()
   endif()
 endif()

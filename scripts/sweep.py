@@ -4,6 +4,7 @@ train command per run, run here one after another or handed to a real scheduler,
 that examples/scaling_fit reads. Standard library only.
 
     scripts/sweep.py plan DIR --steps 100,400,1600 --seeds 0,1 [--shape NAME[=TRAIN ARGS] ...] [--batch 64]
+                     [--shape-steps NAME=50,200,800 ...]
                      [--train-size N,...] [--threads 2] [--extra=--lr=1e-3 ...] [--grid grid.json]
                      [--save-every 200] [--slurm] [--sbatch=--time=04:00:00 ...] [--mpirun] [--print]
     scripts/sweep.py run DIR [--only 0,3] [--dry-run]      here, one run after another; resumable
@@ -22,16 +23,22 @@ every --save-every steps), and starts the others afresh. A SIGINT or SIGTERM sto
 75) and ends the sweep; run again to go on. On Slurm, sweep.slurm requeues a task that stopped that way
 (use #SBATCH --signal=TERM@120 through --sbatch to be warned before the time limit).
 
-The shape axis: examples/train's model is compiled in (examples/fmnist_model.hpp), so today a "shape" is a
-name and the train arguments that select it: the default, fmnist, passes none. A train --model option, or
---init-from a catalogue checkpoint, can be named the same way: --shape "ti=--model ti".
+The shape axis: a "shape" is a name and the train arguments that select it. examples/train compiles a ladder
+of Fashion-MNIST shapes (examples/model_ladder.hpp: xxs, xs, s, m; train --help describes them), chosen with
+--model: --shape "xs=--model xs" --shape "m=--model m"; the default, fmnist, passes none (train's default, s).
+--init-from a catalogue checkpoint can be named the same way: --shape "ti=--init-from ti.safetensors".
+A shape may have step budgets of its own (--shape-steps m=50,100,200): a larger model reaches a given compute in
+fewer steps, so each shape's budgets can cover the compute where it matters (Scaling ViT, Figure 2), and the
+shapes without their own take --steps.
 The grid file (JSON) holds the same keys as the options: {"shapes": {"fmnist": []}, "steps": [100, 400],
 "seeds": [0], "batch": [64], "train_size": [], "threads": 2, "extra": [], "warmup_fraction": 0.1,
-"save_every": 0, "train": "build/examples/train", "flops_per_image": {"fmnist": 2.9e8}}; options override it.
+"save_every": 0, "train": "build/examples/train", "flops_per_image": {"fmnist": 2.9e8}, "shape_steps": {}};
+options override it.
 
 collect writes one row per complete run: the run's parameters (run, model, steps, seed, batch, train_size),
-the last row of its metrics CSV, and error = 1 - test_accuracy, images = step x batch, and compute = images x
-flops_per_image[model] where the grid gives it and the metrics have no compute column of their own.
+the last row of its metrics CSV, and error = 1 - test_accuracy, images = step x batch. compute is the metrics
+CSV's own column (train writes the accounting's training FLOPs per image x images seen, for whichever shape
+ran); only for metrics without one is it images x flops_per_image[model], where the grid gives it.
 """
 import argparse
 import csv
@@ -79,7 +86,7 @@ def grid_from(args):
         except (OSError, json.JSONDecodeError) as e:
             fail(f"cannot read the grid file {args.grid}: {e}")
         known = {"shapes", "steps", "seeds", "batch", "train_size", "threads", "extra", "warmup_fraction",
-                 "save_every", "train", "flops_per_image"}
+                 "save_every", "train", "flops_per_image", "shape_steps"}
         unknown = sorted(set(grid) - known)
         if unknown:
             fail(f"{args.grid}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
@@ -90,6 +97,13 @@ def grid_from(args):
             if not name or "/" in name or " " in name:
                 fail(f"--shape '{s}': expected NAME or NAME=TRAIN ARGS (a name without spaces or slashes)")
             grid["shapes"][name] = shlex.split(train_args)
+    if args.shape_steps:
+        grid["shape_steps"] = {}
+        for s in args.shape_steps:
+            name, _, steps = s.partition("=")
+            if not name or not steps:
+                fail(f"--shape-steps '{s}': expected NAME=STEPS,STEPS,...")
+            grid["shape_steps"][name] = int_list(steps)
     for key, value in (("steps", args.steps), ("seeds", args.seeds), ("batch", args.batch),
                        ("train_size", args.train_size)):
         if value is not None:
@@ -110,24 +124,37 @@ def grid_from(args):
     grid.setdefault("save_every", 0)
     grid.setdefault("train", DEFAULT_TRAIN)
     grid.setdefault("flops_per_image", {})
-    if not grid.get("steps"):
+    grid.setdefault("shape_steps", {})
+    if not isinstance(grid["shapes"], dict) or not grid["shapes"]:
+        fail("\"shapes\" must map names to lists of train arguments")
+    unknown = sorted(set(grid["shape_steps"]) - set(grid["shapes"]))
+    if unknown:
+        fail(f"step budgets for {', '.join(unknown)}, which the grid's shapes ({', '.join(grid['shapes'])}) do not "
+             "name")
+    if not grid.get("steps") and not all(s in grid["shape_steps"] for s in grid["shapes"]):
         fail("no step budgets: --steps 100,400,1600 (or \"steps\" in the grid file)")
-    if any(s <= 0 for s in grid["steps"]) or any(b <= 0 for b in grid["batch"]):
+    budgets = [s for lst in [grid.get("steps") or []] + list(grid["shape_steps"].values()) for s in lst]
+    if any(s <= 0 for s in budgets) or any(b <= 0 for b in grid["batch"]):
         fail("step budgets and batch sizes must be positive")
     if not 0 <= grid["warmup_fraction"] < 1:
         fail("the warmup fraction must lie in [0, 1)")
-    if not isinstance(grid["shapes"], dict) or not grid["shapes"]:
-        fail("\"shapes\" must map names to lists of train arguments")
     grid["train"] = os.path.abspath(grid["train"])
     return grid
 
 
+def shape_budgets(grid, shape):
+    return grid.get("shape_steps", {}).get(shape) or grid["steps"]
+
+
 def plan_runs(grid):
-    """Every run of the grid, shape-major: shape, steps, batch, train size, seed."""
+    """Every run of the grid, shape-major: shape, steps (the shape's own budgets, else the grid's), batch, train
+    size, seed."""
     runs = []
     sizes = grid["train_size"] or [0]
-    for shape, steps, batch, size, seed in itertools.product(grid["shapes"], grid["steps"], grid["batch"], sizes,
-                                                             grid["seeds"]):
+    combos = ((shape, steps, batch, size, seed) for shape in grid["shapes"]
+              for steps, batch, size, seed in itertools.product(shape_budgets(grid, shape), grid["batch"], sizes,
+                                                                grid["seeds"]))
+    for shape, steps, batch, size, seed in combos:
         name = f"{shape}_s{steps}"
         if len(grid["batch"]) > 1:
             name += f"_b{batch}"
@@ -216,8 +243,10 @@ def cmd_plan(args):
             old = json.load(f)
         if old.get("runs") != runs:
             fail(f"{manifest} holds another plan; a new one would renumber its runs (--replan replaces it)")
+    counts = sorted({len(shape_budgets(grid, s)) for s in grid["shapes"]})
+    budgets = str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
     axes = [f"{len(grid['shapes'])} shape{'s' if len(grid['shapes']) > 1 else ''}",
-            f"{len(grid['steps'])} budget{'s' if len(grid['steps']) > 1 else ''}"]
+            f"{budgets} budget{'s' if counts[-1] > 1 else ''}" + (" each" if grid["shape_steps"] else "")]
     if len(grid["batch"]) > 1:
         axes.append(f"{len(grid['batch'])} batch sizes")
     if grid["train_size"]:
@@ -400,6 +429,8 @@ def main():
     p.add_argument("--grid", help="a JSON file with the grid (see above); options override it")
     p.add_argument("--shape", action="append", help="NAME or NAME=TRAIN ARGS; repeat for several (default fmnist)")
     p.add_argument("--steps", help="step budgets, e.g. 100,400,1600 (train --steps: the schedule's length)")
+    p.add_argument("--shape-steps", action="append",
+                   help="NAME=STEPS,...: a shape's own step budgets instead of --steps; repeat per shape")
     p.add_argument("--seeds", help="seeds, e.g. 0,1,2 (default 0)")
     p.add_argument("--batch", help="batch sizes (default 128)")
     p.add_argument("--train-size", help="class-balanced training-set sizes (train --train-size; default: all)")
