@@ -4,11 +4,13 @@
 //
 //   explore_configs [--resolution 224] [--batch 1]
 //   explore_configs --device-memory 16 [--optimizer adam,adafactor] [--precision bf16-mixed] [--mesh 1x1]
-//       which presets fit a device of 16 GiB with each optimizer (the Scaling ViT paper's comparison)
+//       [--remat none,blocks]
+//       which presets fit a device of 16 GiB with each optimizer (the Scaling ViT paper's comparison), and with
+//       block rematerialisation
 //   explore_configs --images-seen 4e9 [--mfu 0.4]
 //       training compute of each preset for that many images, in device-hours on each named device
 //   explore_configs --grid --depth 12,24 --width 768,1024 --mlp 3072,4096 --heads 12,16 [--patch 16]
-//       [--device H100] [--device-memory GIB] [--efficiency 0.5] [--mesh DxM] [--csv grid.csv]
+//       [--device H100] [--device-memory GIB] [--efficiency 0.5] [--mesh DxM] [--remat none,blocks] [--csv grid.csv]
 //       the shape grid: parameters, FLOPs, memory per device, fits, predicted step time and MFU
 #include <vitscale/explore/shape_grid.hpp>
 #include <vitscale/vit.hpp>
@@ -71,25 +73,30 @@ void fits_table(const ex::grid_spec& spec) {
               std::string(spec.accelerator->name).c_str(), spec.device_memory > 0 ? gib(std::int64_t(spec.device_memory)) : gib(std::int64_t(spec.accelerator->memory_bytes)),
               spec.grid.data, spec.grid.model, static_cast<long long>(spec.batch),
               static_cast<long long>(spec.batch / spec.grid.chips()), spec.resolution, "model", "params(M)");
+  const bool remat_axis = spec.remats.size() > 1 || spec.remats[0] != vs::rematerialization::none;
   for (ex::precision_kind p : spec.precisions)
-    for (ex::optimizer_kind o : spec.optimizers) {
-      const std::string label = std::string(ex::to_string(o)) + " " + ex::to_string(p);
-      std::printf(" %24s", label.c_str());
-    }
+    for (ex::optimizer_kind o : spec.optimizers)
+      for (vs::rematerialization m : spec.remats) {
+        std::string label = std::string(ex::to_string(o)) + " " + ex::to_string(p);
+        if (remat_axis) label += m == vs::rematerialization::blocks ? " remat" : " keep";
+        std::printf(" %24s", label.c_str());
+      }
   std::printf("\n");
   for (const auto& [name, d] : preset_descriptors(vs::presets::all{})) {
     if (spec.resolution % d.patch != 0 || (spec.grid.model > 1 && d.block != vs::block_kind::parallel)) continue;
     std::printf("%-10s %9.1f", name.c_str(), vs::count_params(d, spec.resolution).total / 1e6);
     for (ex::precision_kind p : spec.precisions)
-      for (ex::optimizer_kind o : spec.optimizers) {
-        const ex::grid_point g = ex::evaluate(d, p, o, spec);
-        std::printf(" %14.2f %-9s", gib(g.memory.total()), g.fits ? "fits" : "too big");
-      }
+      for (ex::optimizer_kind o : spec.optimizers)
+        for (vs::rematerialization m : spec.remats) {
+          const ex::grid_point g = ex::evaluate(d, p, o, spec, m);
+          std::printf(" %14.2f %-9s", gib(g.memory.total()), g.fits ? "fits" : "too big");
+        }
     std::printf("\n");
   }
   std::printf("Per device: parameters, gradients, GEMM weight copy, optimizer state (adam: two moments in the state "
-              "type;\nadafactor: bf16 momentum, factored second moment), activations kept for backward; no "
-              "rematerialisation.\n");
+              "type;\nadafactor: bf16 momentum, factored second moment), activations kept for backward (%s).\n",
+              remat_axis ? "keep: every block's; remat: the block inputs and one block's, recomputed in backward"
+                         : "every block's; --remat blocks recomputes them in backward");
 }
 
 // Training compute of each preset for `images` images: FLOPs and device-hours on each named device at `mfu`.
@@ -117,13 +124,13 @@ void grid_table(const ex::grid_spec& spec, const std::string& csv_path) {
               std::string(spec.accelerator->name).c_str(),
               gib(std::int64_t(spec.device_memory > 0 ? spec.device_memory : spec.accelerator->memory_bytes)),
               spec.efficiency, r.points.size(), r.skipped);
-  std::printf("%5s %5s %6s %5s %10s %10s %-11s %-12s %10s %-7s %10s %6s\n", "depth", "width", "mlp", "heads",
-              "params(M)", "GFLOPs", "precision", "optimizer", "GiB/dev", "fits", "step s", "MFU %");
+  std::printf("%5s %5s %6s %5s %10s %10s %-11s %-12s %-6s %10s %-7s %10s %6s\n", "depth", "width", "mlp", "heads",
+              "params(M)", "GFLOPs", "precision", "optimizer", "remat", "GiB/dev", "fits", "step s", "MFU %");
   for (const ex::grid_point& g : r.points)
-    std::printf("%5d %5d %6d %5d %10.1f %10.1f %-11s %-12s %10.2f %-7s %10.4g %6.1f\n", g.shape.depth, g.shape.width,
-                g.shape.mlp_dim, *g.shape.heads, g.params.total / 1e6, g.flops.forward / 1e9, ex::to_string(g.precision),
-                ex::to_string(g.optimizer), gib(g.memory.total()), g.fits ? "yes" : "no", g.step.step_seconds,
-                100 * g.step.mfu);
+    std::printf("%5d %5d %6d %5d %10.1f %10.1f %-11s %-12s %-6s %10.2f %-7s %10.4g %6.1f\n", g.shape.depth,
+                g.shape.width, g.shape.mlp_dim, *g.shape.heads, g.params.total / 1e6, g.flops.forward / 1e9,
+                ex::to_string(g.precision), ex::to_string(g.optimizer), vs::to_string(g.remat), gib(g.memory.total()),
+                g.fits ? "yes" : "no", g.step.step_seconds, 100 * g.step.mfu);
   if (!csv_path.empty()) {
     std::ofstream out(csv_path);
     if (!out) vs::detail::fail("cannot write '", csv_path, "'");
@@ -170,6 +177,9 @@ int main(int argc, char** argv) try {
   app.add_option("--device", device_name, "device: H100, A100, MI250X, TPU-v3, TPU-v3-core, TPU-v4");
   app.add_option("--optimizer", optimizers, "adam, adam-bf16m, adafactor, sgd-momentum, lion")->delimiter(',');
   app.add_option("--precision", precisions, "fp32, bf16-mixed, bf16-pure")->delimiter(',');
+  std::vector<std::string> remats{"none"};
+  app.add_option("--remat", remats, "none (keep every block's activations), blocks (recompute them in backward: "
+                                    "one block's activations, one more forward of the blocks)")->delimiter(',');
   app.add_option("--mesh", mesh_text, "devices as DATAxMODEL (the model axis splits parallel blocks only)");
   app.add_option("--images-seen", images_seen, "training compute of each preset for this many images")
       ->check(CLI::PositiveNumber);
@@ -196,6 +206,9 @@ int main(int argc, char** argv) try {
   for (const std::string& o : optimizers) spec.optimizers.push_back(ex::parse_optimizer(o));
   spec.precisions.clear();
   for (const std::string& p : precisions) spec.precisions.push_back(ex::parse_precision(p));
+  spec.remats.clear();
+  for (const std::string& r : remats) spec.remats.push_back(ex::parse_remat(r));
+  if (spec.remats.empty()) vs::detail::fail("--remat needs at least one of none, blocks");
   if (grid) {
     spec.depths = depths, spec.widths = widths, spec.mlp_dims = mlps, spec.heads = heads;
     spec.base.patch = patch;
@@ -214,7 +227,7 @@ int main(int argc, char** argv) try {
   table(vs::presets::all{}, batch, resolution);
   std::printf("\nGFLOPs: 2 per multiply-add of every matrix product, attention included. Backbone: patch and\n"
               "position embeddings (no class-token entry), blocks and final norm, as the Scaling ViT table.\n");
-  if (device_memory_gib > 0 || app.count("--device") > 0) fits_table(spec);
+  if (device_memory_gib > 0 || app.count("--device") > 0 || app.count("--remat") > 0) fits_table(spec);
   if (images_seen > 0) compute_table(images_seen, resolution, mfu);
   return 0;
 } catch (const std::exception& e) {

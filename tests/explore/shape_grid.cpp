@@ -47,6 +47,11 @@ void check_runtime_equals_compile_time() {
     const vs::activation_elements rt = vs::count_activations(d, res), ct = vs::count_activations<Shape>(res);
     CHECK(rt.act == ct.act);
     CHECK(rt.f32 == ct.f32);
+    const auto remat = vs::rematerialization::blocks;
+    const vs::activation_elements rr = vs::count_activations(d, res, remat), cr = vs::count_activations<Shape>(res, remat);
+    CHECK(rr.act == cr.act);
+    CHECK(rr.f32 == cr.f32);
+    CHECK(rr.act <= rt.act);
     // the parameter-side memory summed independently from the compile-time table
     std::int64_t numel = 0, weights = 0, adafactor_state = 0;
     for (const vs::tensor_info& t : vs::tensor_table<Shape>(res)) {
@@ -181,6 +186,43 @@ TEST_CASE("fits / does not fit, worked out by hand") {
   CHECK(g.memory.total() == 1'054'264 - 24'032);
   CHECK(g.fits);
   CHECK(g.step.chips == 2);
+}
+
+TEST_CASE("rematerialisation in the grid: less memory, a longer step, the same model FLOPs") {
+  ex::grid_spec spec;  // ViT-B/16, bf16-mixed, Adafactor, one H100
+  spec.batch = 256;
+  spec.remats = {vs::rematerialization::none, vs::rematerialization::blocks};
+  ex::grid_result r = ex::explore_grid(spec);
+  REQUIRE(r.points.size() == 2);
+  const ex::grid_point keep = r.points[0], remat = r.points[1];
+  CHECK(keep.remat == vs::rematerialization::none);
+  CHECK(remat.remat == vs::rematerialization::blocks);
+  // Per image: 11 of the 12 blocks' activations are not kept (the block inputs are).
+  using b16 = pr::vit_b16;
+  const std::int64_t saved = keep.memory.activations - remat.memory.activations;
+  CHECK(saved == 256 * (vs::activation_bytes_per_image<b16, vs::precision::bf16_mixed>() -
+                        vs::activation_bytes_per_image<b16, vs::precision::bf16_mixed>(224, vs::rematerialization::blocks)));
+  CHECK(remat.memory.activations < keep.memory.activations / 4);
+  CHECK(remat.memory.parameters == keep.memory.parameters);
+  CHECK(remat.memory.optimizer_state == keep.memory.optimizer_state);
+  // The step does one more forward of the blocks: nearly 4/3 the time on one device; model FLOPs unchanged.
+  CHECK(remat.step.model_flops == keep.step.model_flops);
+  const double blocks = double(keep.flops.blocks), other = double(keep.flops.training - 3 * keep.flops.blocks);
+  CHECK(remat.step.step_seconds / keep.step.step_seconds == doctest::Approx((4 * blocks + other) / (3 * blocks + other)));
+  CHECK(remat.step.mfu < keep.step.mfu);
+  // A device between the two: only the rematerialised run fits.
+  spec.device_memory = 0.5 * double(keep.memory.total() + remat.memory.total());
+  r = ex::explore_grid(spec);
+  CHECK_FALSE(r.points[0].fits);
+  CHECK(r.points[1].fits);
+  std::ostringstream csv;
+  ex::write_csv(csv, r);
+  CHECK(csv.str().find(",bf16-mixed,adafactor,blocks,") != std::string::npos);
+  CHECK(ex::parse_remat("blocks") == vs::rematerialization::blocks);
+  CHECK_ERROR(ex::parse_remat("all"), "unknown rematerialisation 'all'", "none", "blocks");
+  // Compute bookkeeping counts the recomputation as executed work.
+  CHECK(ex::cumulative_training_flops(keep.flops, 10, vs::rematerialization::blocks) ==
+        10.0 * double(keep.flops.training + keep.flops.blocks));
 }
 
 TEST_CASE("the Scaling ViT point: ViT-g/14 fits 16 GiB with Adafactor (bf16 momentum), not with Adam") {

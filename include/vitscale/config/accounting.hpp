@@ -12,7 +12,9 @@
 //   no gradient.
 // - Activation memory is what a training step keeps from forward for backward, per image (see
 //   activation_elements below); what backward can recompute cheaply (LayerNorm outputs, GELU outputs,
-//   dropout masks, the unfolded patches) is not kept.
+//   dropout masks, the unfolded patches) is not kept. With rematerialisation (rematerialization::blocks) a step
+//   keeps the block inputs and one block's activations, and its FLOPs gain one forward of the blocks
+//   (flop_counts::training_with); parameters and optimizer state do not change.
 
 #include <vitscale/config/activations.hpp>
 #include <vitscale/config/describe.hpp>
@@ -47,6 +49,10 @@ struct flop_counts {  // per image
   std::int64_t classifier = 0;
   std::int64_t forward = 0;
   std::int64_t training = 0;  // forward + backward
+  // A training step's FLOPs with rematerialisation (config/activations.hpp): the blocks' forward once more.
+  constexpr std::int64_t training_with(rematerialization r) const {
+    return training + (r == rematerialization::blocks ? blocks : 0);
+  }
 };
 
 namespace detail {
@@ -144,12 +150,14 @@ constexpr flop_counts count_flops(int resolution = Shape::resolution) {
 // it does not centre. Scratch (the norm outputs, GELU outputs and unfolded patches that backward recomputes or
 // re-reads, and backward's own buffers) is not counted.
 template <class Shape>
-constexpr activation_elements count_activations(int resolution = Shape::resolution) {
-  return activations::count_saved<Shape>(static_cast<std::size_t>(Shape::tokens(resolution)));
+constexpr activation_elements count_activations(int resolution = Shape::resolution,
+                                                rematerialization remat = rematerialization::none) {
+  return activations::count_saved<Shape>(static_cast<std::size_t>(Shape::tokens(resolution)), remat);
 }
 // The same for a run-time descriptor (the same declarations, laid out without the compiled shape's structs).
-constexpr activation_elements count_activations(const shape_descriptor& s, int resolution) {
-  return activations::count_saved(s, static_cast<std::size_t>(s.tokens(resolution)));
+constexpr activation_elements count_activations(const shape_descriptor& s, int resolution,
+                                                rematerialization remat = rematerialization::none) {
+  return activations::count_saved(s, static_cast<std::size_t>(s.tokens(resolution)), remat);
 }
 
 // Bytes of training a shape under a precision policy with an optimizer (a state layout from
@@ -196,14 +204,15 @@ constexpr std::int64_t activation_bytes(const activation_elements& a, const prec
 }
 
 constexpr std::int64_t activation_bytes_per_image(const shape_descriptor& s, const precision_bytes& pb,
-                                                  int resolution) {
-  return activation_bytes(count_activations(s, resolution), pb);
+                                                  int resolution, rematerialization remat = rematerialization::none) {
+  return activation_bytes(count_activations(s, resolution, remat), pb);
 }
 
 template <class Shape, class Policy>
-constexpr std::int64_t activation_bytes_per_image(int resolution = Shape::resolution) {
+constexpr std::int64_t activation_bytes_per_image(int resolution = Shape::resolution,
+                                                  rematerialization remat = rematerialization::none) {
   static_assert(precision::is_policy_v<Policy>, "the second argument must be a vitscale::precision policy");
-  return activation_bytes(count_activations<Shape>(resolution), precision_bytes::of<Policy>());
+  return activation_bytes(count_activations<Shape>(resolution, remat), precision_bytes::of<Policy>());
 }
 
 namespace detail {
@@ -225,11 +234,12 @@ struct memory_summer {
 // The same for a run-time descriptor, precision and optimizer state layout (optim::state_layout_ref::of<...>()).
 constexpr memory_bytes training_memory(const shape_descriptor& s, const precision_bytes& pb,
                                        const optim::state_layout_ref& optimizer, std::int64_t batch, int resolution,
-                                       parameter_ema ema = parameter_ema::off) {
+                                       parameter_ema ema = parameter_ema::off,
+                                       rematerialization remat = rematerialization::none) {
   detail::memory_summer summer{pb, optimizer, ema};
   detail::visit_tensors(s, summer, resolution);
   memory_bytes m = summer.m;
-  m.activations = batch * activation_bytes_per_image(s, pb, resolution);
+  m.activations = batch * activation_bytes_per_image(s, pb, resolution, remat);
   return m;
 }
 
@@ -297,12 +307,13 @@ constexpr inference_memory_bytes inference_memory(std::int64_t batch, int resolu
 
 template <class Shape, class Policy, class Optimizer>
 constexpr memory_bytes training_memory(std::int64_t batch, int resolution = Shape::resolution,
-                                       parameter_ema ema = parameter_ema::off) {
+                                       parameter_ema ema = parameter_ema::off,
+                                       rematerialization remat = rematerialization::none) {
   static_assert(precision::is_policy_v<Policy>, "the second argument must be a vitscale::precision policy");
   static_assert(optim::is_state_layout_v<Optimizer>,
                 "the third argument must be an optimizer state layout such as vitscale::optim::adafactor");
   return training_memory(describe<Shape>(), precision_bytes::of<Policy>(), optim::state_layout_ref::of<Optimizer>(),
-                         batch, resolution, ema);
+                         batch, resolution, ema, remat);
 }
 
 }  // namespace vitscale

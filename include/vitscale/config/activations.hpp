@@ -29,12 +29,26 @@ enum class buffer_use {
   scratch  // lives within one pass (or is recomputed in backward)
 };
 
+// Activation rematerialisation, as big_vision's vit.py trains its large models (each encoder block wrapped in
+// nn.remat, policy "nothing_saveable" by default): a training step keeps only each block's input (the residual
+// stream) and, in backward, runs each block's forward again from its saved input, just before the block's
+// backward, into one set of block activations shared by all blocks. Memory: one block's activations
+// instead of depth of them; compute: one more forward of the blocks per step. A run-time choice of the model
+// (vit::set_rematerialization), counted by the accounting (config/accounting.hpp).
+enum class rematerialization : bool {
+  none = false,  // keep every block's activations from forward
+  blocks = true  // keep the block inputs; recompute each block's activations in backward
+};
+
+constexpr const char* to_string(rematerialization r) { return r == rematerialization::blocks ? "blocks" : "none"; }
+
 // What a layout is planned for.
 struct activation_geometry {
   std::size_t images = 0;   // B: this rank's images
   std::size_t tokens = 0;   // N
   std::size_t patches = 0;  // Np
   bool training = false;    // a training layout keeps every block's activations and backward's scratch
+  rematerialization remat = rematerialization::none;  // training: with blocks, one block's activations only
   std::size_t ranks = 1;    // ranks on the model axis (parallel blocks; model/sharded_linear.hpp)
   std::size_t workspace_floats = 0;  // the parameter-gradient reductions' workspace (kernels' chunking)
   constexpr std::size_t rows() const { return images * tokens; }
@@ -194,13 +208,15 @@ struct block_scratch : block_scratch_slots<Act, Param> {
 };
 
 // The residual stream and the final norm on every token: x[l] enters block l; x[depth] is the final norm's
-// input (training). Inference keeps two slots and alternates. x_slot(i) and block_slot(i) give the i-th
+// input (training). Inference keeps two slots and alternates; training keeps every slot, and one set of block
+// activations per block, or one set for all with rematerialisation. x_slot(i) and block_slot(i) give the i-th
 // residual slot and block's slots.
 template <class Plan, class XSlot, class BlockSlot>
 constexpr void plan_stream(Plan& p, const activation_geometry& g, const shape_descriptor& s, XSlot&& x_slot,
                            BlockSlot&& block_slot, float*& fn_mean, float*& fn_rstd) {
   const std::size_t depth = std::size_t(s.depth);
-  const std::size_t x_slots = g.training ? depth + 1 : 2, block_slots = g.training ? depth : 1;
+  const std::size_t x_slots = g.training ? depth + 1 : 2;
+  const std::size_t block_slots = g.training && g.remat == rematerialization::none ? depth : 1;
   for (std::size_t i = 0; i < x_slots; ++i) p(x_slot(i), g.rows() * std::size_t(s.width), buffer_use::saved);
   for (std::size_t i = 0; i < block_slots; ++i) plan_block(p, g, s, block_slot(i));
   if (s.token_norm()) norm_statistics(p, s, fn_mean, fn_rstd, g.rows());
@@ -422,18 +438,20 @@ constexpr void plan_vit(Plan& p, const activation_geometry& g, const shape_descr
 
 // What a training step of one image keeps from forward for backward, counted from the declarations above:
 // for any descriptor (every field known), and for a compiled shape through its own structs.
-constexpr activation_elements count_saved(const shape_descriptor& s, std::size_t tokens) {
+constexpr activation_elements count_saved(const shape_descriptor& s, std::size_t tokens,
+                                         rematerialization remat = rematerialization::none) {
   activation_geometry g;
   g.images = 1;
   g.tokens = tokens;
   g.training = true;
+  g.remat = remat;
   saved_counter counter;
   plan_vit<saved_counter, act_element>(counter, g, s);
   return counter.saved;
 }
 
 template <class Shape>
-constexpr activation_elements count_saved(std::size_t tokens) {
+constexpr activation_elements count_saved(std::size_t tokens, rematerialization remat = rematerialization::none) {
   stream<Shape, act_element> s{};
   pool_buffers<Shape, act_element> pool{};
   classifier_buffers<Shape, act_element> head{};
@@ -443,6 +461,7 @@ constexpr activation_elements count_saved(std::size_t tokens) {
   g.images = 1;
   g.tokens = tokens;
   g.training = true;
+  g.remat = remat;
   saved_counter counter;
   plan_vit(counter, g, s, pool, head, embed, scratch);
   return counter.saved;

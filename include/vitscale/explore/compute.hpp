@@ -8,7 +8,10 @@
 // training figure, flop_counts::training = forward + backward, where the backward of every product costs two
 // products except the patch embedding's (the image needs no gradient): 3 × forward − patch embedding. It is not
 // 3 × forward; the difference is the patch embedding's input gradient (0.4 % of ViT-B/16's training FLOPs).
-// No rematerialisation is counted (the model does not recompute blocks yet; issue 22 item 3's remat part).
+// With rematerialisation (vit::set_rematerialization) a step also runs the blocks' forward again:
+// flop_counts::training_with(rematerialization::blocks) = training + blocks. That is work the hardware does
+// (what device-hours cost), not model FLOPs: MFU's numerator stays flop_counts::training, as ViT-22B and PaLM
+// count it (their "hardware FLOPs utilisation" is the one with the recomputation).
 //
 // For a training loop: keep the images seen so far and call
 //   vitscale::explore::cumulative_training_flops(Shape::flops(resolution), images_seen)
@@ -93,14 +96,18 @@ inline const device& find_device(std::string_view name) {
   vitscale::detail::fail("unknown device '", std::string(name), "'; known: ", known);
 }
 
-// Training FLOPs per image (forward + backward, the accounting's figure; see the top of this file).
-constexpr double training_flops_per_image(const flop_counts& f) { return double(f.training); }
+// Training FLOPs per image (forward + backward, the accounting's figure, and the blocks' forward again when
+// rematerialising; see the top of this file).
+constexpr double training_flops_per_image(const flop_counts& f, rematerialization r = rematerialization::none) {
+  return double(f.training_with(r));
+}
 
 // Cumulative training FLOPs after `images_seen` images (images_seen >= 0). What a metrics CSV's compute
 // column holds after each step.
-constexpr double cumulative_training_flops(const flop_counts& f, std::int64_t images_seen) {
+constexpr double cumulative_training_flops(const flop_counts& f, std::int64_t images_seen,
+                                           rematerialization r = rematerialization::none) {
   if (images_seen < 0) vitscale::detail::fail("cumulative_training_flops: images seen must be >= 0, got ", images_seen);
-  return double(f.training) * double(images_seen);
+  return training_flops_per_image(f, r) * double(images_seen);
 }
 
 // Device-hours to execute `flops` on `d` in `n` arithmetic at model-FLOPs utilisation `mfu` (0 < mfu <= 1):

@@ -9,8 +9,9 @@
 // replicated over the data axis and split over the model axis exactly as config/sharding.hpp splits ViT-22B's
 // parallel block (a classic block cannot be split: model axis 1); activations are those of B/(data·model)
 // images (between blocks each model rank holds that many images; inside a parallel block its buffers hold
-// model × the rows and 1/model of the columns, the same size). No rematerialisation, no ZeRO-style sharding of
-// the optimizer state.
+// model × the rows and 1/model of the columns, the same size). Rematerialisation is an axis of the grid
+// (rematerialization::blocks keeps the block inputs and one block's activations, and the step model adds the
+// recomputed forward to the step time); no ZeRO-style sharding of the optimizer state.
 
 #include <vitscale/config/accounting.hpp>
 #include <vitscale/config/describe.hpp>
@@ -87,12 +88,18 @@ inline optimizer_kind parse_optimizer(std::string_view s) {
                          "'; known: adam, adam-bf16m (Adam with a bf16 first moment), adafactor (bf16 momentum, "
                          "factored second moment), sgd-momentum, lion");
 }
+inline rematerialization parse_remat(std::string_view s) {
+  for (rematerialization r : {rematerialization::none, rematerialization::blocks})
+    if (s == to_string(r)) return r;
+  vitscale::detail::fail("unknown rematerialisation '", std::string(s),
+                         "'; known: none (keep every block's activations), blocks (recompute them in backward)");
+}
 
 
 // Training memory per device of `d` on `grid` for a global batch (see the top of this file).
 inline memory_bytes training_memory_per_device(const shape_descriptor& d, precision_kind precision,
                                                optimizer_kind optimizer, std::int64_t batch, int resolution,
-                                               const mesh& grid) {
+                                               const mesh& grid, rematerialization remat = rematerialization::none) {
   if (grid.data < 1 || grid.model < 1)
     vitscale::detail::fail("mesh axes must be at least 1 (got data ", grid.data, ", model ", grid.model, ")");
   if (batch < 1 || batch % grid.chips() != 0)
@@ -110,7 +117,7 @@ inline memory_bytes training_memory_per_device(const shape_descriptor& d, precis
   } sink{&d, model_shard{grid.model, 0}, vitscale::detail::memory_summer{bytes_of(precision), layout_of(optimizer), parameter_ema::off}};
   vitscale::detail::visit_tensors(d, sink, resolution);
   memory_bytes m = sink.inner.m;
-  m.activations = batch / grid.chips() * activation_bytes_per_image(d, bytes_of(precision), resolution);
+  m.activations = batch / grid.chips() * activation_bytes_per_image(d, bytes_of(precision), resolution, remat);
   return m;
 }
 
@@ -122,6 +129,7 @@ struct grid_point {
   mesh grid{};
   precision_kind precision = precision_kind::bf16_mixed;
   optimizer_kind optimizer = optimizer_kind::adafactor;
+  rematerialization remat = rematerialization::none;
   param_counts params{};
   flop_counts flops{};          // per image
   memory_bytes memory{};        // per device
@@ -138,6 +146,7 @@ struct grid_spec {
   std::vector<int> heads{12};
   std::vector<precision_kind> precisions{precision_kind::bf16_mixed};
   std::vector<optimizer_kind> optimizers{optimizer_kind::adafactor};
+  std::vector<rematerialization> remats{rematerialization::none};
   shape_descriptor base = describe_base();  // everything else of the shape (patch, pooling, classes, ...)
   int resolution = 224;
   std::int64_t batch = 1;  // global
@@ -158,7 +167,7 @@ struct grid_spec {
 
 // One point: every figure for shape `d` under the rest of `spec` (its lists ignored).
 inline grid_point evaluate(const shape_descriptor& d, precision_kind precision, optimizer_kind optimizer,
-                           const grid_spec& spec) {
+                           const grid_spec& spec, rematerialization remat = rematerialization::none) {
   d.check();
   if (spec.accelerator == nullptr) vitscale::detail::fail("shape grid: no device given");
   if (spec.device_memory < 0) vitscale::detail::fail("shape grid: device memory must be >= 0, got ", spec.device_memory);
@@ -169,9 +178,10 @@ inline grid_point evaluate(const shape_descriptor& d, precision_kind precision, 
   g.grid = spec.grid;
   g.precision = precision;
   g.optimizer = optimizer;
+  g.remat = remat;
   g.params = count_params(d, spec.resolution);
   g.flops = count_flops(d, spec.resolution);
-  g.memory = training_memory_per_device(d, precision, optimizer, spec.batch, spec.resolution, spec.grid);
+  g.memory = training_memory_per_device(d, precision, optimizer, spec.batch, spec.resolution, spec.grid, remat);
   g.device_memory = spec.device_memory > 0 ? spec.device_memory : spec.accelerator->memory_bytes;
   g.fits = double(g.memory.total()) <= g.device_memory;
   if (spec.grid.chips() > 1 && !(spec.accelerator->link_bytes_per_second > 0))
@@ -185,6 +195,7 @@ inline grid_point evaluate(const shape_descriptor& d, precision_kind precision, 
   c.activation_bytes = pb.act;
   c.gradient_bytes = pb.grad;
   c.reduction_bytes = 4;
+  c.remat = remat;
   g.step = predict(c, machine_of(*spec.accelerator, gemm_numeric(precision), spec.efficiency));
   return g;
 }
@@ -194,12 +205,12 @@ struct grid_result {
   int skipped = 0;  // shapes whose width is not a multiple of the heads
 };
 
-// The whole grid, depth-major (depth, width, MLP, heads, precision, optimizer).
+// The whole grid, depth-major (depth, width, MLP, heads, precision, optimizer, rematerialisation).
 inline grid_result explore_grid(const grid_spec& spec) {
   for (const auto* axis : {&spec.depths, &spec.widths, &spec.mlp_dims, &spec.heads})
     if (axis->empty()) vitscale::detail::fail("shape grid: every axis (depth, width, MLP, heads) needs a value");
-  if (spec.precisions.empty() || spec.optimizers.empty())
-    vitscale::detail::fail("shape grid: at least one precision and one optimizer");
+  if (spec.precisions.empty() || spec.optimizers.empty() || spec.remats.empty())
+    vitscale::detail::fail("shape grid: at least one precision, one optimizer and one rematerialisation choice");
   grid_result r;
   for (int depth : spec.depths)
     for (int width : spec.widths)
@@ -212,7 +223,8 @@ inline grid_result explore_grid(const grid_spec& spec) {
             continue;
           }
           for (precision_kind p : spec.precisions)
-            for (optimizer_kind o : spec.optimizers) r.points.push_back(evaluate(d, p, o, spec));
+            for (optimizer_kind o : spec.optimizers)
+              for (rematerialization m : spec.remats) r.points.push_back(evaluate(d, p, o, spec, m));
         }
   return r;
 }
@@ -220,17 +232,17 @@ inline grid_result explore_grid(const grid_spec& spec) {
 // CSV for a plot script: one header line, one row per point; memory in bytes, time in seconds.
 inline std::string csv_header() {
   return "depth,width,mlp_dim,heads,patch,resolution,tokens,batch,mesh_data,mesh_model,precision,optimizer,"
-         "params,backbone_params,forward_flops_per_image,training_flops_per_image,mem_parameters,mem_weight_copy,"
+         "remat,params,backbone_params,forward_flops_per_image,training_flops_per_image,mem_parameters,mem_weight_copy,"
          "mem_gradients,mem_optimizer_state,mem_activations,mem_total_per_device,device_memory,fits,step_seconds,mfu";
 }
 inline std::string csv_row(const grid_point& g) {
   char buf[640];
   const memory_bytes& m = g.memory;
   std::snprintf(buf, sizeof buf,
-                "%d,%d,%d,%d,%d,%d,%d,%lld,%d,%d,%s,%s,%lld,%lld,%lld,%lld,%lld,%lld,%lld,%lld,%lld,%lld,%.0f,%d,%.6g,%.6g",
+                "%d,%d,%d,%d,%d,%d,%d,%lld,%d,%d,%s,%s,%s,%lld,%lld,%lld,%lld,%lld,%lld,%lld,%lld,%lld,%lld,%.0f,%d,%.6g,%.6g",
                 g.shape.depth, g.shape.width, g.shape.mlp_dim, g.shape.known_heads(), g.shape.patch, g.resolution,
                 g.shape.tokens(g.resolution), static_cast<long long>(g.batch), g.grid.data, g.grid.model,
-                to_string(g.precision), to_string(g.optimizer), static_cast<long long>(g.params.total),
+                to_string(g.precision), to_string(g.optimizer), to_string(g.remat), static_cast<long long>(g.params.total),
                 static_cast<long long>(g.params.backbone), static_cast<long long>(g.flops.forward),
                 static_cast<long long>(g.flops.training), static_cast<long long>(m.parameters),
                 static_cast<long long>(m.weight_copy), static_cast<long long>(m.gradients),

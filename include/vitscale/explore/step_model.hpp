@@ -35,8 +35,10 @@
 //
 // MFU counts model FLOPs as this library's accounting does (config/accounting.hpp): every matrix product,
 // attention products included, training = 3 × forward (minus the patch embedding's input gradient), no
-// rematerialisation — ViT-22B's convention. In this layout no product is recomputed (only LayerNorm, whose
-// FLOPs are not counted), so executed FLOPs equal model FLOPs.
+// rematerialisation — ViT-22B's convention. Without rematerialisation no product is recomputed (only LayerNorm,
+// whose FLOPs are not counted), so executed FLOPs equal model FLOPs; with it (step_config::remat) each block's
+// forward runs again in backward — its products and its forward collectives — which costs time but adds no
+// model FLOPs, so MFU falls by the recomputation's share.
 
 #include <algorithm>
 #include <cstdint>
@@ -196,6 +198,9 @@ struct step_config {
   int activation_bytes = 2;  // element of a gathered activation or activation gradient
   int gradient_bytes = 4;    // element of a parameter gradient in the data-axis all-reduce
   int reduction_bytes = 4;   // element of a reduce-scattered partial sum
+  // Rematerialisation (config/activations.hpp): backward runs each block's forward again first — its products
+  // and, on a model axis, its two collectives per sub-block. Model FLOPs (MFU's numerator) do not count it.
+  rematerialization remat = rematerialization::none;
 };
 
 // Everything per chip and per step unless the name says otherwise.
@@ -321,8 +326,10 @@ constexpr step_prediction predict(const step_config& config, const machine& m) {
 
   // FLOPs: the blocks' work is split over every chip; the rest runs on each chip's local images.
   const double local_images = double(config.images) / chips;
-  r.gemm_flops = local_images * 3.0 * double(s.block_linear_flops);
-  r.attention_flops = local_images * 3.0 * double(s.block_attention_flops);
+  const bool remat = config.remat == rematerialization::blocks;
+  const double block_passes = remat ? 4.0 : 3.0;  // forward, backward's two products, the recomputed forward
+  r.gemm_flops = local_images * block_passes * double(s.block_linear_flops);
+  r.attention_flops = local_images * block_passes * double(s.block_attention_flops);
   r.other_flops = local_images * double(s.other_training_flops);
   r.gemm_seconds = r.gemm_flops / m.gemm_rate();
   r.attention_seconds = r.attention_flops / m.attention_rate();
@@ -351,10 +358,12 @@ constexpr step_prediction predict(const step_config& config, const machine& m) {
   double block_exposed = 0, block_comm = 0, block_bytes = 0;
   for (int i = 0; i < n_pairs; ++i) {
     const double g_in = pairs[i].in / m.gemm_rate(), g_out = pairs[i].out / m.gemm_rate();
-    block_bytes += 3 * gather + 2 * scatter;
-    block_comm += 3 * t_gather + 2 * t_scatter;
-    block_exposed += detail::exposed_chunked(t_gather, g_in, k)         // forward: gather -> in-product
-                     + detail::exposed_chunked(t_scatter, g_out, k)     // out-product -> reduce-scatter
+    const double forward_exposed = detail::exposed_chunked(t_gather, g_in, k)       // gather -> in-product
+                                   + detail::exposed_chunked(t_scatter, g_out, k);  // out-product -> reduce-scatter
+    const int forwards = remat ? 2 : 1;
+    block_bytes += forwards * (gather + scatter) + 2 * gather + scatter;
+    block_comm += forwards * (t_gather + t_scatter) + 2 * t_gather + t_scatter;
+    block_exposed += forwards * forward_exposed
                      + detail::exposed_chunked(t_gather, 2 * g_out, k)  // dY gather -> both out gradients
                      + detail::exposed_chunked(t_gather, g_in, k)       // LN re-gather -> in weight gradient
                      + detail::exposed_chunked(t_scatter, g_in, k);     // in input gradient -> reduce-scatter
@@ -383,8 +392,8 @@ constexpr step_prediction predict(const step_config& config, const machine& m) {
   const double t_other_sync =
       detail::collective_seconds(other_data_bytes, calls, m.data_link_bandwidth, m.collective_latency) +
       detail::collective_seconds(other_model_bytes, calls, m.model_link_bandwidth, m.collective_latency);
-  // A block's backward compute, which the next block's gradient sync hides behind.
-  const double t_block_backward = (2.0 / 3.0) * (r.gemm_seconds + r.attention_seconds) / L;
+  // A block's backward compute (with its recomputed forward), which the next block's gradient sync hides behind.
+  const double t_block_backward = ((block_passes - 1) / block_passes) * (r.gemm_seconds + r.attention_seconds) / L;
   r.gradient_comm_seconds = L * t_block_sync + t_other_sync;
   r.gradient_exposed_seconds =
       t_block_sync > 0 ? t_block_sync + (L - 1) * std::max(0.0, t_block_sync - t_block_backward) + t_other_sync

@@ -162,7 +162,11 @@ class layer_context {
     const auto w = kernels::column_sum_workspace(r, c);
     return workspace(w.chunks, w.cols);
   }
-  const block_buffers& saved(int l) const { return s_.blocks[training_layout_ ? l : 0]; }
+  // Block l's activations: its own set in a training layout, the one shared set in inference or with
+  // rematerialisation (config/activations.hpp).
+  const block_buffers& saved(int l) const {
+    return s_.blocks[training_layout_ && layout_remat_ == rematerialization::none ? l : 0];
+  }
   act_type* stream(int l) const { return s_.x[training_layout_ ? l : l % 2]; }
 
   rng_key key(std::uint32_t stream_id) const { return rng_key{reg_.seed, step_, stream_id}; }
@@ -230,6 +234,7 @@ class layer_context {
   std::size_t tokens_ = 0, patches_ = 0;
   int batch_ = -1;
   bool training_layout_ = false;
+  rematerialization layout_remat_ = rematerialization::none;  // of the layout as it is now
   bool train_ = false;
   std::uint32_t step_ = 0;
 };

@@ -238,6 +238,18 @@ class vit : private model_detail::layer_context<Shape, Policy, ExecSpace> {
   }
 
   // ---- activations
+  // Rematerialisation (config/activations.hpp): with rematerialization::blocks, training keeps only each block's
+  // input and backward runs each block's forward again before its backward — one block's activations instead
+  // of depth of them, for one more forward of the blocks per step (flop_counts::training_with). The gradients
+  // are bit-identical to training without it. Takes effect at the next forward (the arena is laid out again).
+  void set_rematerialization(rematerialization r) {
+    if (r == remat_) return;
+    remat_ = r;
+    batch_ = -1;  // lay out again
+    saved_batch_ = -1;
+  }
+  rematerialization rematerialization_setting() const { return remat_; }
+
   // Lays the activation arena out for `batch` images (allocating if it is too small), for training
   // (everything backward needs) or inference only.
   void reserve(int batch, bool training = true) { layout_activations(batch, training); }
@@ -356,6 +368,7 @@ class vit : private model_detail::layer_context<Shape, Policy, ExecSpace> {
     g.tokens = tokens_;
     g.patches = patches_;
     g.training = training;
+    g.remat = remat_;
     g.ranks = model_axis_ ? static_cast<std::size_t>(shard_.count) : 1;
     g.workspace_floats = kernels::detail::param_grad_chunks * workspace_cols();
     buffers s;
@@ -378,6 +391,7 @@ class vit : private model_detail::layer_context<Shape, Policy, ExecSpace> {
     activations_.build([&](arena_cursor& a) { plan(a, batch, training); });
     batch_ = batch;
     training_layout_ = training;
+    this->layout_remat_ = remat_;
     saved_batch_ = -1;
   }
 
@@ -444,7 +458,12 @@ class vit : private model_detail::layer_context<Shape, Policy, ExecSpace> {
     };
     head_backward(dlogits);  // leaves the gradient of the last block's output in s_.dx
     ready(block_tensors_[depth], parameters_type::count);
+    const bool recompute = this->layout_remat_ == rematerialization::blocks;
     for (int l = depth - 1; l >= 0; --l) {
+      // Rematerialised: block l's activations again, from its saved input, with forward's masks (the same
+      // step and sites); its output is written over the saved one with the same bits. The forward's buffers
+      // (config/activations.hpp) are disjoint from backward's, so s_.dx is untouched.
+      if (recompute) block_type::forward(ctx(), l, stream(l), stream(l + 1));
       block_type::backward(ctx(), l, stream(l));
       ready(block_tensors_[l], block_tensors_[l + 1]);
     }
@@ -482,6 +501,7 @@ class vit : private model_detail::layer_context<Shape, Policy, ExecSpace> {
   arena<memory_space> activations_{"vitscale::activations"};
   int saved_batch_ = -1;
   std::uint32_t saved_step_ = 0;
+  rematerialization remat_ = rematerialization::none;  // asked for; the layout follows at the next call
 };
 
 }  // namespace vitscale
