@@ -5,7 +5,8 @@
 //               [--params params.csv] [--points 64] [--extend 2] [--keep-going]
 //
 // - Per group of rows (--by COLUMN; without it, all rows are one group): Scaling ViT's saturating power law
-//   y = a·(x + d)^(−b) + c, its parameters with standard errors and --level intervals.
+//   y = a·(x + d)^(−b) + c, its parameters with standard errors and --level intervals (those of a and d on the
+//   log scale: they are positive and known in ratio).
 // - Across all rows: the lower envelope (for each x, the best y of any run with x at or below it: the
 //   compute-optimal run there) and ConvNets-match-ViTs' line ln y = alpha + beta·ln x through its points.
 // The input is the CSV that scripts/sweep.py collect writes (or any CSV with a header line: --x and --y name
@@ -225,14 +226,19 @@ int main(int argc, char** argv) {
       const char* names[4] = {"a", "b", "c", "d"};
       const double values[4] = {fit.a, fit.b, fit.c, fit.d};
       for (int i = 0; i < 4; ++i) {
-        const double se = fit.standard_errors[std::size_t(i)];
-        std::printf("  %s = %-12.6g +- %-11.4g (%.0f%%: %.6g .. %.6g)\n", names[i], values[i], se, 100 * level,
-                    values[i] - t_q * se, values[i] + t_q * se);
+        const double v = values[i], se = fit.standard_errors[std::size_t(i)];
+        // a and d are positive scales (a multiplies, d shifts compute by orders of magnitude): their interval is
+        // taken on ln a, ln d (se of the log by the delta method, se/v) and mapped back, so that it stays
+        // positive and is as wide as the data allow in ratio; b and c get the symmetric one.
+        const bool log_scale = (i == 0 || i == 3) && v > 0;
+        const double lo = log_scale ? v * std::exp(-t_q * se / v) : v - t_q * se;
+        const double hi = log_scale ? v * std::exp(t_q * se / v) : v + t_q * se;
+        std::printf("  %s = %-12.6g +- %-11.4g (%.0f%%%s: %.6g .. %.6g)\n", names[i], v, se, 100 * level,
+                    log_scale ? ", on the log" : "", lo, hi);
         if (params.is_open())
-          params << field(group) << ",saturating," << names[i] << ',' << number_text(values[i]) << ','
-                 << number_text(se) << ',' << number_text(values[i] - t_q * se) << ','
-                 << number_text(values[i] + t_q * se) << ',' << level << ',' << fit.points << ',' << fit.dof << ','
-                 << number_text(fit.rss) << '\n';
+          params << field(group) << ",saturating," << names[i] << ',' << number_text(v) << ',' << number_text(se)
+                 << ',' << number_text(lo) << ',' << number_text(hi) << ',' << level << ',' << fit.points << ','
+                 << fit.dof << ',' << number_text(fit.rss) << '\n';
       }
       if (out.is_open())
         for (double g : log_grid(x_min / extend, x_max * extend, points))

@@ -4,7 +4,8 @@
 // measured in the same run. The peer (PyTorch + timm, ONNX Runtime) is bench_vit_torch.py, beside it.
 //
 // FLOPs are config/accounting.hpp's (2 per multiply-add, attention products included; a training step is
-// 3× forward less the patch embedding's input gradient), the same formula bench_vit_torch.py uses.
+// 3× forward less the patch embedding's input gradient), the same formula bench_vit_torch.py uses; train-remat's
+// MFU counts the same model FLOPs, so its recomputed forward shows as a lower MFU.
 //
 //   OMP_NUM_THREADS=2 OMP_PROC_BIND=false ./bench_vit                         all rows, one process
 //   OMP_NUM_THREADS=2 OMP_PROC_BIND=false ./bench_vit --model b16 --precision fp32 --mode train --batch 8
@@ -54,7 +55,9 @@ void run(const char* model_name, const char* precision_name, const std::string& 
          const options& o, bool report_memory) {
   const double rss_before = rss_mib("VmRSS:");
   vs::vit<Shape, Policy, space> model(vs::init::big_vision{0, 0.0f});
-  const bool train = mode == "train";
+  const bool train = mode == "train" || mode == "train-remat";
+  const auto remat = mode == "train-remat" ? vs::rematerialization::blocks : vs::rematerialization::none;
+  model.set_rematerialization(remat);
   model.reserve(batch, train);
   constexpr int px = Shape::resolution;
   Kokkos::View<float****, Kokkos::LayoutRight, space::memory_space> images("images", batch, px, px,
@@ -92,11 +95,16 @@ void run(const char* model_name, const char* precision_name, const std::string& 
   const auto f = Shape::flops(px);
   const double flops = double(train ? f.training : f.forward) * batch;
   const double gflops = flops / t * 1e-9;
-  std::printf("%-9s %-9s %-5s %-8s %5d %9.2f %9.1f %8.1f %6.1f%%", "vitscale", model_name, precision_name,
+  std::printf("%-9s %-9s %-5s %-11s %5d %9.2f %9.1f %8.1f %6.1f%%", "vitscale", model_name, precision_name,
               mode.c_str(), batch, batch / t, t * 1e3, gflops, 100.0 * gflops / peak);
   if (report_memory)
     std::printf(" %9.0f %9.0f", rss_mib("VmHWM:") - rss_before, rss_mib("VmHWM:"));
-  std::printf("   act arena %.0f MiB, %zu iters\n", model.activation_bytes() / 1048576.0, times.size());
+  // The arena against what the accounting says a step keeps (config/accounting.hpp; the arena adds the scratch).
+  const double kept = train ? double(vs::training_memory<Shape, Policy, vs::optim::sgd_momentum>(
+                                         batch, px, vs::parameter_ema::off, remat).activations)
+                            : 0.0;
+  std::printf("   act arena %.1f MiB (kept for backward, accounting: %.1f MiB), %zu iters\n",
+              model.activation_bytes() / 1048576.0, kept / 1048576.0, times.size());
   std::fflush(stdout);
 }
 
@@ -117,7 +125,8 @@ int main(int argc, char** argv) {
   options o;
   app.add_option("--model", o.models, "b16, ti16, fmnist (the Fashion-MNIST example's model, 28 px)");
   app.add_option("--precision", o.precisions, "fp32, bf16 (bf16_mixed)");
-  app.add_option("--mode", o.modes, "forward (inference), train (forward + backward)");
+  app.add_option("--mode", o.modes, "forward (inference), train (forward + backward), train-remat (the same with "
+                                    "block rematerialisation; MFU counts model FLOPs, not the recomputation)");
   app.add_option("--batch", o.batches, "batch sizes (default: b16 at 1 and 8, ti16 at 8, fmnist at 128)");
   app.add_option("--min-time", o.min_time, "seconds per row at least (after warm-up)");
   app.add_option("--warmup", o.warmup, "warm-up iterations");
@@ -128,8 +137,11 @@ int main(int argc, char** argv) {
     std::printf("vitscale %d.%d, Kokkos %s, %d threads, fp32 FMA peak %.1f GFLOP/s (measured now, SIMD target %s)\n",
                 VITSCALE_VERSION_MAJOR, VITSCALE_VERSION_MINOR, space::name(), space().concurrency(), peak,
                 vitscale::bench::simd_target().c_str());
-    std::printf("%-9s %-9s %-5s %-8s %5s %9s %9s %8s %7s%s\n", "engine", "model", "prec", "mode", "batch", "images/s",
+    std::printf("%-9s %-9s %-5s %-11s %5s %9s %9s %8s %7s%s\n", "engine", "model", "prec", "mode", "batch", "images/s",
                 "ms/iter", "GFLOP/s", "MFU", single ? "  peakΔMiB  peak MiB" : "");
+    for (const auto& mode : o.modes)
+      if (mode != "forward" && mode != "train" && mode != "train-remat")
+        vs::detail::fail("unknown mode '", mode, "' (forward, train, train-remat)");
     for (const auto& m : o.models)
       for (const auto& mode : o.modes) {
         std::vector<int> batches = o.batches;
