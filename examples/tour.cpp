@@ -29,8 +29,12 @@ int main(int argc, char** argv) try {
   constexpr auto mem = vs::training_memory<vs::presets::vit_b16, vs::precision::bf16_mixed, vs::optim::adafactor>(
       /*batch*/ 256, /*resolution*/ 224);
   // mem.parameters, mem.weight_copy, mem.gradients, mem.optimizer_state, mem.activations, mem.total()
-  std::printf("B/16 at 384 px: %.1f GFLOPs forward; training at batch 256, 224 px: %.1f GiB\n", flops.forward / 1e9,
-              mem.total() / 1073741824.0);
+  // With block rematerialisation: the block inputs and one block's activations, one more forward of the blocks.
+  constexpr auto lean = vs::training_memory<vs::presets::vit_b16, vs::precision::bf16_mixed, vs::optim::adafactor>(
+      256, 224, vs::parameter_ema::off, vs::rematerialization::blocks);
+  static_assert(flops.training_with(vs::rematerialization::blocks) == flops.training + flops.blocks);
+  std::printf("B/16 at 384 px: %.1f GFLOPs forward; training at batch 256, 224 px: %.1f GiB (%.1f GiB "
+              "rematerialised)\n", flops.forward / 1e9, mem.total() / 1073741824.0, lean.total() / 1073741824.0);
 
   // The parameter table every parameter-shaped buffer follows (timm's names and shapes):
   for (const vs::tensor_info& t : vs::tensor_table<shape>(224))
@@ -84,6 +88,7 @@ int main(int argc, char** argv) try {
   model.backward(dlogits);                          // every gradient, in model.gradients() (timm's table)
   auto feats = model.features(images);             // frozen features: tokens [8, 49, 64], pooled [8, 64]
   model.set_resolution(56);                         // learned posemb resampled (bicubic, as timm)
+  model.set_rematerialization(vs::rematerialization::blocks);  // recompute each block in backward: same gradients
   std::printf("model: logits [%zu, %zu], tokens [%zu, %zu, %zu], %zu parameters, now at %d px\n",
               logits.extent(0), logits.extent(1), feats.tokens.extent(0), feats.tokens.extent(1),
               feats.tokens.extent(2), model.parameters().size(), model.resolution());
