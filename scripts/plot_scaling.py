@@ -88,14 +88,22 @@ def plot_law(args):
         ax.scatter([float(r["x"]) for r in pts], [float(r["y"]) for r in pts], color=color, s=22, zorder=3)
         fit = by_kind["fit"].get(g)
         label = g
+        # A fit whose exponent's standard error exceeds the exponent is not determined by its points: its band
+        # spans the whole figure and would hide every other curve, so it is left out, and the legend says so.
+        undetermined = False
         if g in params and "b" in params[g]:
             b, c = params[g]["b"], params[g]["c"]
             label = f"{g}: b = {b[0]:.2f} ± {b[1]:.2f}, c = {plain(c[0])} ± {plain(c[1])}"
+            undetermined = not b[1] < abs(b[0])
+            if undetermined:
+                label += " (b undetermined: no band)"
         if fit:
             x = [float(r["x"]) for r in fit]
-            ax.plot(x, [float(r["y"]) for r in fit], color=color, lw=1.6, label=label)
-            ax.fill_between(x, [max(floor, float(r["lower"])) for r in fit], [float(r["upper"]) for r in fit],
-                            color=color, alpha=0.15, lw=0)
+            ax.plot(x, [float(r["y"]) for r in fit], color=color, lw=1.6, label=label,
+                    ls=":" if undetermined else "-")
+            if not undetermined:
+                ax.fill_between(x, [max(floor, float(r["lower"])) for r in fit], [float(r["upper"]) for r in fit],
+                                color=color, alpha=0.15, lw=0)
         else:
             ax.plot([], [], color=color, marker="o", ls="none", label=f"{g} (no fit)")
     frontier = [r for g in by_kind["frontier"].values() for r in g]
@@ -118,14 +126,16 @@ def plot_law(args):
                         alpha=0.07, lw=0)
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ys = points + [float(r["y"]) for g in by_kind["fit"].values() for r in g]
-    ax.set_ylim(min(ys) / 1.15, max(ys) * 1.15)
+    # The points set the vertical range: a law extrapolated below the smallest budgets can climb far above any
+    # error a run can have (past 1, where the points would be squeezed into the bottom of the figure); such a
+    # curve leaves through the top of the frame instead.
+    ax.set_ylim(min(points) / 1.2, max(points) * 1.2)
     xs = [float(r["x"]) for r in rows]
     ax.set_xlim(min(xs), max(xs))
     # Error rates read better as plain numbers (0.2, 0.3) than as powers of ten: 1-2-3-5 ticks per decade.
     lo, hi = ax.get_ylim()
     ticks = [m * 10.0 ** e for e in range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
-             for m in (1, 1.5, 2, 3, 4, 5, 6, 8) if lo <= m * 10.0 ** e <= hi]
+             for m in (1, 1.5, 2, 3, 4, 5, 6, 7, 8) if lo <= m * 10.0 ** e <= hi]
     ax.yaxis.set_major_locator(matplotlib.ticker.FixedLocator(ticks))
     ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
     ax.yaxis.set_minor_locator(matplotlib.ticker.NullLocator())
@@ -141,7 +151,8 @@ def plot_law(args):
     fig.tight_layout()
     # The legend below the axes, where it hides no curve.
     fig.legend(handles, labels, fontsize=7.5, loc="lower center", ncol=2,
-               title=f"lines: fitted a·(x + d)^(−b) + c per model; shaded: {band} confidence band of the mean",
+               title=f"lines: fitted a·(x + d)^(−b) + c per model (b, c ± their standard errors); shaded: {band} "
+                     "confidence band of the mean",
                title_fontsize=7.5, frameon=False)
     fig.subplots_adjust(bottom=0.1 + 0.045 * math.ceil(len(labels) / 2))
     save(fig, args.out or os.path.splitext(args.curves)[0])
