@@ -60,6 +60,9 @@ int main(int argc, char** argv) {
   app.add_option("--label-smoothing", o.label_smoothing, "softmax cross-entropy label smoothing");
   app.add_option("--drop-path", o.drop_path, "stochastic depth rate of the last block");
   app.add_option("--dropout", o.dropout, "dropout rate");
+  app.add_flag("--remat", o.remat, "recompute each block's activations in backward: the same gradients, one block's "
+                                   "activations kept instead of all, one more forward of the blocks per step (the "
+                                   "metrics' compute column counts it; keep one setting for a run and its resumes)");
   app.add_option("--model", model, "the shape to train, from the Fashion-MNIST ladder (28 px, patch 4, GAP, 10 "
                                    "classes; FLOPs from the accounting):" + model_ladder::describe());
   app.add_option("--optimizer", o.optimizer,

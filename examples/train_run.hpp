@@ -55,6 +55,7 @@ struct run_options {
   double label_smoothing = 0.1;
   double drop_path = 0.0;
   double dropout = 0.0;
+  bool remat = false;  // recompute each block's activations in backward (config/activations.hpp)
   std::string optimizer = "adamw";
   std::string schedule = "cosine";
   std::string precision = "auto";
@@ -250,6 +251,17 @@ int train(const run_options& o, const typename Optimizer::options& opt_options) 
   model_input input(o.batch, train_set.images.rows, train_set.images.cols, model.resolution(), Shape::in_channels);
   const vs::flop_counts flops = Shape::flops(model.resolution());
   model.set_regularization({o.dropout, o.drop_path, o.seed});
+  const auto remat = o.remat ? vs::rematerialization::blocks : vs::rematerialization::none;
+  model.set_rematerialization(remat);
+  if (o.remat)
+    std::printf("rematerialisation: the blocks' activations recomputed in backward (%.1f of %.1f MiB kept at batch "
+                "%d; %.3g instead of %.3g FLOPs per image)\n",
+                vs::training_memory<Shape, Policy, vs::optim::sgd_momentum>(o.batch, model.resolution(),
+                                                                            vs::parameter_ema::off, remat)
+                        .activations / 1048576.0,
+                vs::training_memory<Shape, Policy, vs::optim::sgd_momentum>(o.batch, model.resolution()).activations /
+                    1048576.0,
+                o.batch, double(flops.training_with(remat)), double(flops.training));
   if (!o.init_from.empty() && o.resume.empty()) {
     vs::io::pretrained_options load;
     load.new_head = !o.keep_head;
@@ -421,9 +433,11 @@ int train(const run_options& o, const typename Optimizer::options& opt_options) 
     csv << ',';
     if (raw_accuracy >= 0) csv << raw_accuracy;
     // The training compute so far (explore/compute.hpp: the accounting's forward + backward FLOPs per image times
-    // the images seen), the x of a scaling-law fit (explore/scaling_law.hpp).
+    // the images seen, with the recomputed forward under --remat), the x of a scaling-law fit
+    // (explore/scaling_law.hpp).
     const std::int64_t images_seen = step * std::int64_t(o.batch);
-    csv << ',' << images_seen << ',' << exact_text(vs::explore::cumulative_training_flops(flops, images_seen)) << '\n';
+    csv << ',' << images_seen << ',' << exact_text(vs::explore::cumulative_training_flops(flops, images_seen, remat))
+        << '\n';
     csv.flush();
   }
 
