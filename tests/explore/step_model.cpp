@@ -76,11 +76,9 @@ TEST_CASE("one mesh axis of length 1 moves no bytes on that axis") {
   CHECK(single.step_seconds == doctest::Approx(single.compute_seconds()).epsilon(1e-15));
 }
 
-TEST_CASE("model-axis bytes worked out by hand") {
-  // One parallel block, D = 8, F = 16, 3 tokens, 4 images on a 1 × 2 mesh: T = 12 tokens, [T, D] = 96
-  // elements. Gathers (bf16): 96 × 2 B × 1/2 = 96 B, three per step; reduce-scatters (fp32): 96 × 4 B × 1/2
-  // = 192 B, two per step. Replicated block parameters: LayerNorm scale and bias and the two output biases,
-  // 4 × 8 = 32 floats = 128 B, all-reduced over 2 ranks: 2 × 1/2 × 128 = 128 B. Total 3·96 + 2·192 + 128.
+// One parallel block, D = 8, F = 16, 3 tokens, 4 images on a 1 × 2 mesh, bf16 gathers, fp32 reductions and
+// gradients: the configuration worked out by hand below.
+static ex::step_config hand_worked_config() {
   ex::step_config c{};
   c.shape = ex::step_shape::encoder(1, 8, 2, 16, 3);
   c.images = 4;
@@ -88,6 +86,15 @@ TEST_CASE("model-axis bytes worked out by hand") {
   c.activation_bytes = 2;
   c.reduction_bytes = 4;
   c.gradient_bytes = 4;
+  return c;
+}
+
+TEST_CASE("model-axis bytes worked out by hand") {
+  // T = 12 tokens, [T, D] = 96 elements. Gathers (bf16): 96 × 2 B × 1/2 = 96 B, three per step; reduce-scatters
+  // (fp32): 96 × 4 B × 1/2 = 192 B, two per step. Replicated block parameters: LayerNorm scale and bias and the
+  // two output biases, 4 × 8 = 32 floats = 128 B, all-reduced over 2 ranks: 2 × 1/2 × 128 = 128 B. Total
+  // 3·96 + 2·192 + 128.
+  ex::step_config c = hand_worked_config();
   const ex::step_prediction r = ex::predict(c, small_machine(1e9, 1));
   CHECK(r.model_axis_bytes == 3 * 96 + 2 * 192 + 128);
   CHECK(r.data_axis_bytes == 0);
@@ -106,13 +113,7 @@ TEST_CASE("model-axis bytes worked out by hand") {
 TEST_CASE("rematerialisation: the blocks' forward again, its products and its collectives") {
   // The block of the hand-worked case above: with rematerialisation, backward gathers and reduce-scatters the
   // forward's [T, D] once more: 4 gathers, 3 reduce-scatters; the gradients' bytes do not change.
-  ex::step_config c{};
-  c.shape = ex::step_shape::encoder(1, 8, 2, 16, 3);
-  c.images = 4;
-  c.grid = ex::mesh{1, 2};
-  c.activation_bytes = 2;
-  c.reduction_bytes = 4;
-  c.gradient_bytes = 4;
+  ex::step_config c = hand_worked_config();
   c.remat = vs::rematerialization::blocks;
   const ex::step_prediction r = ex::predict(c, small_machine(1e9, 1));
   CHECK(r.model_axis_bytes == 4 * 96 + 3 * 192 + 128);

@@ -18,11 +18,10 @@ using namespace vitscale;
 
 namespace {
 
-template <class Space>
-Kokkos::View<float****, Kokkos::LayoutRight, typename Space::memory_space> images_of(int batch, int pixels,
-                                                                                    int channels, unsigned seed) {
-  Kokkos::View<float****, Kokkos::LayoutRight, typename Space::memory_space> v("images", batch, pixels, pixels,
-                                                                               channels);
+// A device View of the given extents, filled with normal draws.
+template <class Space, class DataType, class... Extents>
+Kokkos::View<DataType, Kokkos::LayoutRight, typename Space::memory_space> random_view(unsigned seed, Extents... n) {
+  Kokkos::View<DataType, Kokkos::LayoutRight, typename Space::memory_space> v("random", std::size_t(n)...);
   auto h = Kokkos::create_mirror_view(v);
   std::mt19937 rng(seed);
   std::normal_distribution<float> normal(0.0f, 1.0f);
@@ -30,17 +29,13 @@ Kokkos::View<float****, Kokkos::LayoutRight, typename Space::memory_space> image
   Kokkos::deep_copy(v, h);
   return v;
 }
-
 template <class Space>
-Kokkos::View<float**, Kokkos::LayoutRight, typename Space::memory_space> dlogits_of(int batch, int classes,
-                                                                                   unsigned seed) {
-  Kokkos::View<float**, Kokkos::LayoutRight, typename Space::memory_space> v("dlogits", batch, classes);
-  auto h = Kokkos::create_mirror_view(v);
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> normal(0.0f, 1.0f);
-  for (std::size_t k = 0; k < v.size(); ++k) h.data()[k] = normal(rng);
-  Kokkos::deep_copy(v, h);
-  return v;
+auto images_of(int batch, int pixels, int channels, unsigned seed) {
+  return random_view<Space, float****>(seed, batch, pixels, pixels, channels);
+}
+template <class Space>
+auto dlogits_of(int batch, int classes, unsigned seed) {
+  return random_view<Space, float**>(seed, batch, classes);
 }
 
 template <class View>
