@@ -217,3 +217,58 @@ TEST_CASE_TEMPLATE_DEFINE("gelu rejects mismatched shapes", Space, gelu_shapes_i
   s.fence();
 }
 VITSCALE_ON_HOST_SPACES(gelu_shapes_id);
+
+TEST_CASE_TEMPLATE_DEFINE("scaled gelu is the scale times gelu, forward and backward", Space, gelu_scaled_id) {
+  // NFNet's γ-scaled GELU with the block's β folded in: scale = γ·β (γ = 1.7015043497085571, timm's
+  // _nonlin_gamma['gelu']).
+  const std::size_t rows = 37, cols = 29;
+  const float scale = 1.7015043497085571f * 0.9f;
+  std::mt19937 rng(11);
+  mat<float, Space> x("x", rows, cols), y("y", rows, cols), dy("dy", rows, cols), dx("dx", rows, cols);
+  const auto xs = vs::test::fill_random(x, rng, -5.0, 5.0);
+  const auto dys = vs::test::fill_random(dy, rng, -1.0, 1.0);
+  vs::test::poison(y);
+  vs::test::poison(dx);
+  const Space space;
+  vk::gelu_forward<gelu_kind::erf>(space, x, y, scale);
+  vk::gelu_backward<gelu_kind::erf>(space, x, dy, dx, scale);
+  space.fence();
+  std::vector<double> want_y(xs.size()), want_dx(xs.size());
+  for (std::size_t k = 0; k < xs.size(); ++k) {
+    want_y[k] = double(scale) * gelu_ref(gelu_kind::erf, xs[k]);
+    want_dx[k] = double(scale) * dys[k] * gelu_derivative_ref(gelu_kind::erf, xs[k]);
+  }
+  vs::test::check_close(vs::test::read(y), want_y, 1e-5, "y");
+  vs::test::check_close(vs::test::read(dx), want_dx, 1e-5, "dx");
+}
+VITSCALE_ON_HOST_SPACES(gelu_scaled_id);
+
+TEST_CASE_TEMPLATE_DEFINE("relu forward and backward, NaN passing through", Space, relu_id) {
+  const std::size_t rows = 5, cols = 13;
+  std::mt19937 rng(12);
+  mat<float, Space> x("x", rows, cols), y("y", rows, cols), dy("dy", rows, cols), dx("dx", rows, cols);
+  auto xs = vs::test::fill_random(x, rng, -2.0, 2.0);
+  const auto dys = vs::test::fill_random(dy, rng, -1.0, 1.0);
+  {
+    auto h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), x);
+    h(0, 0) = std::nanf("");
+    h(0, 1) = 0.0f;  // relu'(0) = 0, as PyTorch's threshold_backward
+    Kokkos::deep_copy(x, h);
+    xs[0] = std::nan("");
+    xs[1] = 0.0;
+  }
+  const Space space;
+  vk::relu_forward(space, x, y);
+  vk::relu_backward(space, x, dy, dx);
+  space.fence();
+  const auto ys = vs::test::read(y), dxs = vs::test::read(dx);
+  CHECK(std::isnan(ys[0]));
+  for (std::size_t k = 1; k < xs.size(); ++k) {
+    CHECK(ys[k] == (xs[k] > 0 ? xs[k] : 0.0));
+    CHECK(dxs[k] == (xs[k] > 0 ? dys[k] : 0.0));
+  }
+  mat<float, Space> bad("bad", rows + 1, cols);
+  CHECK_THROWS_AS(vk::relu_forward(space, x, bad), vs::error);
+  CHECK_THROWS_AS(vk::relu_backward(space, x, bad, dx), vs::error);
+}
+VITSCALE_ON_HOST_SPACES(relu_id);

@@ -1,5 +1,5 @@
 #pragma once
-// GELU, forward and backward, in its two forms:
+// GELU, forward and backward, in its two forms (and ReLU, for squeeze-and-excitation's hidden layer):
 //
 //   gelu_kind::tanh  0.5·x·(1 + tanh(sqrt(2/π)·(x + 0.044715·x³)))   big_vision's nn.gelu, jax approximate=True
 //   gelu_kind::erf   x·Φ(x) = 0.5·x·(1 + erf(x/√2))                  PyTorch's default, timm
@@ -65,23 +65,61 @@ KOKKOS_INLINE_FUNCTION A gelu_derivative(A x) {
   }
 }
 
+// x: [rows, D] -> y: [rows, D] = max(x, 0)  (squeeze-and-excitation's hidden layer; NaN passes through)
+template <class ExecSpace, class X, class Y>
+void relu_forward(const ExecSpace& space, const X& x, const Y& y) {
+  using A = detail::accum_t<typename X::value_type>;
+  using T = detail::value_t<Y>;
+  static_assert(detail::is_input_view_v<ExecSpace, X, 2>, "relu_forward: x must be a rank-2 View");
+  static_assert(detail::is_output_view_v<ExecSpace, Y, 2>, "relu_forward: y must be a writable rank-2 View");
+  const std::size_t rows = x.extent(0), cols = x.extent(1);
+  ::vitscale::detail::require_extents("relu_forward", "y", y, {rows, cols});
+  detail::for_each_element(space, "vitscale::relu_forward", rows, cols, KOKKOS_LAMBDA(int i, int j) {
+    const A v = static_cast<A>(x(i, j));
+    y(i, j) = detail::store_as<T>(v < A(0) ? A(0) : v);
+  });
+}
+
+// x, dy: [rows, D] -> dx: [rows, D] = dy where x > 0, else 0  (dx may be dy itself; x may be relu's output)
+template <class ExecSpace, class X, class DY, class DX>
+void relu_backward(const ExecSpace& space, const X& x, const DY& dy, const DX& dx) {
+  using A = detail::accum_t<typename X::value_type>;
+  using T = detail::value_t<DX>;
+  static_assert(detail::is_input_view_v<ExecSpace, X, 2> && detail::is_input_view_v<ExecSpace, DY, 2>,
+                "relu_backward: x and dy must be rank-2 Views");
+  static_assert(detail::is_output_view_v<ExecSpace, DX, 2>, "relu_backward: dx must be a writable rank-2 View");
+  const std::size_t rows = x.extent(0), cols = x.extent(1);
+  ::vitscale::detail::require_extents("relu_backward", "dy", dy, {rows, cols});
+  ::vitscale::detail::require_extents("relu_backward", "dx", dx, {rows, cols});
+  detail::for_each_element(space, "vitscale::relu_backward", rows, cols, KOKKOS_LAMBDA(int i, int j) {
+    dx(i, j) = detail::store_as<T>(static_cast<A>(x(i, j)) > A(0) ? static_cast<A>(dy(i, j)) : A(0));
+  });
+}
+
 // Shape of the workspace gelu_bias_backward needs: [chunks, cols].
 inline grad_workspace_shape gelu_bias_backward_workspace(std::size_t rows, std::size_t cols) {
   return {detail::grad_chunk_count(rows), cols};
 }
 
-// x: [rows, D] -> y: [rows, D] = gelu(x)
+// x: [rows, D] -> y: [rows, D] = scale·gelu(x)  (NFNet's γ-scaled GELU takes scale = γ·β; 1 elsewhere)
 template <gelu_kind Kind, class ExecSpace, class X, class Y>
-void gelu_forward(const ExecSpace& space, const X& x, const Y& y) {
+void gelu_forward(const ExecSpace& space, const X& x, const Y& y, float scale = 1.0f) {
   using A = detail::accum_t<typename X::value_type>;
   using T = detail::value_t<Y>;
   static_assert(detail::is_input_view_v<ExecSpace, X, 2>, "gelu_forward: x must be a rank-2 View");
   static_assert(detail::is_output_view_v<ExecSpace, Y, 2>, "gelu_forward: y must be a writable rank-2 View");
   const std::size_t rows = x.extent(0), cols = x.extent(1);
   ::vitscale::detail::require_extents("gelu_forward", "y", y, {rows, cols});
-  detail::for_each_element(space, "vitscale::gelu_forward", rows, cols, KOKKOS_LAMBDA(int i, int j) {
-    y(i, j) = detail::store_as<T>(gelu<Kind>(static_cast<A>(x(i, j))));
-  });
+  if (scale == 1.0f) {  // kept apart so that the ViT's GELU stays bit-identical to what it was
+    detail::for_each_element(space, "vitscale::gelu_forward", rows, cols, KOKKOS_LAMBDA(int i, int j) {
+      y(i, j) = detail::store_as<T>(gelu<Kind>(static_cast<A>(x(i, j))));
+    });
+  } else {
+    const A s = static_cast<A>(scale);
+    detail::for_each_element(space, "vitscale::gelu_forward_scaled", rows, cols, KOKKOS_LAMBDA(int i, int j) {
+      y(i, j) = detail::store_as<T>(s * gelu<Kind>(static_cast<A>(x(i, j))));
+    });
+  }
 }
 
 // x: [rows, D], bias: [D] -> y: [rows, D] = gelu(x + bias)
@@ -100,9 +138,9 @@ void gelu_bias_forward(const ExecSpace& space, const X& x, const Bias& bias, con
   });
 }
 
-// x, dy: [rows, D] -> dx: [rows, D] = dy·gelu'(x)  (dx may be dy itself)
+// x, dy: [rows, D] -> dx: [rows, D] = dy·scale·gelu'(x)  (dx may be dy itself)
 template <gelu_kind Kind, class ExecSpace, class X, class DY, class DX>
-void gelu_backward(const ExecSpace& space, const X& x, const DY& dy, const DX& dx) {
+void gelu_backward(const ExecSpace& space, const X& x, const DY& dy, const DX& dx, float scale = 1.0f) {
   using A = detail::accum_t<typename X::value_type>;
   using T = detail::value_t<DX>;
   static_assert(detail::is_input_view_v<ExecSpace, X, 2> && detail::is_input_view_v<ExecSpace, DY, 2>,
@@ -111,9 +149,16 @@ void gelu_backward(const ExecSpace& space, const X& x, const DY& dy, const DX& d
   const std::size_t rows = x.extent(0), cols = x.extent(1);
   ::vitscale::detail::require_extents("gelu_backward", "dy", dy, {rows, cols});
   ::vitscale::detail::require_extents("gelu_backward", "dx", dx, {rows, cols});
-  detail::for_each_element(space, "vitscale::gelu_backward", rows, cols, KOKKOS_LAMBDA(int i, int j) {
-    dx(i, j) = detail::store_as<T>(static_cast<A>(dy(i, j)) * gelu_derivative<Kind>(static_cast<A>(x(i, j))));
-  });
+  if (scale == 1.0f) {
+    detail::for_each_element(space, "vitscale::gelu_backward", rows, cols, KOKKOS_LAMBDA(int i, int j) {
+      dx(i, j) = detail::store_as<T>(static_cast<A>(dy(i, j)) * gelu_derivative<Kind>(static_cast<A>(x(i, j))));
+    });
+  } else {
+    const A s = static_cast<A>(scale);
+    detail::for_each_element(space, "vitscale::gelu_backward_scaled", rows, cols, KOKKOS_LAMBDA(int i, int j) {
+      dx(i, j) = detail::store_as<T>(s * static_cast<A>(dy(i, j)) * gelu_derivative<Kind>(static_cast<A>(x(i, j))));
+    });
+  }
 }
 
 // x, dy: [rows, D], bias: [D] -> dx: [rows, D] = dy·gelu'(x + bias) (dx may be dy itself),
