@@ -1,0 +1,2 @@
+#pragma once
+#define VITSCALE_CONV2D_ONEDNN 0
