@@ -1,0 +1,75 @@
+#!/usr/bin/env python3
+"""Golden data for vitscale's NFNet tests: timm's NFNet pieces with random weights, run forward and backward on
+PyTorch (CPU, float32), written as safetensors files under tests/golden/nfnet/.
+
+Run from the repository root with a Python that has torch 2.x, timm 1.0 and safetensors:
+
+    python3 tests/reference/nfnet_reference.py --out tests/golden/nfnet
+
+What it writes:
+
+  std_conv.safetensors  three scaled weight-standardised convolutions (timm.layers.ScaledStdConv2d /
+                        ScaledStdConv2dSame, as NFNet builds them: eps=1e-5, gain not at its initial 1), each
+                        under a prefix:
+    same_grouped   ScaledStdConv2dSame(6, 8, 3, stride=2, groups=2) on a 9x7 image (asymmetric SAME padding)
+    stem           ScaledStdConv2dSame(3, 16, 3, stride=2) on a 12x12 image (the stem's first convolution)
+    symmetric_1x1  ScaledStdConv2d(8, 4, 1, gamma=1.7) (PyTorch padding; gamma in the weight's scale)
+  Under each prefix: weight [O, I/g, K, K] and gain [O, 1, 1, 1] and bias [O] (timm's parameters), input [B, H, W, C]
+  (NHWC; timm takes NCHW, the script permutes), probe [B, Ho, Wo, O] (the loss is sum(output * probe)),
+  output [B, Ho, Wo, O], and grad.input / grad.weight / grad.gain / grad.bias.
+"""
+import argparse
+import os
+
+import torch
+from safetensors.torch import save_file
+from timm.layers import ScaledStdConv2d, ScaledStdConv2dSame
+
+
+def nhwc(t):
+    return t.permute(0, 2, 3, 1).contiguous()
+
+
+def std_conv_case(prefix, conv, batch, height, width, gen):
+    with torch.no_grad():
+        conv.weight.copy_(torch.randn(conv.weight.shape, generator=gen) * 0.5 + 0.1)
+        conv.gain.copy_(torch.rand(conv.gain.shape, generator=gen) + 0.5)
+        conv.bias.copy_(torch.randn(conv.bias.shape, generator=gen) * 0.2)
+    x = torch.randn(batch, conv.in_channels, height, width, generator=gen, requires_grad=True)
+    y = conv(x)
+    probe = torch.randn(y.shape, generator=gen)
+    (y * probe).sum().backward()
+    return {
+        f"{prefix}.weight": conv.weight.detach(),
+        f"{prefix}.gain": conv.gain.detach(),
+        f"{prefix}.bias": conv.bias.detach(),
+        f"{prefix}.input": nhwc(x.detach()),
+        f"{prefix}.probe": nhwc(probe),
+        f"{prefix}.output": nhwc(y.detach()),
+        f"{prefix}.grad.input": nhwc(x.grad),
+        f"{prefix}.grad.weight": conv.weight.grad,
+        f"{prefix}.grad.gain": conv.gain.grad,
+        f"{prefix}.grad.bias": conv.bias.grad,
+    }
+
+
+def write_std_conv(out_dir):
+    gen = torch.Generator().manual_seed(23)
+    tensors = {}
+    tensors.update(std_conv_case("same_grouped", ScaledStdConv2dSame(6, 8, 3, stride=2, groups=2, eps=1e-5), 2, 9, 7, gen))
+    tensors.update(std_conv_case("stem", ScaledStdConv2dSame(3, 16, 3, stride=2, eps=1e-5), 2, 12, 12, gen))
+    tensors.update(std_conv_case("symmetric_1x1", ScaledStdConv2d(8, 4, 1, gamma=1.7, eps=1e-5), 3, 5, 5, gen))
+    save_file({k: v.float().contiguous() for k, v in tensors.items()}, os.path.join(out_dir, "std_conv.safetensors"))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default="tests/golden/nfnet")
+    args = parser.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    torch.manual_seed(0)
+    write_std_conv(args.out)
+
+
+if __name__ == "__main__":
+    main()
