@@ -15,6 +15,7 @@
 
 #include <vitscale/config/accounting.hpp>
 #include <vitscale/config/describe.hpp>
+#include <vitscale/config/nfnet_presets.hpp>
 #include <vitscale/config/optimizer_state.hpp>
 #include <vitscale/config/options.hpp>
 #include <vitscale/config/presets.hpp>
