@@ -7,6 +7,7 @@
 
 #include <array>
 #include <cmath>
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -58,6 +59,9 @@ static_assert(matches<vs::presets::nfnet_f6>({438359116, 97680, 430463700, 47247
 static_assert(matches<nfnet_f7>({499504088, 97680, 491608672, 4724736, 3073000, 957563281408}));
 static_assert(matches<nfnet_fmnist>({163812, 1590, 126372, 33280, 2570, 1918416}));
 static_assert(nfnet_f7::params().total - nfnet_f7::blocks == 499503992, "timm's nfnet_f7: no skipinit gains");
+// timm's nfnet_f0: symmetric padding (the same sides, so the same FLOPs) and no skipinit gains
+static_assert(nfnet_f0::with<nfopt::symmetric_padding, nfopt::skipinit<false>>::flops().forward == 24768397312 &&
+              nfnet_f0::with<nfopt::symmetric_padding, nfopt::skipinit<false>>::params().total == 71489284 - 12);
 static_assert(nfnet_f0::flops(192).forward == 13954007040 && nfnet_f0::flops(224).forward == 18974973952);
 
 // ---- the paper (Brock et al. 2021, Table 2): F0 71.5 M parameters, 12.38 B "FLOPs" at 256 px — multiply-adds
@@ -165,6 +169,55 @@ TEST_CASE("the constexpr square root is correctly rounded") {
   CHECK(wrong == 0);
   const double x = roots.x[17];
   CHECK(vs::detail::nf_sqrt(x) == std::sqrt(x));  // at run time
+}
+
+namespace {
+// Every block's β of a shape, in constant evaluation.
+template <class S>
+constexpr std::array<double, S::blocks> constexpr_betas() {
+  std::array<double, S::blocks> b{};
+  int i = 0;
+  for (int s = 0; s < S::stages; ++s)
+    for (int k = 0; k < S::depths[s]; ++k) b[i++] = S::beta(s, k);
+  return b;
+}
+
+// timm's betas of a model from tests/reference/nfnet_counts.txt (Python's repr round-trips a double exactly).
+std::vector<double> timm_betas(const std::string& key) {
+  std::ifstream in(VITSCALE_TEST_GOLDEN_DIR "/../reference/nfnet_counts.txt");
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream words(line);
+    std::string first;
+    words >> first;
+    if (first != key) continue;
+    std::vector<double> betas;
+    for (std::string w; words >> w;) betas.push_back(std::strtod(w.c_str(), nullptr));
+    return betas;
+  }
+  return {};
+}
+
+template <class S>
+void check_betas(const std::string& key) {
+  static constexpr auto compiled = constexpr_betas<S>();
+  const std::vector<double> timm = timm_betas(key);
+  REQUIRE(timm.size() == compiled.size());
+  collect c;
+  vs::walk_nfnet<S>(c, 64);
+  REQUIRE(c.blocks.size() == compiled.size());
+  for (std::size_t i = 0; i < timm.size(); ++i) {
+    INFO(key << " block " << i);
+    CHECK(compiled[i] == timm[i]);      // constant evaluation
+    CHECK(c.blocks[i].beta == timm[i]);  // a walk at run time
+    CHECK(S::describe().beta(c.blocks[i].stage, c.blocks[i].block) == timm[i]);
+  }
+}
+}  // namespace
+
+TEST_CASE("every block's beta is timm's, bit for bit, at compile time and at run time") {
+  check_betas<nfnet_f0>("F0-beta");
+  check_betas<nfnet_f7>("F7-beta");
 }
 
 TEST_CASE("F0's parameter table is timm's named_parameters, in order") {

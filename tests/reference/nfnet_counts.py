@@ -89,7 +89,10 @@ def main():
                 for n, prm in m.named_parameters():
                     g.write(" ".join([n] + [str(d) for d in prm.shape]) + "\n")
         if name == "F7":
+            lines.append("# F7 per-block beta (stages.s.b in order), repr")
+            lines.append("F7-beta " + " ".join(repr(b.beta) for s in m.stages for b in s))
             t = timm.create_model("nfnet_f7", pretrained=False, device="meta")
+            lines.append(f"nfnet_f0-symmetric 256 - - - - - {flops(timm.create_model('nfnet_f0', device='meta'), 256, 3)} -")
             lines.append(f"# timm's nfnet_f7 (no skipinit gains, gamma in the conv): params {sum(q.numel() for q in t.parameters())}")
         print(lines[-1], file=sys.stderr)
     with open(os.path.join(ROOT, "tests", "reference", "nfnet_counts.txt"), "w") as f:

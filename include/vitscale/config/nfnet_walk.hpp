@@ -191,13 +191,15 @@ struct nfnet_descriptor {
   }
   // β of block `block` of stage `stage`, exactly as timm computes it (see the top of this file).
   constexpr double beta(int stage, int block) const {
-    const double a = alpha_value();
+    // α² once, outside the loop, so that no compiler fuses `expected_var + α·α` into an FMA (which rounds
+    // once where Python rounds twice).
+    const double a2 = alpha_value() * alpha_value();
     double expected_var = 1.0;
     for (int s = 0; s < stages; ++s)
       for (int b = 0; b < depths[s]; ++b) {
         if (s == stage && b == block) return 1.0 / detail::nf_sqrt(expected_var);
         if (b == 0) expected_var = 1.0;
-        expected_var += a * a;
+        expected_var += a2;
       }
     detail::fail("nfnet: no block ", block, " in stage ", stage);
     return 0;
@@ -301,6 +303,7 @@ constexpr void walk_nfnet(const nfnet_descriptor& d, Sink& sink, int resolution)
   }
 
   const double a = d.alpha_value();
+  const double a2 = a * a;  // once, outside the loop: see nfnet_descriptor::beta
   double expected_var = 1.0;
   int index = 0;
   for (int s = 0; s < d.stages; ++s) {
@@ -329,7 +332,7 @@ constexpr void walk_nfnet(const nfnet_descriptor& d, Sink& sink, int resolution)
       blk.beta = 1.0 / detail::nf_sqrt(expected_var);
       sink.block(blk);
       if (b == 0) expected_var = 1.0;
-      expected_var += a * a;
+      expected_var += a2;
 
       constexpr nfnet_part P = nfnet_part::stages;
       if (blk.downsample) {
