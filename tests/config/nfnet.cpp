@@ -63,6 +63,10 @@ static_assert(nfnet_f7::params().total - nfnet_f7::blocks == 499503992, "timm's 
 static_assert(nfnet_f0::with<nfopt::symmetric_padding, nfopt::skipinit<false>>::flops().forward == 24768397312 &&
               nfnet_f0::with<nfopt::symmetric_padding, nfopt::skipinit<false>>::params().total == 71489284 - 12);
 static_assert(nfnet_f0::flops(192).forward == 13954007040 && nfnet_f0::flops(224).forward == 18974973952);
+// An odd side at every stage (225 -> 113 -> 57 -> 57 -> 29 -> 15 -> 8): SAME's uneven padding and the ceil-mode pool.
+static_assert(nfnet_f0::flops(225).forward == 21372210016);
+static_assert(nfnet_f0::stem_side(225) == 57 && nfnet_f0::stage_side(1, 225) == 29 &&
+              nfnet_f0::stage_side(2, 225) == 15 && nfnet_f0::stage_side(3, 225) == 8);
 
 // ---- the paper (Brock et al. 2021, Table 2): F0 71.5 M parameters, 12.38 B "FLOPs" at 256 px — multiply-adds
 static_assert((nfnet_f0::params().total + 50'000) / 100'000 == 715);

@@ -71,6 +71,7 @@ def main():
         if name == "F0":
             lines.append(f"F0@192 192 - - - - - {flops(m, 192, 3)} {flops(m, 192, 3) // 2}")
             lines.append(f"F0@224 224 - - - - - {flops(m, 224, 3)} {flops(m, 224, 3) // 2}")
+            lines.append(f"F0@225 225 - - - - - {flops(m, 225, 3)} {flops(m, 225, 3) // 2}")  # odd sides all the way
             betas = [repr(b.beta) for s in m.stages for b in s]
             lines.append("# F0 per-block beta (stages.s.b in order), repr")
             lines.append("F0-beta " + " ".join(betas))
