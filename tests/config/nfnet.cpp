@@ -246,6 +246,20 @@ TEST_CASE("F0's parameter table is timm's named_parameters, in order") {
   CHECK(i == table.size());
 }
 
+TEST_CASE("a descriptor built at run time is checked with the shape's rules") {
+  vs::nfnet_descriptor d = nfnet_fmnist::describe();
+  CHECK_NOTHROW(d.validate());
+  CHECK(vs::count_nfnet_params(d).total == 163812);
+  d.group_width = 32;
+  CHECK_THROWS_AS(d.validate(), vs::error);
+  d = nfnet_fmnist::describe();
+  d.depths[2] = 0;
+  CHECK_THROWS_AS(d.validate(), vs::error);
+  d = nfnet_fmnist::describe();
+  CHECK_THROWS_AS(vs::count_nfnet_flops(d, 0), vs::error);
+  CHECK(vs::count_nfnet_flops(d, 28).forward == 1918416);
+}
+
 TEST_CASE("names of the presets") {
   CHECK(vs::presets::nfnet_name<nfnet_f0>() == "NFNet-F0");
   CHECK(vs::presets::nfnet_name<nfnet_f7>() == "NFNet-F7");

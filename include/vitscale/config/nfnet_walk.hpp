@@ -157,6 +157,33 @@ struct nfnet_descriptor {
     return static_cast<int>(static_cast<std::int64_t>(channels[stages - 1]) * feature_multiplier.num /
                             feature_multiplier.den);
   }
+  // The rules nfnet_shape's static_asserts state, for a descriptor built at run time: throws vitscale::error
+  // with the first one broken.
+  constexpr void validate() const {
+    if (stages < 1 || stages > nfnet_max_stages) detail::fail("nfnet: an NFNet has one to four stages (got ", stages, ")");
+    for (int s = 0; s < stages; ++s) {
+      if (depths[s] < 1) detail::fail("nfnet: every stage needs a depth of at least 1 block (stage ", s, ")");
+      if (channels[s] < 8 || channels[s] % 8 != 0)
+        detail::fail("nfnet: every stage's channels must be a positive multiple of 8 (stage ", s, ": ", channels[s], ")");
+    }
+    if (stem_channels < 8 || stem_channels % 8 != 0)
+      detail::fail("nfnet: the stem channels must be a positive multiple of 8 (got ", stem_channels, ")");
+    if (group_width < 0 || bottleneck.num < 1 || bottleneck.den < 1 || !bottleneck_ok())
+      detail::fail("nfnet: every stage's bottleneck width (channels x bottleneck ratio) must be a whole multiple "
+                   "of 8 and of the group width (", group_width, ")");
+    if (se_ratio.num < 0 || se_ratio.den < 1) detail::fail("nfnet: the squeeze-excite ratio must be a fraction >= 0");
+    if (feature_multiplier.num < 0 || feature_multiplier.den < 1 ||
+        (feature_multiplier.num > 0 &&
+         (std::int64_t{channels[stages - 1]} * feature_multiplier.num % feature_multiplier.den != 0 ||
+          features() < 8 || features() % 8 != 0)))
+      detail::fail("nfnet: the final conv's width (last stage's channels x feature multiplier) must be a whole "
+                   "positive multiple of 8");
+    if (alpha.num < 1 || alpha.den < 1) detail::fail("nfnet: alpha must be a positive fraction");
+    if (classes < 1) detail::fail("nfnet: needs at least one class");
+    if (in_channels < 1) detail::fail("nfnet: needs at least one input channel");
+    if (resolution < 1) detail::fail("nfnet: the default resolution must be at least 1 pixel");
+  }
+
   // The stride of a stage's first block: the deep stem already reduces by 4, so stage 0 keeps its side.
   static constexpr int stage_stride(int stage) { return stage == 0 ? 1 : 2; }
 
