@@ -155,7 +155,11 @@ void check_all_cases() {
 
 }  // namespace
 
-TEST_CASE_TEMPLATE_DEFINE("conv2d matches a double reference: portable backend", Space, conv_portable_id) {
+TEST_CASE_TEMPLATE_DEFINE("conv2d matches a double reference: portable backend, host and device loops", Space,
+                          conv_portable_id) {
+  check_all_cases<vk::conv_backend::portable, Space>();
+  // The loops GPUs run (a thread per element), forced on the host.
+  const vk::conv2d_detail::portable_team_loops_for_test force;
   check_all_cases<vk::conv_backend::portable, Space>();
 }
 VITSCALE_ON_HOST_SPACES(conv_portable_id);
@@ -320,3 +324,79 @@ TEST_CASE_TEMPLATE_DEFINE("conv2d rejects bad arguments with vitscale::error", S
   s.fence();
 }
 VITSCALE_ON_HOST_SPACES(conv_errors_id);
+
+namespace {
+
+// Every backend on strided Views: x, dy and dx are channel slices of wider NHWC tensors, y a channel slice, dw a
+// slice of a larger weight tensor's output channels. The result matches the double reference, and nothing
+// outside the slices is written.
+template <class Backend, class Space>
+void check_strided() {
+  INFO("backend " << backend_name<Backend>());
+  const conv_case c{"3x3 SAME stride 2, groups 2, on slices", 2, 7, 6, 4, 6, vk::conv2d_same(3, 2, 7, 6, 2)};
+  const auto& g = c.g;
+  const int ho = g.out_h(c.h), wo = g.out_w(c.w), cin_g = c.cin / g.groups;
+  const auto all = Kokkos::ALL;
+  using P = std::pair<int, int>;
+  std::mt19937 rng(11);
+  ten4<float, Space> big_x("big_x", c.batch, c.h, c.w, c.cin + 3), big_dy("big_dy", c.batch, ho, wo, c.cout + 1);
+  ten4<float, Space> big_y("big_y", c.batch, ho, wo, c.cout + 2), big_dx("big_dx", c.batch, c.h, c.w, c.cin + 2),
+      big_dw("big_dw", c.cout + 3, cin_g, 3, 3);
+  ten4<float, Space> w("w", c.cout, cin_g, 3, 3), x_c("x_c", c.batch, c.h, c.w, c.cin),
+      dy_c("dy_c", c.batch, ho, wo, c.cout);
+  vs::test::vec<float, Space> bias("bias", c.cout), dbias("dbias", c.cout);
+  vs::test::fill_random(big_x, rng, -1.0, 1.0);
+  vs::test::fill_random(big_dy, rng, -1.0, 1.0);
+  const auto ws = vs::test::fill_random(w, rng, -1.0, 1.0);
+  const auto bs = vs::test::fill_random(bias, rng, -1.0, 1.0);
+  for (const auto& v : {big_y, big_dx, big_dw}) Kokkos::deep_copy(v, 7.0f);
+  const auto x = Kokkos::subview(big_x, all, all, all, P(2, 2 + c.cin));
+  const auto dy = Kokkos::subview(big_dy, all, all, all, P(1, 1 + c.cout));
+  const auto y = Kokkos::subview(big_y, all, all, all, P(1, 1 + c.cout));
+  const auto dx = Kokkos::subview(big_dx, all, all, all, P(0, c.cin));
+  const auto dw = Kokkos::subview(big_dw, P(2, 2 + c.cout), all, all, all);
+  const Space space;
+  vk::conv2d_forward<Backend>(space, g, x, w, bias, y);
+  vk::conv2d_backward_data<Backend>(space, g, dy, w, dx);
+  vk::conv2d_backward_weights<Backend>(space, g, x, dy, dw, dbias);
+  space.fence();
+  // The reference on contiguous copies of the inputs; the outputs copied out of their slices.
+  Kokkos::deep_copy(x_c, x);
+  Kokkos::deep_copy(dy_c, dy);
+  const auto xs = vs::test::read(x_c), dys = vs::test::read(dy_c);
+  std::vector<double> want_y(out_size(c)), want_dx(xs.size(), 0.0), want_dw(ws.size(), 0.0);
+  for (std::size_t k = 0; k < want_y.size(); ++k) want_y[k] = bs[k % std::size_t(c.cout)];
+  for_each_tap(c, [&](std::size_t xi, std::size_t wi, std::size_t yi) {
+    want_y[yi] += xs[xi] * ws[wi];
+    want_dx[xi] += dys[yi] * ws[wi];
+    want_dw[wi] += dys[yi] * xs[xi];
+  });
+  ten4<float, Space> y_c("y_c", c.batch, ho, wo, c.cout), dx_c("dx_c", c.batch, c.h, c.w, c.cin),
+      dw_c("dw_c", c.cout, cin_g, 3, 3);
+  Kokkos::deep_copy(y_c, y);
+  Kokkos::deep_copy(dx_c, dx);
+  Kokkos::deep_copy(dw_c, dw);
+  vs::test::check_close(vs::test::read(y_c), want_y, fp32_tol, "y");
+  vs::test::check_close(vs::test::read(dx_c), want_dx, fp32_tol, "dx");
+  vs::test::check_close(vs::test::read(dw_c), want_dw, fp32_tol, "dw");
+  // Outside the slices: still 7.
+  const auto outside = [](const std::vector<double>& v, std::size_t inner, std::size_t lo, std::size_t hi) {
+    std::size_t touched = 0;
+    for (std::size_t k = 0; k < v.size(); ++k)
+      if ((k % inner < lo || k % inner >= hi) && v[k] != 7.0) ++touched;
+    return touched;
+  };
+  CHECK(outside(vs::test::read(big_y), std::size_t(c.cout + 2), 1, std::size_t(1 + c.cout)) == 0);
+  CHECK(outside(vs::test::read(big_dx), std::size_t(c.cin + 2), 0, std::size_t(c.cin)) == 0);
+  const std::size_t per_out = std::size_t(cin_g) * 9;
+  CHECK(outside(vs::test::read(big_dw), std::size_t(c.cout + 3) * per_out, 2 * per_out, (2 + c.cout) * per_out) == 0);
+}
+
+}  // namespace
+
+TEST_CASE_TEMPLATE_DEFINE("conv2d on strided Views (channel slices), every backend; nothing outside written", Space,
+                          conv_strided_id) {
+  check_strided<vk::conv_backend::portable, Space>();
+  check_strided<vk::conv_backend::automatic, Space>();
+}
+VITSCALE_ON_HOST_SPACES(conv_strided_id);

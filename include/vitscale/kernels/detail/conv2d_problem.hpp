@@ -46,7 +46,21 @@ struct problem {
   std::int64_t batch = 0, in_h = 0, in_w = 0, cin = 0, out_h = 0, out_w = 0, cout = 0;
   conv2d_geometry geom{};
   float beta = 0;
+  bool team_loops = false;  // the portable kernels take their device loops on the host too (tests)
   std::int64_t sx[4] = {0, 0, 0, 0}, sw[4] = {0, 0, 0, 0}, sy[4] = {0, 0, 0, 0};
+};
+
+// While an object of this type lives, the portable kernels run their device loops (a thread per element) on
+// teams of one thread too, so that a host build tests the code GPUs run. For tests.
+inline int& portable_team_loop_requests() {
+  static int requests = 0;
+  return requests;
+}
+struct portable_team_loops_for_test {
+  portable_team_loops_for_test() { ++portable_team_loop_requests(); }
+  ~portable_team_loops_for_test() { --portable_team_loop_requests(); }
+  portable_team_loops_for_test(const portable_team_loops_for_test&) = delete;
+  portable_team_loops_for_test& operator=(const portable_team_loops_for_test&) = delete;
 };
 
 }  // namespace conv2d_detail
