@@ -2,7 +2,8 @@
 // double-precision direct reference, on every host space and every backend, in fp32 and bf16 (and the mixed
 // input/output types), with odd sizes, asymmetric SAME padding, groups, depthwise, 1×1, beta accumulation and
 // poisoned outputs; the backward against finite differences of the forward in double; the padding helpers against
-// timm's formulas worked by hand; bad arguments.
+// timm's formulas worked by hand; strided Views (channel slices); PyTorch's values for timm's Conv2dSame
+// (tests/reference/conv2d_reference.py); bad arguments.
 #include <support/errors.hpp>
 #include <support/testing.hpp>
 
@@ -400,3 +401,59 @@ TEST_CASE_TEMPLATE_DEFINE("conv2d on strided Views (channel slices), every backe
   check_strided<vk::conv_backend::automatic, Space>();
 }
 VITSCALE_ON_HOST_SPACES(conv_strided_id);
+
+namespace {
+
+// The integers of tests/reference/conv2d_reference.py through `Backend`, every result compared exactly (integers
+// far below 2^24 are exact in float).
+template <class Backend, class Space>
+void check_torch() {
+  INFO("backend " << backend_name<Backend>());
+  const std::vector<double> torch_y{
+      8, -14, -11, 7, 6, 3, 1, -1, 2, 13, 13, -13, 15, -23, -9, 17, -4, 5, 0, -2, 0, 4, 12, -18
+  };
+  const std::vector<double> torch_dx{
+      -1, 4, -2, -1, -6, -1, 2, -2, 3, -10, 7, 8, 2, -1, -9, 6, 2, 0, 2, 2, 4, 2, -3, 2, 3, 8, 2, -8, 0, 2, 10, 5,
+      -1, 2, 0, -1, -4, -1, 1, 0, 2, -10, -4, 0, 4, -1, 4, -6, 2, 1, 1, 2, 3, 2, -5, 1, -6, 8, 3, -3, -15, -5, 1,
+      4, -1, 0, 2, -1, -2, -1, 0, 2, 8, 4, -1, -1, 6, 6, 3, -4
+  };
+  const std::vector<double> torch_dw{
+      -10, -9, 3, 8, 8, 3, -9, -10, 6, -1, 7, 0, 8, -13, -3, 3, 9, 1, 10, -15, 0, 10, -8, 2, -10, -9, 3, 9, -9,
+      -1, 9, 12, -1, -1, 7, 0, -6, -1, -1, 8, -14, 1, 8, -10, -2, -10, 9, 0, 6, -9, 1, 7, 10, -3, -6, 1, 0, 8, 3,
+      -1, -6, -1, -1, -6, 8, 3, -2, 0, 2, -10, 9, 0
+  };
+  const std::vector<double> torch_dbias{0, -1, -2, -3};
+  const vk::conv2d_geometry g = vk::conv2d_same(3, 2, 5, 4, 2);
+  REQUIRE((g.pad_top == 1 && g.pad_bottom == 1 && g.pad_left == 0 && g.pad_right == 1));
+  ten4<float, Space> x("x", 1, 5, 4, 4), w("w", 4, 2, 3, 3), y("y", 1, 3, 2, 4), r("r", 1, 3, 2, 4),
+      dx("dx", 1, 5, 4, 4), dw("dw", 4, 2, 3, 3);
+  vs::test::vec<float, Space> bias("bias", 4), dbias("dbias", 4);
+  const auto fill = [](const auto& v, auto value) {
+    auto host = Kokkos::create_mirror_view(v);
+    for (std::size_t k = 0; k < v.span(); ++k) host.data()[k] = static_cast<float>(value(int(k)));
+    Kokkos::deep_copy(v, host);
+  };
+  fill(x, [](int k) { return k % 7 - 3; });  // NHWC, as the script lays out its NCHW tensor
+  fill(w, [](int k) { return k % 5 - 2; });  // OIHW, as PyTorch stores it
+  fill(r, [](int k) { return k % 7 - 3; });
+  const float b[4] = {1, -1, 2, 0};
+  fill(bias, [&](int k) { return b[k]; });
+  const Space space;
+  vk::conv2d_forward<Backend>(space, g, x, w, bias, y);
+  vk::conv2d_backward_data<Backend>(space, g, r, w, dx);
+  vk::conv2d_backward_weights<Backend>(space, g, x, r, dw, dbias);
+  space.fence();
+  CHECK(vs::test::read(y) == torch_y);
+  CHECK(vs::test::read(dx) == torch_dx);
+  CHECK(vs::test::read(dw) == torch_dw);
+  CHECK(vs::test::read(dbias) == torch_dbias);
+}
+
+}  // namespace
+
+TEST_CASE_TEMPLATE_DEFINE("conv2d gives PyTorch's values for timm's Conv2dSame (3x3, stride 2, groups 2, 5x4)", Space,
+                          conv_torch_id) {
+  check_torch<vk::conv_backend::portable, Space>();
+  check_torch<vk::conv_backend::automatic, Space>();
+}
+VITSCALE_ON_HOST_SPACES(conv_torch_id);
