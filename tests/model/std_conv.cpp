@@ -89,9 +89,9 @@ void check_case(const std::string& prefix, md::std_conv_spec spec, double tol) {
 
 template <class T, class Space>
 void check_all(double tol) {
-  check_case<T, Space>("same_grouped", {6, 8, 3, 2, 2, md::conv_padding::same}, tol);
-  check_case<T, Space>("stem", {3, 16, 3, 2, 1, md::conv_padding::same}, tol);
-  check_case<T, Space>("symmetric_1x1", {8, 4, 1, 1, 1, md::conv_padding::symmetric, 1.7}, tol);
+  check_case<T, Space>("same_grouped", {6, 8, 3, 2, 2, vs::nfnet_padding::same}, tol);
+  check_case<T, Space>("stem", {3, 16, 3, 2, 1, vs::nfnet_padding::same}, tol);
+  check_case<T, Space>("symmetric_1x1", {8, 4, 1, 1, 1, vs::nfnet_padding::symmetric, 1.7}, tol);
 }
 
 }  // namespace
@@ -108,7 +108,7 @@ TEST_CASE_TEMPLATE_DEFINE("std_conv matches timm's ScaledStdConv2d(Same), output
 VITSCALE_ON_HOST_SPACES(std_conv_timm_id);
 
 TEST_CASE("std_conv's spec: fan-in, timm's scale and the geometry of each padding") {
-  const md::std_conv_spec grouped{768, 768, 3, 2, 6, md::conv_padding::same};
+  const md::std_conv_spec grouped{768, 768, 3, 2, 6, vs::nfnet_padding::same};
   CHECK(grouped.fan_in() == 128 * 9);
   CHECK(grouped.scale() == doctest::Approx(1.0 / std::sqrt(1152.0)));
   // SAME on an even input with stride 2: all the padding after (timm's pad_same: total 1 → top 0, bottom 1).
@@ -116,7 +116,7 @@ TEST_CASE("std_conv's spec: fan-in, timm's scale and the geometry of each paddin
   CHECK(g.pad_top == 0);
   CHECK(g.pad_bottom == 1);
   CHECK(g.out_h(64) == 32);
-  const md::std_conv_spec sym{8, 4, 3, 2, 1, md::conv_padding::symmetric, 1.7};
+  const md::std_conv_spec sym{8, 4, 3, 2, 1, vs::nfnet_padding::symmetric, 1.7};
   CHECK(sym.geometry(9, 9).pad_top == 1);
   CHECK(sym.scale() == doctest::Approx(1.7 / std::sqrt(72.0)));
 }

@@ -17,6 +17,18 @@ What it writes:
   Under each prefix: weight [O, I/g, K, K] and gain [O, 1, 1, 1] and bias [O] (timm's parameters), input [B, H, W, C]
   (NHWC; timm takes NCHW, the script permutes), probe [B, Ho, Wo, O] (the loss is sum(output * probe)),
   output [B, Ho, Wo, O], and grad.input / grad.weight / grad.gain / grad.bias.
+
+  tiny.safetensors  a whole NormFreeNet with timm's dm_nfnet structure (deep_quad stem, SAME padding, gamma in the
+                    activations, skipinit, SE with rd_ratio 0.5, extra 3x3 conv, final conv x2) at a small size:
+                    depths (1, 2, 1, 1), channels (16, 32, 48, 64), stem 16, group width 8, 10 classes, 3 x 36 x 36
+                    images (odd sides after the stem: 9, 5, 3, 2, so SAME padding and the ceil-mode shortcut pool
+                    both meet odd inputs), batch 2, eval mode. Every parameter is random (skipinit gains and conv
+                    gains too: timm initialises skipinit_gain at 0, which would hide the residual branches).
+    <timm name>      every parameter under its timm name and shape
+    input.images     [B, H, W, C] NHWC;  input.labels [B] (float32 class ids)
+    output.logits    [B, 10];  output.loss [1] (mean softmax cross-entropy);  output.dlogits [B, 10]
+    output.features  [B, 128] the pooled features (timm's forward_head(pre_logits=True))
+    grad.<timm name> d loss / d parameter, for every parameter
 """
 import argparse
 import os
@@ -62,6 +74,48 @@ def write_std_conv(out_dir):
     save_file({k: v.float().contiguous() for k, v in tensors.items()}, os.path.join(out_dir, "std_conv.safetensors"))
 
 
+TINY_CFG = dict(depths=(1, 2, 1, 1), channels=(16, 32, 48, 64), stem_type="deep_quad", stem_chs=16, group_size=8,
+                bottle_ratio=0.5, extra_conv=True, gamma_in_act=True, same_padding=True, skipinit=True,
+                num_features=128, act_layer="gelu", attn_layer="se", attn_kwargs=dict(rd_ratio=0.5))
+
+
+def write_tiny(out_dir):
+    from timm.models.nfnet import NfCfg, NormFreeNet
+    gen = torch.Generator().manual_seed(2301)
+    model = NormFreeNet(NfCfg(**TINY_CFG), num_classes=10, in_chans=3).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith(".gain"):
+                p.copy_(torch.rand(p.shape, generator=gen) + 0.5)
+            elif name.endswith("skipinit_gain"):
+                p.copy_(torch.rand(p.shape, generator=gen) * 0.8 + 0.4)
+            elif name.endswith(".bias"):
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.1)
+            elif name.startswith("head.fc") or ".fc" in name:
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.2)
+            else:
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.5 + 0.05)
+    images = torch.randn(2, 3, 36, 36, generator=gen)
+    labels = torch.tensor([3, 7])
+    features = model.forward_head(model.forward_features(images), pre_logits=True)
+    logits = model(images)
+    logits.retain_grad()
+    loss = torch.nn.functional.cross_entropy(logits, labels)
+    loss.backward()
+    tensors = {name: p.detach() for name, p in model.named_parameters()}
+    tensors.update({
+        "input.images": nhwc(images),
+        "input.labels": labels.float(),
+        "output.logits": logits.detach(),
+        "output.loss": loss.detach().reshape(1),
+        "output.dlogits": logits.grad,
+        "output.features": features.detach(),
+    })
+    tensors.update({"grad." + name: p.grad for name, p in model.named_parameters()})
+    save_file({k: v.float().contiguous() for k, v in tensors.items()}, os.path.join(out_dir, "tiny.safetensors"))
+    print("tiny:", sum(p.numel() for p in model.parameters()), "parameters, loss", float(loss.detach()))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="tests/golden/nfnet")
@@ -69,6 +123,7 @@ def main():
     os.makedirs(args.out, exist_ok=True)
     torch.manual_seed(0)
     write_std_conv(args.out)
+    write_tiny(args.out)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@
 // master weight on every forward and kept, with the standardisation's statistics, for backward.
 //   x: [B, H, W, I] -> y: [B, Ho, Wo, O]
 
+#include <vitscale/config/nfnet_walk.hpp>
 #include <vitscale/core/error.hpp>
 #include <vitscale/kernels/conv2d.hpp>
 #include <vitscale/kernels/weight_standardization.hpp>
@@ -20,16 +21,12 @@
 
 namespace vitscale::model_detail {
 
-enum class conv_padding {
-  same,       // TensorFlow's "SAME" (ScaledStdConv2dSame): out = ceil(in/stride), the odd pixel of padding after
-  symmetric,  // PyTorch's, ((stride − 1) + (kernel − 1))/2 on each side (ScaledStdConv2d)
-};
-
-// What fixes one convolution: channels, square kernel, stride, groups, padding, and the standardisation's
+// What fixes one convolution: channels, square kernel, stride, groups, padding (nfnet_padding::same is
+// ScaledStdConv2dSame, ::symmetric ScaledStdConv2d), and the standardisation's
 // gamma (NFNet-F: 1, the activation carries γ) and eps (timm's NfCfg.std_conv_eps: 1e-5).
 struct std_conv_spec {
   int in_channels, out_channels, kernel, stride, groups;
-  conv_padding padding = conv_padding::same;
+  nfnet_padding padding = nfnet_padding::same;
   double gamma = 1.0;
   double eps = 1e-5;
 
@@ -38,12 +35,12 @@ struct std_conv_spec {
   double scale() const { return gamma / std::sqrt(static_cast<double>(fan_in())); }
   // The convolution's geometry for an in_h × in_w input ("SAME" padding depends on it).
   constexpr kernels::conv2d_geometry geometry(int in_h, int in_w) const {
-    return padding == conv_padding::same ? kernels::conv2d_same(kernel, stride, in_h, in_w, groups)
+    return padding == nfnet_padding::same ? kernels::conv2d_same(kernel, stride, in_h, in_w, groups)
                                          : kernels::conv2d_symmetric(kernel, stride, groups);
   }
 };
 
-namespace detail {
+namespace std_conv_detail {
 // A contiguous [O, I/g, K, K] View seen as the [O, fan_in] rows the standardisation works on.
 template <class V>
 auto weight_rows(const V& v) {
@@ -56,7 +53,7 @@ auto weight_rows(const V& v) {
   const std::size_t rows = v.extent(0);
   return rows_view(v.data(), rows, rows == 0 ? 0 : v.size() / rows);
 }
-}  // namespace detail
+}  // namespace std_conv_detail
 
 // weight: [O, I/g, K, K], gain: [O], bias: [O] (empty: none), x: [B, H, W, I] -> y: [B, Ho, Wo, O];
 // w_hat: [O, I/g, K, K] (x's type), mean, rstd: [O] (float): kept for std_conv_backward
@@ -64,26 +61,26 @@ template <class ExecSpace, class Weight, class Gain, class Bias, class X, class 
 void std_conv_forward(const ExecSpace& space, const std_conv_spec& spec, const Weight& weight, const Gain& gain,
                       const Bias& bias, const X& x, const WHat& w_hat, const Stats& mean, const Stats& rstd,
                       const Y& y) {
-  kernels::weight_standardization_forward(space, detail::weight_rows(weight), gain, spec.scale(), spec.eps,
-                                          detail::weight_rows(w_hat), mean, rstd);
+  kernels::weight_standardization_forward(space, std_conv_detail::weight_rows(weight), gain, spec.scale(), spec.eps,
+                                          std_conv_detail::weight_rows(w_hat), mean, rstd);
   const auto geometry = spec.geometry(static_cast<int>(x.extent(1)), static_cast<int>(x.extent(2)));
   kernels::conv2d_forward(space, geometry, x, w_hat, bias, y);
 }
 
-// The forward's x, weight, gain, w_hat, mean, rstd and dy: [B, Ho, Wo, O] -> dx: [B, H, W, I] (empty: not
-// wanted, e.g. for the stem's image), dweight: [O, I/g, K, K], dgain: [O], dbias: [O] (empty: no bias), all
+// The forward's x, weight, gain, w_hat, mean, rstd and dy: [B, Ho, Wo, O] -> dx: [B, H, W, I] + beta_dx·dx (empty:
+// not wanted, e.g. for the stem's image), dweight: [O, I/g, K, K], dgain: [O], dbias: [O] (empty: no bias),
 // overwritten; dw_hat: [O, I/g, K, K] float scratch
 template <class ExecSpace, class Weight, class Gain, class X, class WHat, class Stats, class DY, class DX,
           class DWHat, class DWeight, class DGain, class DBias>
 void std_conv_backward(const ExecSpace& space, const std_conv_spec& spec, const Weight& weight, const Gain& gain,
                        const X& x, const WHat& w_hat, const Stats& mean, const Stats& rstd, const DY& dy,
                        const DX& dx, const DWHat& dw_hat, const DWeight& dweight, const DGain& dgain,
-                       const DBias& dbias) {
+                       const DBias& dbias, float beta_dx = 0.0f) {
   const auto geometry = spec.geometry(static_cast<int>(x.extent(1)), static_cast<int>(x.extent(2)));
   kernels::conv2d_backward_weights(space, geometry, x, dy, dw_hat, dbias);
-  if (dx.size() != 0) kernels::conv2d_backward_data(space, geometry, dy, w_hat, dx);
-  kernels::weight_standardization_backward(space, detail::weight_rows(weight), gain, spec.scale(), mean, rstd,
-                                           detail::weight_rows(dw_hat), detail::weight_rows(dweight), dgain);
+  if (dx.size() != 0) kernels::conv2d_backward_data(space, geometry, dy, w_hat, dx, beta_dx);
+  kernels::weight_standardization_backward(space, std_conv_detail::weight_rows(weight), gain, spec.scale(), mean, rstd,
+                                           std_conv_detail::weight_rows(dw_hat), std_conv_detail::weight_rows(dweight), dgain);
 }
 
 }  // namespace vitscale::model_detail
