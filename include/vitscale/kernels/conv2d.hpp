@@ -32,6 +32,10 @@
 //             once per problem and cached (thread-safe); the scratchpad and the buffers are the calling thread's.
 //             Where oneDNN has no bf16 convolution on this CPU (x86 without AVX-512, Arm), bf16 operands are
 //             widened to float first (exact; the same float sums): bf16 runs everywhere, never an error.
+//             Memory: the calling thread's buffers grow once to the largest size seen and are reused: oneDNN's
+//             weights and scratchpad; the widened operands where bf16 is widened; a float copy of the output where
+//             oneDNN cannot write it with beta (backward_data with beta != 0, a bf16 output from float inputs) —
+//             as large as dx, so a caller short of memory accumulates with beta = 0 and a separate add.
 //   portable  plain Kokkos kernels for any execution space (conv2d_portable.hpp): a team per output row (per
 //             input pixel for backward_data, per (co, kh, kw) for backward_weights), threads over the pixels and
 //             channels, each element one thread's sum; on the host, loops that vectorize (5-8 GFLOP/s on 2 cores
