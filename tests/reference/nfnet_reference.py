@@ -29,6 +29,13 @@ What it writes:
     output.logits    [B, 10];  output.loss [1] (mean softmax cross-entropy);  output.dlogits [B, 10]
     output.features  [B, 128] the pooled features (timm's forward_head(pre_logits=True))
     grad.<timm name> d loss / d parameter, for every parameter
+
+  tiny_sgd_agc.safetensors  the tiny model after 3 steps on its batch of SGD with Nesterov momentum 0.9
+                    (torch.optim.SGD, lr 0.05) and adaptive gradient clipping (λ = 0.01, eps 1e-3) as DeepMind's
+                    NFNet code defines it (nfnets/optim.py unitwise_norm: conv and linear weights per output unit,
+                    vectors and scalars whole — a gain [O, 1, 1, 1] is a vector there, shape (O,)), not applied to
+                    the classifier head.fc, as the NFNet paper; no weight decay.
+    <timm name>      every parameter after the 3 steps;  clipped.units  [1] how many units AGC clipped in step 1
 """
 import argparse
 import os
@@ -116,6 +123,45 @@ def write_tiny(out_dir):
     print("tiny:", sum(p.numel() for p in model.parameters()), "parameters, loss", float(loss.detach()))
 
 
+def unitwise_norm(t):
+    """DeepMind's unitwise_norm on a timm tensor: per output unit for conv [O, I, k, k] and linear [O, I]
+    weights, whole for vectors (gains [O, 1, 1, 1] included) and scalars."""
+    if t.squeeze().dim() <= 1:
+        return t.norm()
+    return t.flatten(1).norm(dim=1).view(-1, *([1] * (t.dim() - 1)))
+
+
+def write_tiny_sgd(out_dir):
+    from timm.models.nfnet import NfCfg, NormFreeNet
+    from safetensors.torch import load_file
+    start = load_file(os.path.join(out_dir, "tiny.safetensors"))
+    model = NormFreeNet(NfCfg(**TINY_CFG), num_classes=10, in_chans=3).eval()
+    model.load_state_dict({n: start[n] for n, _ in model.named_parameters()}, strict=False)
+    images = start["input.images"].permute(0, 3, 1, 2).contiguous()
+    labels = start["input.labels"].long()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True)
+    clipped = 0
+    for step in range(3):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(images), labels).backward()
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if name.startswith("head.fc"):
+                    continue
+                w_norm = unitwise_norm(p).clamp(min=1e-3)
+                g_norm = unitwise_norm(p.grad)
+                max_norm = w_norm * 0.01
+                clip = g_norm > max_norm
+                if step == 0:
+                    clipped += int(clip.sum())
+                p.grad.copy_(torch.where(clip, p.grad * (max_norm / g_norm.clamp(min=1e-6)), p.grad))
+        opt.step()
+    tensors = {name: p.detach() for name, p in model.named_parameters()}
+    tensors["clipped.units"] = torch.tensor([float(clipped)])
+    save_file({k: v.float().contiguous() for k, v in tensors.items()}, os.path.join(out_dir, "tiny_sgd_agc.safetensors"))
+    print("tiny_sgd_agc: AGC clipped", clipped, "units in step 1")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="tests/golden/nfnet")
@@ -124,6 +170,7 @@ def main():
     torch.manual_seed(0)
     write_std_conv(args.out)
     write_tiny(args.out)
+    write_tiny_sgd(args.out)
 
 
 if __name__ == "__main__":

@@ -46,6 +46,14 @@ struct nfnet_tensor_info {
     for (int i = 0; i < rank; ++i) n *= dims[i];
     return n;
   }
+  // The tensor seen as a matrix: unit dimensions dropped, then [first dimension, everything else] (a conv
+  // weight is [out, in/groups·k·k]; a gain [out, 1]; a scalar [1, 1]), as tensor_info does.
+  constexpr std::int64_t matrix_rows() const {
+    for (int i = 0; i < rank; ++i)
+      if (dims[i] != 1) return dims[i];
+    return 1;
+  }
+  constexpr std::int64_t matrix_cols() const { return numel() / matrix_rows(); }
   // The name inside its block (or the whole name outside the stages): "conv1.weight", "skipinit_gain".
   // `name == local_name` without building a string, for constant expressions.
   constexpr bool is(std::string_view local_name) const {

@@ -40,6 +40,10 @@ class nfnet {
 
  public:
   using shape = Shape;
+  using policy = Policy;
+  using execution_space = ExecSpace;
+  using param_type = typename Policy::param_type;
+  using grad_type = typename Policy::grad_type;
   using context_type = model_detail::nf_context<Shape, Policy, ExecSpace>;
   using act_type = typename context_type::act_type;
   using memory_space = typename context_type::memory_space;
@@ -56,6 +60,10 @@ class nfnet {
   }
 
   int resolution() const { return resolution_; }
+  const ExecSpace& space() const { return c_.space(); }
+  // Nothing is derived from the parameters between steps (each forward standardises the weights afresh); the
+  // optimizers call this after an update.
+  void parameters_changed() {}
   parameters_type& parameters() { return c_.params(); }
   const parameters_type& parameters() const { return c_.params(); }
   gradients_type& gradients() { return c_.grads(); }

@@ -20,7 +20,7 @@ template <class Shape, class T, class MemorySpace>
 class nfnet_parameter_arena {
  public:
   static_assert(is_nfnet_shape_v<Shape>, "nfnet_parameter_arena<Shape, ...>: Shape must be a vitscale::nfnet_shape");
-  using shape_type = Shape;
+  // (No shape_type member: that names a ViT arena, which the optimizers may shard over a model axis.)
   static constexpr int count = nfnet_tensor_count<Shape>();
   using value_type = T;
   using memory_space = MemorySpace;

@@ -414,7 +414,7 @@ class fused {
                                "open; end it before reading or saving the EMA");
     const auto& table = static_cast<const Model&>(*model_).parameters().table();
     for (const detail::tensor_desc& d : layout_.host_desc) {
-      const tensor_info& t = table[std::size_t(d.index)];
+      const auto& t = table[std::size_t(d.index)];
       f(t.full_name(), Kokkos::subview(ema_, std::make_pair(std::size_t(d.offset), std::size_t(d.offset + d.numel))),
         std::vector<std::int64_t>(t.dims.begin(), t.dims.begin() + t.rank));
     }
@@ -538,7 +538,7 @@ class fused {
       return Kokkos::subview(view, std::make_pair(std::size_t(begin), std::size_t(begin + count)));
     };
     for (const detail::tensor_desc& d : layout_.host_desc) {
-      const tensor_info& t = table[std::size_t(d.index)];
+      const auto& t = table[std::size_t(d.index)];
       const std::vector<std::int64_t> shape(t.dims.begin(), t.dims.begin() + t.rank);
       if constexpr (decl.shape == optim::extent::per_element) {
         f(std::string(decl.name) + "." + t.full_name(), slice(v, d.offset, d.numel), shape);

@@ -5,6 +5,7 @@
 // the arena is split. The rules (train/sgd_momentum.hpp, adam.hpp, adafactor.hpp, lion.hpp) see none of this
 // beyond a tensor_desc and an arena index.
 
+#include <vitscale/config/nfnet_tensors.hpp>
 #include <vitscale/config/sharding.hpp>
 #include <vitscale/config/tensors.hpp>
 #include <vitscale/core/bf16.hpp>
@@ -91,6 +92,7 @@ struct tensor_desc {
   std::int64_t v_offset;            // offset of an unfactored tensor's whole second moment (Adafactor)
   int unit_base;                    // first AGC unit of the tensor
   int unit_per_row;                 // weights: one unit per row; otherwise the whole tensor is one unit
+  int agc;                          // AGC clips this tensor's units (NFNet exempts its classifier)
   int split;                        // on a model axis: 0 whole (or replicated), 1 rows split, 2 columns split
   std::int64_t full_rows, full_cols, full_numel;  // the unsharded tensor's (= rows, cols, numel when whole)
 };
@@ -171,7 +173,32 @@ axis_entries<ExecSpace> make_axis_entries(const char* label, const std::vector<s
   return a;
 }
 
-// The table of a parameter arena (a std::array or std::vector of tensor_info) and its offsets, cut into
+// How the optimizers treat a tensor of a table: its decay group, whether each row is an AGC unit (else the whole
+// tensor is one: DeepMind's unitwise_norm takes vectors and scalars whole), and whether AGC clips it.
+struct tensor_treatment {
+  int group;
+  bool unit_per_row;
+  bool agc;
+};
+// A ViT's tensor (config/tensors.hpp): weights decayed (the classifier in its own group), AGC everywhere.
+inline tensor_treatment treatment_of(const tensor_info& t) {
+  const bool weight = t.role == tensor_role::weight;
+  return {!weight ? no_decay : t.part == component::classifier ? head_group : body_group, weight, true};
+}
+// An NFNet's tensor (config/nfnet_tensors.hpp): conv and squeeze-excite weights are the body, the classifier's
+// weight the head; gains, biases and skip gains are not decayed. AGC spares the classifier (weight and bias), as
+// the NFNet paper does ("we do not clip the final linear layer").
+inline tensor_treatment treatment_of(const nfnet_tensor_info& t) {
+  switch (t.role) {
+    case nfnet_role::conv_weight:
+    case nfnet_role::se_weight: return {body_group, true, true};
+    case nfnet_role::linear_weight: return {head_group, true, false};
+    default: return {no_decay, false, t.part != nfnet_part::head};
+  }
+}
+
+// The table of a parameter arena (a std::array or std::vector of tensor_info or nfnet_tensor_info) and its
+// offsets, cut into
 // segments; min_dim > 0 marks the factored tensors. `axis`: the model axis the arena is split over (null
 // when it is not split).
 template <class ExecSpace, class Arena>
@@ -183,7 +210,8 @@ layout<ExecSpace> make_layout(const Arena& params, std::int64_t min_dim, communi
   std::vector<int> unit_tensor;
   std::vector<std::int64_t> unit_partial, stat_partial, norm_partial;
   for (std::size_t i = 0; i < table.size(); ++i) {
-    const tensor_info& t = table[i];
+    const auto& t = table[i];
+    const tensor_treatment treatment = treatment_of(t);
     tensor_desc d{};
     d.index = int(i);
     d.offset = static_cast<std::int64_t>(params.offset(int(i)));
@@ -196,7 +224,8 @@ layout<ExecSpace> make_layout(const Arena& params, std::int64_t min_dim, communi
     d.full_cols = d.split == 2 ? d.cols * m : d.cols;
     d.full_numel = d.split ? d.numel * m : d.numel;
     if (d.split) l.split = true;
-    d.group = t.role != tensor_role::weight ? no_decay : t.part == component::classifier ? head_group : body_group;
+    d.group = treatment.group;
+    d.agc = treatment.agc ? 1 : 0;
     // Factoring and normalisation are the unsharded tensor's, so that a shard is stepped as its whole.
     d.factored = min_dim > 0 && d.full_rows >= min_dim && d.full_cols >= min_dim;
     d.normalize_rows = d.full_rows <= d.full_cols;
@@ -219,7 +248,7 @@ layout<ExecSpace> make_layout(const Arena& params, std::int64_t min_dim, communi
       l.unfactored += d.numel;
     }
     d.unit_base = l.units;
-    d.unit_per_row = t.role == tensor_role::weight;
+    d.unit_per_row = treatment.unit_per_row ? 1 : 0;
     const int n_units = d.unit_per_row ? int(d.rows) : 1;
     for (int u = 0; u < n_units; ++u) unit_tensor.push_back(int(i));
     // A unit is cut by the split unless it is a row of a row-split matrix.
@@ -411,7 +440,8 @@ float clip_scales(const ExecSpace& space, const layout<ExecSpace>& l, const P& p
           const float gn = ::vitscale::kmath::sqrt(sums(2 * u));
           const float wn = ::vitscale::kmath::sqrt(sums(2 * u + 1));
           const float max_norm = lambda * (wn > 1e-3f ? wn : 1e-3f);
-          unit_scale(u) = gn < max_norm ? 1.0f : max_norm / (gn > 1e-6f ? gn : 1e-6f);
+          const bool exempt = desc(unit_tensor(u)).agc == 0;
+          unit_scale(u) = exempt || gn < max_norm ? 1.0f : max_norm / (gn > 1e-6f ? gn : 1e-6f);
         });
   }
   if (!(c.global_norm > 0)) return 1.0f;
