@@ -1,5 +1,6 @@
 #pragma once
-// Parameter initialisation: timm's default ViT init or big_vision's, reproducible from a seed.
+// Parameter initialisation: timm's default ViT init or big_vision's, and timm's NFNet init (init_nfnet_tensor, at
+// the end), reproducible from a seed.
 //
 //   std::vector<float> arena(total);
 //   vitscale::init_parameters<shape>(vitscale::init::big_vision{/*seed*/ 0, /*head_bias*/ -10.f}, 224, arena.data());
@@ -24,6 +25,7 @@
 // (models/vit.py at 0127fb6, with flax's DenseGeneral flattening its kernel to [in, out] before calling the
 // initializer and jax's variance_scaling), are written beside each scheme below.
 
+#include <vitscale/config/nfnet_tensors.hpp>
 #include <vitscale/config/shape.hpp>
 #include <vitscale/config/tensors.hpp>
 #include <vitscale/core/error.hpp>
@@ -289,6 +291,37 @@ void init_parameters(const Scheme& scheme, int resolution, float* arena) {
     init_tensor<Shape>(scheme, t, arena + offset);
     offset += t.numel();
   }
+}
+
+}  // namespace vitscale
+
+// --------------------------------------------------------------------------------------------------- NFNet
+
+namespace vitscale {
+
+// Fills `out` (t.numel() floats, timm's layout) with tensor `t` of an NFNet (`d` its descriptor) initialised as
+// timm's NormFreeNet.__init__ does (models/nfnet.py, timm 1.0.31), with the random numbers of this file:
+//   every conv weight (ScaledStdConv2d, and the squeeze-excite's fc1/fc2, which are Conv2d too):
+//     kaiming_normal_(mode='fan_in', nonlinearity='linear'), N(0, 1/fan_in), fan_in = in/groups·k·k;
+//   head.fc (an nn.Linear with 'fc' in its name): N(0, 0.01²);   every bias: 0;
+//   conv gains: 1 (timm's gain_init; a block's conv3 starts at 0 without skipinit);   skipinit_gain: 0.
+inline void init_nfnet_tensor(const init::timm& scheme, const nfnet_descriptor& d, const nfnet_tensor_info& t,
+                              float* out) {
+  if (t.numel() <= 0) detail::fail("init_nfnet_tensor: tensor '", t.full_name(), "' has no elements");
+  if (out == nullptr) detail::fail("init_nfnet_tensor: null output buffer for tensor '", t.full_name(), "'");
+  namespace impl = detail::init_impl;
+  impl::init_dist dist;
+  switch (t.role) {
+    case nfnet_role::conv_weight:
+    case nfnet_role::se_weight: dist = impl::normal(1.0 / std::sqrt(double(t.dims[1] * t.dims[2] * t.dims[3]))); break;
+    case nfnet_role::linear_weight: dist = impl::normal(0.01); break;
+    case nfnet_role::bias: dist = impl::constant(0); break;
+    case nfnet_role::gain: dist = impl::constant(t.layer == "conv3" && !d.skipinit ? 0.0 : 1.0); break;
+    case nfnet_role::skip_gain: dist = impl::constant(0); break;
+  }
+  const rng_key key{scheme.seed, 0, impl::init_stream(t.full_name())};
+  for (std::int64_t i = 0; i < t.numel(); ++i)
+    out[i] = static_cast<float>(impl::draw(dist, key, static_cast<std::uint64_t>(i)));
 }
 
 }  // namespace vitscale

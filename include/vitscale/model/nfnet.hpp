@@ -13,20 +13,22 @@
 // safetensors file loads tensor by tensor). Activations are laid out once per batch size, at the first forward
 // with it; nothing is allocated inside a forward or backward after that.
 //
-// Not yet: dropout before the classifier and stochastic depth (the regularisation of the NFNet recipe),
-// inference without keeping activations, a resolution change, and initialisation (parameters start at zero; set
-// them with set_parameter or load them).
+// Not yet: inference that keeps nothing (predict() runs the training forward without its masks), a resolution
+// change, rematerialisation, and checkpoints of the model and its optimizer (io/).
 
 #include <vitscale/config/nfnet_shape.hpp>
 #include <vitscale/core/error.hpp>
 #include <vitscale/core/precision.hpp>
 #include <vitscale/model/heads/nf_head.hpp>
+#include <vitscale/model/init.hpp>
+#include <vitscale/model/layer_context.hpp>
 #include <vitscale/model/layers/nf_block.hpp>
 #include <vitscale/model/layers/nf_stem.hpp>
 #include <vitscale/model/nfnet_context.hpp>
 
 #include <algorithm>
 #include <cstddef>
+#include <cstdint>
 #include <string_view>
 #include <vector>
 
@@ -58,6 +60,17 @@ class nfnet {
     if (resolution < 1) detail::fail("nfnet: the resolution must be at least 1 pixel, it is ", resolution);
     build();
   }
+  // A model initialised as timm's NormFreeNet (model/init.hpp: init_nfnet_tensor), reproducibly from the seed.
+  explicit nfnet(const init::timm& scheme, int resolution = Shape::resolution, const ExecSpace& space = ExecSpace())
+      : nfnet(resolution, space) {
+    auto& p = c_.params();
+    std::vector<float> host;
+    for (int i = 0; i < p.count; ++i) {
+      host.resize(static_cast<std::size_t>(p.info(i).numel()));
+      init_nfnet_tensor(scheme, Shape::describe(), p.info(i), host.data());
+      set_parameter(i, host.data(), host.size());
+    }
+  }
 
   int resolution() const { return resolution_; }
   const ExecSpace& space() const { return c_.space(); }
@@ -80,10 +93,36 @@ class nfnet {
     Kokkos::deep_copy(v, mirror);
   }
 
+  // Training-time regularisation (the NFNet recipe's): dropout on the pooled features before the classifier,
+  // and stochastic depth on each block's residual branch, the last block's rate drop_path and block i of n
+  // drop_path·i/(n − 1) (timm's calculate_drop_path_rates); masks keyed by (seed, step, site) and the image's
+  // index first_image + b, as the ViT's (model/layer_context.hpp). Rates must lie in [0, 1).
+  void set_regularization(const regularization& r) {
+    kernels::detail::check_drop_probability("nfnet::set_regularization (dropout)", r.dropout);
+    kernels::detail::check_drop_probability("nfnet::set_regularization (drop_path)", r.drop_path);
+    reg_ = r;
+    const std::size_t n = blocks_.size();
+    for (std::size_t i = 0; i < n; ++i)
+      blocks_[i].drop_path = n > 1 ? r.drop_path * double(i) / double(n - 1) : 0.0;
+    head_.dropout = r.dropout;
+  }
+  const regularization& regularization_setting() const { return reg_; }
+
   // images: [B, H, W, C] float (contiguous, NHWC) at resolution() -> logits: [B, classes] float, valid until the
-  // next call. Keeps what backward needs.
+  // next call. Keeps what backward needs; `step` keys the dropout and stochastic-depth masks.
   template <class Images>
-  logits_view forward(const Images& images) {
+  logits_view forward(const Images& images, std::uint32_t step = 0) {
+    return run_forward(images, true, step);
+  }
+  // Inference: the same forward without dropout or stochastic depth (what it keeps is not used).
+  template <class Images>
+  logits_view predict(const Images& images) {
+    return run_forward(images, false, 0);
+  }
+
+ private:
+  template <class Images>
+  logits_view run_forward(const Images& images, bool training, std::uint32_t step) {
     static_assert(Kokkos::is_view<Images>::value && Images::rank == 4,
                   "nfnet::forward: images must be a rank-4 Kokkos::View [B, H, W, C]");
     static_assert(std::is_same<std::remove_const_t<typename Images::value_type>, float>::value,
@@ -95,12 +134,16 @@ class nfnet {
     if (!images.span_is_contiguous()) detail::fail("nfnet::forward: images must be contiguous");
     if (batch == 0) detail::fail("nfnet::forward: the batch is empty");
     layout(static_cast<int>(batch));
+    const model_detail::nf_masks masks{reg_.seed, step, reg_.first_image, training};
     stem_.forward(c_, images, stem_out_);
-    for (std::size_t b = 0; b < blocks_.size(); ++b) blocks_[b].forward(c_, block_input(b), outputs_[b]);
-    head_.forward(c_, last_output(), logits_);
-    forwarded_ = true;
+    for (std::size_t b = 0; b < blocks_.size(); ++b) blocks_[b].forward(c_, block_input(b), outputs_[b], masks);
+    head_.forward(c_, last_output(), logits_, masks);
+    forwarded_ = training;
+    masks_ = masks;
     return logits_;
   }
+
+ public:
 
   // The classifier's input of the last forward: [B, features] (timm's forward_head(pre_logits=True)).
   features_view features() const { return head_.pooled; }
@@ -109,7 +152,7 @@ class nfnet {
   // overwritten in gradients().
   template <class DLogits>
   void backward(const DLogits& dlogits) {
-    if (!forwarded_) detail::fail("nfnet::backward: call forward first");
+    if (!forwarded_) detail::fail("nfnet::backward: call forward (not predict) first");
     ::vitscale::detail::require_extents("nfnet::backward", "dlogits", dlogits,
                                         {logits_.extent(0), logits_.extent(1)});
     auto stream = [&](int which, const auto& like) {
@@ -117,10 +160,10 @@ class nfnet {
     };
     int cur = 0;
     view4 d = stream(cur, last_output());
-    head_.backward(c_, last_output(), dlogits, d, scratch_[0]);
+    head_.backward(c_, last_output(), dlogits, d, scratch_[0], masks_);
     for (std::size_t i = blocks_.size(); i-- > 0;) {
       view4 dx = stream(1 - cur, block_input(i));
-      blocks_[i].backward(c_, block_input(i), d, dx, scratch_[0], scratch_[1], scratch_[2]);
+      blocks_[i].backward(c_, block_input(i), d, dx, scratch_[0], scratch_[1], scratch_[2], masks_);
       d = dx;
       cur = 1 - cur;
     }
@@ -138,7 +181,7 @@ class nfnet {
     int stem_convs = 0;
     void block(const nfnet_block& b) {
       m->blocks_.emplace_back();
-      m->blocks_.back().bind_block(m->c_, b);
+      m->blocks_.back().bind_block(m->c_, b, static_cast<int>(m->blocks_.size() - 1));
     }
     void layer(const nfnet_layer& l) {
       constexpr nfnet_padding padding = Shape::padding;
@@ -183,6 +226,8 @@ class nfnet {
   }
 
   context_type c_;
+  regularization reg_{};
+  model_detail::nf_masks masks_{};
   int resolution_;
   int batch_ = 0;
   bool forwarded_ = false;

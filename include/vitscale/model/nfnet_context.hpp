@@ -15,6 +15,7 @@
 #include <vitscale/config/nfnet_shape.hpp>
 #include <vitscale/core/error.hpp>
 #include <vitscale/core/precision.hpp>
+#include <vitscale/core/random.hpp>
 #include <vitscale/kernels/reduction.hpp>
 #include <vitscale/model/layers/std_conv.hpp>
 #include <vitscale/model/linear.hpp>
@@ -23,6 +24,7 @@
 #include <algorithm>
 #include <array>
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <type_traits>
 
@@ -153,6 +155,19 @@ class nf_context {
   Kokkos::View<act_type*, memory_space> operands_;
   Kokkos::View<float*, memory_space> stats_, dw_scratch_, workspace_;
 };
+
+// What keys a step's dropout and stochastic-depth masks: (seed, step, site) and the image's place in the batch
+// (model/layer_context.hpp's regularization); `training` false: no masks at all.
+struct nf_masks {
+  std::uint64_t seed = 0;
+  std::uint32_t step = 0;
+  std::uint64_t first_image = 0;
+  bool training = false;
+  // The mask stream of a site: 'NF' in the high half, so that no site shares a ViT tensor's stream by accident.
+  rng_key key(std::uint32_t site) const { return rng_key{seed, step, 0x4e460000u + site}; }
+};
+// The sites: block i's stochastic depth is site i; the head's dropout this one.
+constexpr std::uint32_t nf_head_dropout_site = 0xffffu;
 
 // A contiguous rank-4 activation [B, H, W, C] seen as [B·H·W, C] rows (for the row kernels) or [B, H·W, C].
 template <class V>

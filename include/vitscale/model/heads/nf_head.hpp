@@ -1,10 +1,11 @@
 #pragma once
 // The NFNet head unit: timm's final_conv (a 1×1 scaled weight-standardised conv to features channels; absent
 // with feature_multiplier 0), final_act (γ-scaled GELU), then ClassifierHead: global average pooling over the
-// positions, dropout (not implemented yet: the model refuses a non-zero rate) and the linear classifier head.fc.
+// positions, dropout (training) and the linear classifier head.fc.
 //   x: [B, S, S, C] -> features: [B, F] -> logits: [B, classes] (float)
 
 #include <vitscale/kernels/activations.hpp>
+#include <vitscale/kernels/dropout.hpp>
 #include <vitscale/kernels/pooling.hpp>
 #include <vitscale/kernels/reduction.hpp>
 #include <vitscale/model/nfnet_context.hpp>
@@ -26,7 +27,8 @@ struct nf_head {
   nf_linear fc;
   int side = 0, in_channels = 0, features = 0, classes = 0;
   buffer4 f, fa;             // the final conv's output (absent without it) and its activation
-  buffer2 pooled, dlogits_;  // the classifier's input (the features) and the loss gradient in the operand type
+  buffer2 pooled, dropped, dlogits_;  // the features, the classifier's input (dropout on), the loss gradient
+  double dropout = 0.0;               // nfnet::set_regularization
 
   void bind_layer(const Ctx& c, const nfnet_layer& l, nfnet_padding padding) {
     const std::string_view n = l.name;
@@ -50,31 +52,47 @@ struct nf_head {
     if (has_final_conv) f = buffer4("vitscale::nfnet_final_conv", u(batch), u(side), u(side), u(features));
     fa = buffer4("vitscale::nfnet_final_act", u(batch), u(side), u(side), u(features));
     pooled = buffer2("vitscale::nfnet_features", u(batch), u(features));
+    dropped = buffer2("vitscale::nfnet_dropped_features", u(batch), u(features));
     dlogits_ = buffer2("vitscale::nfnet_dlogits", u(batch), u(classes));
   }
 
   // x: [B, S, S, C] -> logits: [B, classes]
+  bool drops(const nf_masks& m) const { return m.training && dropout > 0; }
+
   template <class X, class Logits>
-  void forward(Ctx& c, const X& x, const Logits& logits) const {
+  void forward(Ctx& c, const X& x, const Logits& logits, const nf_masks& masks) const {
     const auto& space = c.space();
     if (has_final_conv) final_conv.forward(c, x, f);
     kernels::gelu_forward<gelu>(space, rows_of(has_final_conv ? view4(f) : view4(x)), rows_of(fa),
                                 static_cast<float>(Ctx::gamma));
     kernels::token_mean_pool_forward(space, positions_of(fa), 0, pooled);
-    fc.forward(c, pooled, logits);
+    if (drops(masks)) {
+      kernels::dropout_forward(space, masks.key(nf_head_dropout_site), dropout, pooled, dropped,
+                               kernels::dropout_index{masks.first_image, 0, 0, 1, 1, 0});
+      fc.forward(c, dropped, logits);
+    } else {
+      fc.forward(c, pooled, logits);
+    }
   }
 
   // The forward's x, dlogits: [B, classes] (float) -> dx: [B, S, S, C] and the head's gradients; scratch: a buffer
   // of at least B·S·S·features elements
   template <class X, class DLogits, class DX, class Scratch>
-  void backward(Ctx& c, const X& x, const DLogits& dlogits, const DX& dx, const Scratch& scratch) const {
+  void backward(Ctx& c, const X& x, const DLogits& dlogits, const DX& dx, const Scratch& scratch,
+                const nf_masks& masks) const {
     const auto& space = c.space();
     kernels::convert(space, typename Ctx::template view1<const float>(dlogits.data(), dlogits.size()),
                      typename Ctx::template view1<T>(dlogits_.data(), dlogits_.size()));
     // The scratch holds d fa, then d pooled after it.
     const std::size_t act = fa.size();
     typename Ctx::template view2<T> dpooled(scratch.data() + act, pooled.extent(0), pooled.extent(1));
-    fc.backward(c, pooled, dlogits_, dpooled);
+    if (drops(masks)) {
+      fc.backward(c, dropped, dlogits_, dpooled);
+      kernels::dropout_backward(space, masks.key(nf_head_dropout_site), dropout, dpooled, dpooled,
+                                kernels::dropout_index{masks.first_image, 0, 0, 1, 1, 0});
+    } else {
+      fc.backward(c, pooled, dlogits_, dpooled);
+    }
     view4 dfa(scratch.data(), fa.extent(0), fa.extent(1), fa.extent(2), fa.extent(3));
     kernels::token_mean_pool_backward(space, dpooled, 0, positions_of(dfa));
     if (has_final_conv) {

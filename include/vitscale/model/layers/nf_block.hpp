@@ -9,12 +9,13 @@
 //   out = sc + α·skipinit_gain·g
 //
 // Everything backward needs is kept: the pre-activation and activation of every convolution, the shortcut's
-// pooled input, the squeeze-excite's vectors and the gated branch. Drop-path (stochastic depth) is not
-// implemented yet: the model refuses a non-zero rate.
+// pooled input, the squeeze-excite's vectors and the branch as it joined the residual (after stochastic depth:
+// drop_path(g), one keep decision per image, timm's DropPath before the skipinit gain).
 //   x: [B, S, S, in] -> out: [B, S/stride, S/stride, out]
 
 #include <vitscale/kernels/activations.hpp>
 #include <vitscale/kernels/channel_gate.hpp>
+#include <vitscale/kernels/dropout.hpp>
 #include <vitscale/kernels/pooling.hpp>
 #include <vitscale/kernels/residual.hpp>
 #include <vitscale/model/nfnet_context.hpp>
@@ -40,14 +41,17 @@ struct nf_block {
   nf_linear fc1, fc2;
   int skip = -1;  // the skipinit_gain tensor, -1 without
   int pool_side = 0;
+  int index = 0;            // over the whole network: the stochastic-depth mask's site
+  double drop_path = 0.0;   // this block's stochastic-depth rate (nfnet::set_regularization)
 
   // Saved activations (see the top of this file).
   buffer4 a1, pooled, h1, a2, h2, a2b, h2b, a3, h3, gated;
   buffer2 squeezed, z1, r1, z2;
   Kokkos::View<float**, Kokkos::LayoutRight, typename Ctx::memory_space> residual_ws;
 
-  void bind_block(const Ctx& c, const nfnet_block& b) {
+  void bind_block(const Ctx& c, const nfnet_block& b, int block_index) {
     info = b;
+    index = block_index;
     if (b.skipinit) skip = c.require(b.stage, b.block, "skipinit_gain");
   }
   void bind_layer(const Ctx& c, const nfnet_layer& l, nfnet_padding padding) {
@@ -99,15 +103,17 @@ struct nf_block {
     residual_ws = decltype(residual_ws)("vitscale::nfnet_residual_ws", ws.chunks, ws.cols);
   }
 
-  // The branch's output before the residual: the gated h, or h itself without squeeze-excite.
+  // The branch as it joins the residual: the gated h, or h itself without squeeze-excite — after stochastic
+  // depth, which the forward applies in place (backward needs no undropped copy: see backward).
   const buffer4& branch() const { return has_se() ? gated : h3; }
+  bool drops(const nf_masks& m) const { return m.training && drop_path > 0; }
   auto skip_gain(const typename Ctx::parameters_type& p) const {
     return skip >= 0 ? p.vector(skip) : typename Ctx::parameters_type::vector_type();
   }
 
   // x: [B, Si, Si, in] -> out: [B, So, So, out]
   template <class X, class Out>
-  void forward(Ctx& c, const X& x, const Out& out) const {
+  void forward(Ctx& c, const X& x, const Out& out, const nf_masks& masks) const {
     const auto& space = c.space();
     const float g = static_cast<float>(Ctx::gamma);
     kernels::gelu_forward<gelu>(space, rows_of(x), rows_of(a1), static_cast<float>(Ctx::gamma * info.beta));
@@ -125,6 +131,11 @@ struct nf_block {
       fc2.forward(c, r1, z2);
       kernels::channel_gate_forward(space, positions_of(h3), z2, nfnet_descriptor::se_gain, positions_of(gated));
     }
+    // Without squeeze-excite the branch is h3 itself, which nothing after needs undropped (conv3's backward
+    // reads a3 and dh3), so stochastic depth may overwrite it as it overwrites the gated branch.
+    if (drops(masks))
+      kernels::drop_path_forward(space, masks.key(std::uint32_t(index)), drop_path, positions_of(branch()),
+                                 positions_of(branch()), masks.first_image);
     // The shortcut first, into out; then out += α·skipinit_gain·branch.
     if (info.downsample) {
       if (info.shortcut_pool) {
@@ -144,7 +155,7 @@ struct nf_block {
   // s0, s1, s2: scratch of at least scratch_elements() each (dx and dout are neither).
   template <class X, class DOut, class DX, class Scratch>
   void backward(Ctx& c, const X& x, const DOut& dout, const DX& dx, const Scratch& s0, const Scratch& s1,
-                const Scratch& s2) const {
+                const Scratch& s2, const nf_masks& masks) const {
     const auto& space = c.space();
     const float g = static_cast<float>(Ctx::gamma);
     auto like = [](const Scratch& s, const buffer4& b) {
@@ -155,6 +166,9 @@ struct nf_block {
     auto dskip = skip >= 0 ? c.grads().vector(skip) : typename Ctx::gradients_type::vector_type();
     kernels::scaled_residual_backward(space, rows_of(branch()), skip_gain(c.params()), info.alpha, rows_of(dout),
                                       rows_of(dbranch), dskip, residual_ws);
+    if (drops(masks))
+      kernels::drop_path_backward(space, masks.key(std::uint32_t(index)), drop_path, positions_of(dbranch),
+                                  positions_of(dbranch), masks.first_image);
     view4 dh3 = dbranch;
     if (has_se()) {
       dh3 = like(s1, h3);
