@@ -92,6 +92,17 @@ int main(int argc, char** argv) try {
   std::printf("model: logits [%zu, %zu], tokens [%zu, %zu, %zu], %zu parameters, now at %d px\n",
               logits.extent(0), logits.extent(1), feats.tokens.extent(0), feats.tokens.extent(1),
               feats.tokens.extent(2), model.parameters().size(), model.resolution());
+
+  // NFNet, the ConvNet of "ConvNets match ViTs at scale": a compile-time shape (timm's dm_nfnet structure),
+  // constexpr accounting, and a model whose units mirror timm's NormFreeNet (same names, same gradients).
+  static_assert(vs::presets::nfnet_f0::params().total == 71'489'284);               // timm's dm_nfnet_f0
+  static_assert(vs::presets::nfnet_f0::flops(256).forward_macs == 12'384'198'656);  // the paper's 12.38 G
+  vs::nfnet<vs::presets::nfnet_fmnist, vs::precision::fp32, space> convnet(vs::init::timm{/*seed*/ 0});
+  convnet.set_regularization({/*dropout*/ 0.2, /*drop_path*/ 0.1, /*seed*/ 0});
+  auto nf_logits = convnet.forward(images, /*step*/ 0);  // [8, 10]; the optimizers step it as they step a ViT
+  convnet.backward(dlogits);
+  std::printf("nfnet: logits [%zu, %zu], %zu parameters\n", nf_logits.extent(0), nf_logits.extent(1),
+              convnet.parameters().size());
   return 0;
 } catch (const std::exception& e) {
   std::fprintf(stderr, "tour: %s\n", e.what());

@@ -18,8 +18,8 @@
 #    -march=native, no oneDNN, no MPI, no examples), builds the executables of the selected tests only, and
 #    runs them with ctest under qemu-aarch64 (the toolchain's CMAKE_CROSSCOMPILING_EMULATOR).
 #
-# VITSCALE_CROSS_TESTS: the ctest -R expression that selects the tests (default: core, the kernel tests, model
-# and model_parts). Each selected test NAME is built from its executable test_NAME (tests/CMakeLists.txt).
+# VITSCALE_CROSS_TESTS: the ctest -R expression that selects the tests (default: core, the kernel tests, model,
+# model_parts and model_nfnet). Each selected test NAME is built from its executable test_NAME (tests/CMakeLists.txt).
 # The rest of the suite is left out to keep the run short (CI time; data and npz would also need zlib1g-dev:arm64,
 # the MPI tests an arm64 MPI); a wider expression builds and runs more, e.g. '^(core|config|kernels_.*|model.*)$'.
 # Idempotent: a second run finds the packages and Kokkos in place and rebuilds only what changed.
@@ -30,7 +30,7 @@ case "${1:-}" in -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next }
 build=${1:-$repo/build-aarch64}
 if [ $# -gt 0 ]; then shift; fi
 extra_cmake_args=("$@")
-tests_regex=${VITSCALE_CROSS_TESTS:-'^(core|kernels_.*|model|model_parts)$'}
+tests_regex=${VITSCALE_CROSS_TESTS:-'^(core|kernels_.*|model|model_parts|model_nfnet)$'}
 jobs=$(nproc 2>/dev/null || echo 2)
 
 triple=aarch64-linux-gnu

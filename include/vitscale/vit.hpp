@@ -34,6 +34,7 @@
 #include <vitscale/kernels/softmax.hpp>
 
 #include <vitscale/model/init.hpp>
+#include <vitscale/model/nfnet.hpp>
 #include <vitscale/model/parameters.hpp>
 #include <vitscale/model/posemb.hpp>
 #include <vitscale/model/vit.hpp>

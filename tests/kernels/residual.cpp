@@ -1,5 +1,5 @@
-// Residual add and accumulate: against a double reference in float, bf16 and mixed storage, in place,
-// poisoned outputs, and shape errors.
+// Residual add and accumulate, and NFNet's scaled residual (x + α·gain·r, backward with the gain's gradient):
+// against a double reference in float, bf16 and mixed storage, in place, poisoned outputs, and shape errors.
 #include <support/testing.hpp>
 
 #include <vitscale/kernels/residual.hpp>
@@ -79,3 +79,57 @@ TEST_CASE_TEMPLATE_DEFINE("residual rejects mismatched shapes", Space, residual_
   s.fence();
 }
 VITSCALE_ON_HOST_SPACES(residual_shapes_id);
+
+// ------------------------------------------------------------- NFNet's scaled residual y = x + alpha·gain·r
+
+TEST_CASE_TEMPLATE_DEFINE("scaled residual matches a double reference, with and without a gain", Space,
+                          scaled_residual_id) {
+  using vs::test::vec;
+  for (const std::size_t rows : {std::size_t(1), std::size_t(7), std::size_t(300)}) {  // past the 64 chunks
+    CAPTURE(rows);
+    const std::size_t cols = 13;
+    const double alpha = 0.2;
+    std::mt19937 rng(static_cast<unsigned>(rows));
+    mat<float, Space> x("x", rows, cols), r("r", rows, cols), y("y", rows, cols), dy("dy", rows, cols),
+        dr("dr", rows, cols);
+    vec<float, Space> gain("gain", 1), dgain("dgain", 1), none;
+    const auto ws = vk::scaled_residual_backward_workspace(rows);
+    mat<float, Space> workspace("workspace", ws.chunks, ws.cols);
+    const auto xs = vs::test::fill_random(x, rng, -2.0, 2.0);
+    const auto rs = vs::test::fill_random(r, rng, -2.0, 2.0);
+    const auto dys = vs::test::fill_random(dy, rng, -1.0, 1.0);
+    const auto gs = vs::test::fill_random(gain, rng, 0.5, 1.5);
+    vs::test::poison(y);
+    vs::test::poison(dr);
+    vs::test::poison(dgain);
+    const Space space;
+    vk::scaled_residual_add(space, x, r, gain, alpha, y);
+    vk::scaled_residual_backward(space, r, gain, alpha, dy, dr, dgain, workspace);
+    space.fence();
+    std::vector<double> want_y(xs.size()), want_dr(xs.size());
+    double want_dgain = 0;
+    for (std::size_t k = 0; k < xs.size(); ++k) {
+      want_y[k] = xs[k] + alpha * gs[0] * rs[k];
+      want_dr[k] = alpha * gs[0] * dys[k];
+      want_dgain += alpha * dys[k] * rs[k];
+    }
+    vs::test::check_close(vs::test::read(y), want_y, 1e-6, "y");
+    vs::test::check_close(vs::test::read(dr), want_dr, 1e-6, "dr");
+    vs::test::check_close(vs::test::read(dgain), {want_dgain}, 1e-5, "dgain", 1e-6 * double(rows));
+    // Without a gain (empty Views): y = x + alpha·r, dr = alpha·dy, nothing else written.
+    vk::scaled_residual_add(space, x, r, none, alpha, y);
+    vk::scaled_residual_backward(space, r, none, alpha, dy, dr, none, workspace);
+    space.fence();
+    for (std::size_t k = 0; k < xs.size(); ++k) {
+      want_y[k] = xs[k] + alpha * rs[k];
+      want_dr[k] = alpha * dys[k];
+    }
+    vs::test::check_close(vs::test::read(y), want_y, 1e-6, "y without gain");
+    vs::test::check_close(vs::test::read(dr), want_dr, 1e-6, "dr without gain");
+    // A gain of two elements, or a gain without its gradient, is a mistake.
+    vec<float, Space> two("two", 2);
+    CHECK_THROWS_AS(vk::scaled_residual_add(space, x, r, two, alpha, y), vs::error);
+    CHECK_THROWS_AS(vk::scaled_residual_backward(space, r, gain, alpha, dy, dr, none, workspace), vs::error);
+  }
+}
+VITSCALE_ON_HOST_SPACES(scaled_residual_id);

@@ -1,10 +1,14 @@
 // The NFNet against timm: a small NormFreeNet of dm_nfnet's structure (tests/reference/nfnet_reference.py,
 // tests/golden/nfnet/tiny.safetensors: depths 1, 2, 1, 1, odd feature-map sides, random weights and gains) —
-// logits, features and the gradient of every parameter, in fp32 and under the bf16 policy, on every host space.
+// logits, features and the gradient of every parameter, in fp32 and under the bf16 policy, on every host space;
+// and its parameters read from timm's state dict and written back (io/nfnet_parameters.hpp).
 #include <doctest/doctest.h>
 #include <support/spaces.hpp>
 #include <support/testing.hpp>
 
+#include <support/errors.hpp>
+#include <support/scratch.hpp>
+#include <vitscale/io/nfnet_parameters.hpp>
 #include <vitscale/io/safetensors.hpp>
 #include <vitscale/model/nfnet.hpp>
 
@@ -45,14 +49,13 @@ double largest(const std::vector<double>& v) {
 // Tolerances relative to each tensor's largest reference value (as the ViT's timm checks).
 template <class Policy, class Space>
 void check_against_timm(double tol_logits, double tol_grads, bool skip_se_fc1 = false) {
-  INFO("policy act_type " << vs::test::type_name<typename Policy::act_type>());
+  INFO("policy act_type " << std::string(vs::test::type_name<typename Policy::act_type>()));
   const nfnet_golden g;
   vs::nfnet<tiny, Policy, Space> model;
-  auto& p = model.parameters();
-  for (int i = 0; i < p.count; ++i) {
-    const auto values = g.get(p.info(i).full_name());
-    model.set_parameter(i, values.data(), values.size());
-  }
+  // timm's state dict, by name (the golden file also holds the inputs, outputs and gradients: unused).
+  const auto report =
+      vs::io::load_nfnet_parameters(model, std::string(VITSCALE_TEST_GOLDEN_DIR) + "/nfnet/tiny.safetensors");
+  CHECK(report.loaded == model.parameters().count);
   const auto pixels = g.get("input.images");
   Kokkos::View<float****, Kokkos::LayoutRight, typename Space::memory_space> images("images", 2, 36, 36, 3);
   {
@@ -101,3 +104,37 @@ TEST_CASE_TEMPLATE_DEFINE("nfnet matches timm's NormFreeNet: logits, features an
   check_against_timm<vs::precision::bf16_mixed, Space>(1e-2, 8e-2, true);
 }
 VITSCALE_ON_HOST_SPACES(nfnet_timm_id);
+
+TEST_CASE("nfnet parameters: written and read back bit for bit, a file that does not fit refused whole, a new head") {
+  using Space = Kokkos::DefaultHostExecutionSpace;
+  using model_t = vs::nfnet<tiny, vs::precision::fp32, Space>;
+  const model_t a(vs::init::timm{1});
+  const std::string path = (vs::test::scratch() / "nfnet_tiny.safetensors").string();
+  vs::io::save_nfnet_parameters(a, path);
+  model_t b;
+  const auto report = vs::io::load_nfnet_parameters(b, path);
+  CHECK(report.loaded == b.parameters().count);
+  CHECK(report.unused.empty());
+  CHECK(vs::test::read(a.parameters().all()) == vs::test::read(b.parameters().all()));
+
+  // Another shape's file: every mismatch in one error, and the model untouched.
+  using other = tiny::with<vs::nfopt::classes<5>>;
+  const vs::nfnet<other, vs::precision::fp32, Space> c(vs::init::timm{2});
+  const std::string other_path = (vs::test::scratch() / "nfnet_other.safetensors").string();
+  vs::io::save_nfnet_parameters(c, other_path);
+  const auto before = vs::test::read(b.parameters().all());
+  CHECK_ERROR(vs::io::load_nfnet_parameters(b, other_path), "does not fit the model (2 problems)", "head.fc.weight",
+              "[5, 128]", "head.fc.bias");
+  CHECK(vs::test::read(b.parameters().all()) == before);
+
+  // A new head: the body read, the classifier set to zero, the file's head reported unused.
+  vs::io::load_options fresh;
+  fresh.new_head = true;
+  const auto r2 = vs::io::load_nfnet_parameters(b, other_path, fresh);
+  CHECK(r2.reinitialised.size() == 2);
+  CHECK(r2.unused.size() == 2);
+  const int fc = b.parameters().index("head.fc.weight");
+  for (float v : b.parameter(fc)) CHECK(v == 0.0f);
+  const int stem = b.parameters().index("stem.conv1.weight");
+  CHECK(b.parameter(stem) == c.parameter(stem));
+}

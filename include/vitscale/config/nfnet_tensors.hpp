@@ -13,6 +13,7 @@
 // the classifier); biases, gains and the skipinit gains are not decayed.
 
 #include <vitscale/config/nfnet_walk.hpp>
+#include <vitscale/config/tensor_extents.hpp>
 
 #include <array>
 #include <cstddef>
@@ -41,18 +42,9 @@ struct nfnet_tensor_info {
   int rank = 0;
   std::array<std::int64_t, 4> dims{};
 
-  constexpr std::int64_t numel() const {
-    std::int64_t n = 1;
-    for (int i = 0; i < rank; ++i) n *= dims[i];
-    return n;
-  }
-  // The tensor seen as a matrix: unit dimensions dropped, then [first dimension, everything else] (a conv
-  // weight is [out, in/groups·k·k]; a gain [out, 1]; a scalar [1, 1]), as tensor_info does.
-  constexpr std::int64_t matrix_rows() const {
-    for (int i = 0; i < rank; ++i)
-      if (dims[i] != 1) return dims[i];
-    return 1;
-  }
+  constexpr std::int64_t numel() const { return detail::extents_numel(dims, rank); }
+  // The tensor as a matrix (config/tensor_extents.hpp): [first non-unit dimension, everything else].
+  constexpr std::int64_t matrix_rows() const { return detail::extents_matrix_rows(dims, rank); }
   constexpr std::int64_t matrix_cols() const { return numel() / matrix_rows(); }
   // The name inside its block (or the whole name outside the stages): "conv1.weight", "skipinit_gain".
   // `name == local_name` without building a string, for constant expressions.

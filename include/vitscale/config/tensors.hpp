@@ -12,6 +12,7 @@
 
 #include <vitscale/config/describe.hpp>
 #include <vitscale/config/options.hpp>
+#include <vitscale/config/tensor_extents.hpp>
 
 #include <array>
 #include <cstdint>
@@ -42,18 +43,9 @@ struct tensor_info {
   int rank;
   std::array<std::int64_t, 4> dims;
 
-  constexpr std::int64_t numel() const {
-    std::int64_t n = 1;
-    for (int i = 0; i < rank; ++i) n *= dims[i];
-    return n;
-  }
-  // The tensor seen as a matrix: unit dimensions dropped, then [first dimension, everything else].
-  // A vector is [n, 1]. Adafactor factors on this view.
-  constexpr std::int64_t matrix_rows() const {
-    for (int i = 0; i < rank; ++i)
-      if (dims[i] != 1) return dims[i];
-    return 1;
-  }
+  constexpr std::int64_t numel() const { return detail::extents_numel(dims, rank); }
+  // The tensor as a matrix (config/tensor_extents.hpp): [first non-unit dimension, everything else].
+  constexpr std::int64_t matrix_rows() const { return detail::extents_matrix_rows(dims, rank); }
   constexpr std::int64_t matrix_cols() const { return numel() / matrix_rows(); }
 
   std::string full_name() const {

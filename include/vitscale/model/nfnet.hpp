@@ -82,6 +82,13 @@ class nfnet {
   gradients_type& gradients() { return c_.grads(); }
   const gradients_type& gradients() const { return c_.grads(); }
 
+  // Tensor i as host floats (converted from the parameter type).
+  std::vector<float> parameter(int i) const {
+    const auto host = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), c_.params().vector(i));
+    std::vector<float> out(host.extent(0));
+    for (std::size_t k = 0; k < out.size(); ++k) out[k] = static_cast<float>(host(k));
+    return out;
+  }
   // Tensor i from host floats (converted to the parameter type).
   void set_parameter(int i, const float* host, std::size_t count) {
     auto v = c_.params().vector(i);
