@@ -1,7 +1,7 @@
 #pragma once
 // nf_context<Shape, Policy, ExecSpace>: what every unit of an NFNet reads and writes at run time — the execution
 // space, the parameter and gradient arenas, the operand arena (each conv's standardised weight ŵ, each linear
-// map's weight in the operand type), the standardisation's statistics, the batch, and the gradient scratch all
+// map's weight converted where the parameters are of another type), the standardisation's statistics, the batch, and the gradient scratch all
 // units share — and the two parameterised units the stem, the blocks and the head are built of:
 //   nf_conv    a scaled weight-standardised convolution (model/layers/std_conv.hpp) bound to its tensors;
 //   nf_linear  a linear map on a pooled vector (the squeeze-excite's 1×1 convs, the classifier).
@@ -54,21 +54,23 @@ class nf_context {
   static constexpr int count = parameters_type::count;
   static constexpr std::size_t absent = static_cast<std::size_t>(-1);
   static constexpr double gamma = nfnet_descriptor::gamma;
+  // Parameters already in the operand type (fp32, bf16_pure) are the linear maps' operands themselves.
+  static constexpr bool params_are_operands = std::is_same<param_type, act_type>::value;
 
   explicit nf_context(const ExecSpace& space)
       : space_(space), params_("vitscale::nfnet_parameters"), grads_("vitscale::nfnet_gradients") {
-    // Every weight gets an operand of its own (a conv's ŵ, a linear map's converted copy); every conv weight
-    // its statistics (mean, rstd per output channel).
+    // Every conv weight gets an operand of its own (its ŵ) and its statistics (mean, rstd per output channel);
+    // a linear map's weight a converted copy, unless the parameters are in the operand type already.
     std::size_t operand = 0, stat = 0, largest = 0;
     for (int i = 0; i < count; ++i) {
       const auto& t = params_.info(i);
       operand_offset_[i] = stat_offset_[i] = absent;
-      const bool weight = t.role == nfnet_role::conv_weight || t.role == nfnet_role::se_weight ||
-                          t.role == nfnet_role::linear_weight;
-      if (!weight) continue;
+      const bool conv = t.role == nfnet_role::conv_weight;
+      const bool linear = t.role == nfnet_role::se_weight || t.role == nfnet_role::linear_weight;
+      if (!conv && !(linear && !params_are_operands)) continue;
       operand_offset_[i] = operand;
       operand += static_cast<std::size_t>(t.numel());
-      if (t.role == nfnet_role::conv_weight) {
+      if (conv) {
         stat_offset_[i] = stat;
         stat += 2 * static_cast<std::size_t>(t.dims[0]);
         largest = std::max(largest, static_cast<std::size_t>(t.numel()));
@@ -104,6 +106,14 @@ class nf_context {
   view2<act_type> operand2(int i) const {
     const auto& d = params_.info(i).dims;
     return view2<act_type>(operands_.data() + operand_offset(i), d[0], d[1]);
+  }
+  // A linear map's weight [out, in] in the operand type: the parameter itself, or its converted copy.
+  view2<act_type> linear_operand(int i) const {
+    if constexpr (params_are_operands) {
+      return as2(params_, i);
+    } else {
+      return operand2(i);
+    }
   }
   view1<float> mean(int i) const { return view1<float>(stats_.data() + stat_offset(i), params_.info(i).dims[0]); }
   view1<float> rstd(int i) const {
@@ -225,18 +235,19 @@ struct nf_linear {
     return nf_linear{c.require(l.stage, l.block, name + ".weight"), c.require(l.stage, l.block, name + ".bias")};
   }
 
-  // x: [B, in] -> y: [B, out] = x·Wᵀ + b; converts the weight into its operand first
+  // x: [B, in] -> y: [B, out] = x·Wᵀ + b; converts the weight into its operand first where the types differ
   template <class Ctx, class X, class Y>
   void forward(Ctx& c, const X& x, const Y& y) const {
-    kernels::convert(c.space(), c.params().vector(weight),
-                     typename Ctx::template view1<typename Ctx::act_type>(c.operand2(weight).data(),
-                                                                          c.operand2(weight).size()));
-    linear_forward(c.space(), x, c.operand2(weight), c.params().vector(bias), y);
+    const auto w = c.linear_operand(weight);
+    if constexpr (!Ctx::params_are_operands)
+      kernels::convert(c.space(), c.params().vector(weight),
+                       typename Ctx::template view1<typename Ctx::act_type>(w.data(), w.size()));
+    linear_forward(c.space(), x, w, c.params().vector(bias), y);
   }
   // The forward's x and dy: [B, out] -> dx: [B, in] (empty: not wanted), dW, db (overwritten)
   template <class Ctx, class X, class DY, class DX>
   void backward(Ctx& c, const X& x, const DY& dy, const DX& dx) const {
-    linear_backward(c.space(), x, c.operand2(weight), dy, Ctx::as2(c.grads(), weight), c.grads().vector(bias), dx,
+    linear_backward(c.space(), x, c.linear_operand(weight), dy, Ctx::as2(c.grads(), weight), c.grads().vector(bias), dx,
                     c.column_workspace(dy.extent(0), dy.extent(1)));
   }
 };

@@ -136,7 +136,8 @@ struct nf_block {
     if (drops(masks))
       kernels::drop_path_forward(space, masks.key(std::uint32_t(index)), drop_path, positions_of(branch()),
                                  positions_of(branch()), masks.first_image);
-    // The shortcut first, into out; then out += α·skipinit_gain·branch.
+    // out = shortcut + α·skipinit_gain·branch: the downsampled shortcut is written into out first, the identity
+    // one is read from x.
     if (info.downsample) {
       if (info.shortcut_pool) {
         kernels::avg_pool2d_forward(space, 2, 2, a1, pooled);
@@ -144,11 +145,12 @@ struct nf_block {
       } else {
         downsample.forward(c, a1, out);
       }
+      kernels::scaled_residual_add(space, rows_of(out), rows_of(branch()), skip_gain(c.params()), info.alpha,
+                                   rows_of(out));
     } else {
-      Kokkos::deep_copy(space, out, x);
+      kernels::scaled_residual_add(space, rows_of(x), rows_of(branch()), skip_gain(c.params()), info.alpha,
+                                   rows_of(out));
     }
-    kernels::scaled_residual_add(space, rows_of(out), rows_of(branch()), skip_gain(c.params()), info.alpha,
-                                 rows_of(out));
   }
 
   // The forward's x and dout: [B, So, So, out] -> dx: [B, Si, Si, in] and every gradient of the block.
