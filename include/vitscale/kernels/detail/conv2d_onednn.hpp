@@ -439,8 +439,13 @@ void onednn_backward_weights(const ExecSpace& space, const problem& p, const TI*
   const std::int64_t d_w[4] = {p.cout, p.cin / p.geom.groups, p.geom.kernel_h, p.geom.kernel_w};
   std::int64_t packed[4];
   packed_strides(d_w, packed);
-  float* dw_float = conv_floats(7, d_w[0] * d_w[1] * d_w[2] * d_w[3]);
-  float* db_float = dbias != nullptr ? conv_floats(6, p.cout) : nullptr;
+  // A float dw (dbias) that is overwritten and packed takes oneDNN's result directly; anything else goes through
+  // a float buffer and one pass that adds beta·dw and rounds once.
+  const bool dw_direct = std::is_same<TW, float>::value && p.beta == 0.0f && p.sw[0] == packed[0] &&
+                         p.sw[1] == packed[1] && p.sw[2] == packed[2] && p.sw[3] == packed[3];
+  const bool db_direct = std::is_same<TB, float>::value && p.beta == 0.0f && dbias_stride == 1;
+  float* dw_float = dw_direct ? reinterpret_cast<float*>(dw) : conv_floats(7, d_w[0] * d_w[1] * d_w[2] * d_w[3]);
+  float* db_float = dbias == nullptr ? nullptr : db_direct ? reinterpret_cast<float*>(dbias) : conv_floats(6, p.cout);
   {
     const gemm_detail::host_threads_scope scope(threads);
     const conv_entry& e =
@@ -463,8 +468,8 @@ void onednn_backward_weights(const ExecSpace& space, const problem& p, const TI*
     stream.wait();
   }
   // dw = dw_float + beta·dw and dbias likewise, rounded once.
-  copy_block(space, d_w, static_cast<const float*>(dw_float), packed, dw, p.sw, p.beta);
-  if (dbias != nullptr) {
+  if (!dw_direct) copy_block(space, d_w, static_cast<const float*>(dw_float), packed, dw, p.sw, p.beta);
+  if (dbias != nullptr && !db_direct) {
     const std::int64_t d[4] = {1, 1, 1, p.cout}, s[4] = {0, 0, 0, 1}, t[4] = {0, 0, 0, dbias_stride};
     copy_block(space, d, static_cast<const float*>(db_float), s, dbias, t, p.beta);
   }
